@@ -1,0 +1,237 @@
+"""`split-perception` command line: info, make-dataset, train, encode, decode, eval, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .errors import SplitPerceptionError
+
+MODEL_HELP = "checkpoint path (default: the bundled model)"
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def cmd_info(args) -> int:
+    import numpy as np
+
+    from .data.synthetic import render_scene
+    from .onboard import OnboardEncoder
+
+    enc = OnboardEncoder(args.model)
+    cfg = enc.cfg
+    m = enc.model
+    print(f"model:        {args.model or 'bundled default'}")
+    print(f"fingerprint:  {enc.fingerprint}")
+    print(f"classes:      {', '.join(cfg.class_names)}")
+    print(f"input size:   {cfg.input_size[1]}x{cfg.input_size[0]} (w x h), split after MobileNetV3 "
+          f"features[:{cfg.split_index}] (stride {m.teacher.split_stride}, {m.teacher.split_channels} channels)")
+    onboard = sum(p.numel() for p in m.encoder.parameters()) + sum(p.numel() for p in m.entropy.parameters())
+    print(f"onboard params (all widths share them): {onboard:,}")
+    image, _ = render_scene(np.random.default_rng(args.seed), tuple(cfg.input_size), tuple(cfg.class_names))
+    print("width  bottleneck  bytes/frame (one synthetic sample)")
+    for w, c in zip(enc.widths, m.encoder.bottleneck_channels):
+        enc.set_width(w)
+        print(f"{w:5.2f}  {c:10d}  {len(enc.encode(image)):11d}")
+    return 0
+
+
+def cmd_make_dataset(args) -> int:
+    from .data.synthetic import make_dataset
+
+    path = make_dataset(args.out, args.num_images, seed=args.seed, size=(args.height, args.width))
+    print(f"wrote {args.num_images} scenes: {path}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .training.trainer import Trainer
+
+    mc, tc = load_config(args.config)
+    for key in ("output_dir", "epochs", "seed", "max_train_images"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(tc, key, value)
+    final = Trainer(mc, tc.validate(), progress=not args.quiet).run()
+    print(f"final model: {final}")
+    return 0
+
+
+def _read_rgb(path: Path):
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SplitPerceptionError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def cmd_encode(args) -> int:
+    from .onboard import OnboardEncoder
+
+    _threads(args.threads)
+    enc = OnboardEncoder(args.model)
+    enc.set_width(args.width)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(args.images):
+        rgb = _read_rgb(Path(path))
+        t0 = time.perf_counter()
+        data = enc.encode(rgb, frame_id=i, stamp_ns=time.time_ns())
+        ms = 1000 * (time.perf_counter() - t0)
+        target = out / (Path(path).stem + ".spf")
+        target.write_bytes(data)
+        print(f"{path} -> {target}: {len(data)} bytes at width {enc.width} ({ms:.1f} ms)")
+    return 0
+
+
+def cmd_decode(args) -> int:
+    import cv2
+
+    from .errors import ModelMismatchError, PacketError
+    from .offboard import OffboardDecoder
+    from .visualize import draw_detections
+
+    _threads(args.threads)
+    dec = OffboardDecoder(args.model, score_thresh=args.score_thresh)
+    results, failures = [], 0
+    for path in args.packets:
+        try:
+            frame = dec.decode(Path(path).read_bytes(), with_mask=bool(args.masks))
+        except (PacketError, ModelMismatchError) as exc:
+            failures += 1
+            print(f"{path}: refused: {exc}", file=sys.stderr)
+            continue
+        for d in frame.detections:
+            x1, y1, x2, y2 = d.box
+            results.append({"file": str(path), "frame_id": frame.frame_id, "category_id": d.label_id,
+                            "label": d.label, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score})
+        print(f"{path}: width {frame.width}, {frame.num_bytes} bytes, {len(frame.detections)} detections")
+        if args.masks:
+            Path(args.masks).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(Path(args.masks) / (Path(path).stem + "_mask.png")), frame.mask)
+        if args.images:
+            src = Path(args.images) / (Path(path).stem + ".png")
+            if src.is_file():
+                Path(args.annotated).mkdir(parents=True, exist_ok=True)
+                vis = draw_detections(_read_rgb(src), frame.detections)
+                cv2.imwrite(str(Path(args.annotated) / src.name), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f"wrote {len(results)} detections to {args.out}; {failures} packet(s) refused")
+    return 1 if failures else 0
+
+
+def cmd_eval(args) -> int:
+    from .codec.checkpoint import load_model
+    from .evaluation.evaluate import evaluate_split, evaluate_teacher
+    from .offboard import OffboardDecoder
+    from .onboard import OnboardEncoder
+    from .evaluation.report import format_table
+
+    _threads(args.threads)
+    enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model)
+    res = {"teacher": evaluate_teacher(enc.model.teacher, args.data, args.max_images)}
+    res.update({str(w): r for w, r in evaluate_split(enc, dec, args.data, max_images=args.max_images).items()})
+    print(format_table(res))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"model": args.model or "bundled", "data": args.data,
+                                              "threads": args.threads, "results": res}, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    _threads(args.threads)
+    return run_demo(args.model, args.frames, args.out, args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="split-perception", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="widths, input size, fingerprint, bytes/frame per width")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--seed", type=int, default=0, help="seed of the synthetic sample frame")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("make-dataset", help="render a synthetic COCO-format dataset (boxes + masks)")
+    s.add_argument("out", help="output folder (gets images/ and annotations.json)")
+    s.add_argument("-n", "--num-images", type=int, default=200)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--height", type=int, default=240)
+    s.add_argument("--width", type=int, default=320)
+    s.set_defaults(func=cmd_make_dataset)
+
+    s = sub.add_parser("train", help="train the teacher or the student from a YAML config (resumes)")
+    s.add_argument("--config", required=True, help="YAML with model: and train: sections (see configs/)")
+    s.add_argument("--output-dir", dest="output_dir", help="override train.output_dir")
+    s.add_argument("--epochs", type=int, help="override train.epochs")
+    s.add_argument("--seed", type=int, help="override train.seed")
+    s.add_argument("--max-train-images", dest="max_train_images", type=int, help="override train.max_train_images")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("encode", help="images -> packet files (.spf), as the onboard encoder does")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--width", type=float, default=1.0, help="one of the model's widths (default 1.0)")
+    s.add_argument("-o", "--out", default="packets", help="output folder")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_encode)
+
+    s = sub.add_parser("decode", help="packet files -> COCO-style detections json (+ masks, annotated images)")
+    s.add_argument("packets", nargs="+")
+    s.add_argument("-o", "--out", default="results.json")
+    s.add_argument("--masks", help="folder for class-id mask PNGs")
+    s.add_argument("--images", help="folder with the source images (same stem, .png) to annotate")
+    s.add_argument("--annotated", default="annotated", help="folder for annotated images (with --images)")
+    s.add_argument("--score-thresh", type=float, default=None, help="default: the model's")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("eval", help="per-width mAP, mIoU and real bytes/frame on a COCO-format dataset")
+    s.add_argument("--data", default="data/synthetic/val", help="dataset folder (annotations.json + images/)")
+    s.add_argument("--max-images", type=int, default=0, help="0 = all")
+    s.add_argument("--out", help="write the results as JSON here")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("demo", help="encode -> bytes -> decode on synthetic frames, per width")
+    s.add_argument("--frames", type=int, default=40, help="synthetic frames per width")
+    s.add_argument("--out", default="out/demo", help="folder for annotated frames and results")
+    s.add_argument("--seed", type=int, default=123)
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")  # torchvision import noise
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SplitPerceptionError as exc:
+        print(f"split-perception {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Bytes: the packet wire format and checkpoints (weights + stored entropy tables)."""

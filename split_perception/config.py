@@ -1,0 +1,125 @@
+"""Typed configuration with every default in one place; YAML files override fields by name."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_CLASSES = ("circle", "square", "triangle", "star", "cross")
+
+
+@dataclass
+class ModelConfig:
+    """What the network is: teacher backbone, split point, slimmable encoder and widths."""
+
+    class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    input_size: tuple[int, int] = (240, 320)  # (height, width) the network sees
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # torchvision SSDlite convention
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    backbone_width_mult: float = 1.0  # 1.0 accepts torchvision's standard state dicts
+    split_index: int = 7  # split after MobileNetV3 features[:7] (stride 8)
+    widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    encoder_channels: tuple[int, int] = (16, 48)  # at width 1.0
+    bottleneck_channels: int = 16  # at width 1.0
+    decoder_channels: int = 96
+    seg_inter_channels: int = 64
+    score_thresh: float = 0.3  # default detection score threshold at inference
+    nms_thresh: float = 0.5
+    detections_per_img: int = 50
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def validate(self) -> "ModelConfig":
+        if not self.class_names:
+            raise ConfigError("class_names must not be empty")
+        if len(self.input_size) != 2 or min(self.input_size) < 64 or max(self.input_size) > 2048:
+            raise ConfigError(f"input_size must be (height, width) between 64 and 2048, got {self.input_size}")
+        if any(s % 8 for s in self.input_size):
+            raise ConfigError(f"input_size must be multiples of 8, got {self.input_size}")
+        widths = list(self.widths)
+        if not widths or widths != sorted(set(widths)) or widths[0] <= 0 or widths[-1] != 1.0:
+            raise ConfigError(f"widths must be strictly increasing, positive and end at 1.0, got {widths}")
+        if self.split_index not in (4, 7):
+            raise ConfigError(f"split_index must be 4 (stride 4) or 7 (stride 8), got {self.split_index}")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """How to train: stage, data, optimisation and loss weights."""
+
+    stage: str = "student"  # "teacher" or "student"
+    train_data: str = "data/synthetic/train"
+    val_data: str = "data/synthetic/val"
+    teacher_checkpoint: str = ""  # student stage: the trained teacher (our checkpoint)
+    teacher_init: str = ""  # teacher stage, optional: torchvision ssdlite320_mobilenet_v3_large state dict
+    output_dir: str = "runs/default"
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    aux_lr: float = 1e-2
+    num_threads: int = 2
+    num_workers: int = 0
+    kd_weight: float = 1.0  # feature MSE at the split point
+    task_weight: float = 1.0  # detection + segmentation losses through the frozen tail
+    seg_weight: float = 1.0  # segmentation loss relative to detection loss
+    rate_weight: float = 0.01  # lambda: weight of bits per input pixel
+    random_widths: int = 1  # sandwich rule: max + min + this many random widths per step
+    max_train_images: int = 0  # 0 = all
+    eval_every: int = 1
+    max_eval_images: int = 200
+
+    def validate(self) -> "TrainConfig":
+        if self.stage not in ("teacher", "student"):
+            raise ConfigError(f"stage must be 'teacher' or 'student', got {self.stage!r}")
+        if self.stage == "student" and not self.teacher_checkpoint:
+            raise ConfigError("the student stage needs teacher_checkpoint")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("epochs, batch_size and lr must be positive")
+        return self
+
+
+def _coerce(cls, data: dict[str, Any]):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        default = getattr(cls(), key)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    return _coerce(ModelConfig, data).validate()
+
+
+def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
+    """Read a YAML file with optional `model:` and `train:` sections."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or set(data) - {"model", "train"}:
+        raise ConfigError(f"{path}: expected top-level keys 'model' and/or 'train'")
+    model = model_config_from_dict(data.get("model") or {})
+    train = _coerce(TrainConfig, data.get("train") or {}).validate()
+    return model, train
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """JSON/YAML-safe dict (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}

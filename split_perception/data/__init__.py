@@ -1,0 +1,1 @@
+"""Data: synthetic scene generator and COCO-format datasets."""

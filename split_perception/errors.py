@@ -1,0 +1,29 @@
+"""Typed errors: every way bad input can fail has its own class, so callers count and report it."""
+
+
+class SplitPerceptionError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class PacketError(SplitPerceptionError, ValueError):
+    """A packet is truncated, corrupt, oversized or of an unknown format version."""
+
+
+class ModelMismatchError(SplitPerceptionError):
+    """A packet was made by another model (fingerprint or width not ours)."""
+
+
+class CheckpointError(SplitPerceptionError):
+    """A checkpoint file is missing, unreadable, or not a split_perception model."""
+
+
+class ConfigError(SplitPerceptionError, ValueError):
+    """A configuration value is missing or out of range."""
+
+
+class ImageError(SplitPerceptionError, ValueError):
+    """An input image has an unsupported shape, dtype or encoding."""
+
+
+class WidthError(SplitPerceptionError, ValueError):
+    """A width that is not one of the model's widths."""

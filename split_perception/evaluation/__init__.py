@@ -1,0 +1,1 @@
+"""Accuracy and size measurement: COCO mAP (pycocotools), mIoU, real bitstream sizes."""

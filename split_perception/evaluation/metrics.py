@@ -1,0 +1,42 @@
+"""COCO detection mAP through pycocotools and segmentation mIoU from a confusion matrix."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+
+def coco_map(gt: COCO, results: list[dict], image_ids: list[int]) -> dict[str, float]:
+    """mAP@[.5:.95] and mAP@.5 of COCO-format `results` on `image_ids` (0.0 when nothing detected)."""
+    if not results:
+        return {"map": 0.0, "map50": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.imgIds = list(image_ids)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"map": max(0.0, float(ev.stats[0])), "map50": max(0.0, float(ev.stats[1]))}
+
+
+class ConfusionMatrix:
+    """Accumulates pixel counts; mIoU averages IoU over classes that occur (background included)."""
+
+    def __init__(self, num_classes: int):
+        self.n = num_classes
+        self.m = np.zeros((num_classes, num_classes), np.int64)
+
+    def update(self, truth: np.ndarray, pred: np.ndarray) -> None:
+        k = (truth.astype(np.int64) * self.n + pred.astype(np.int64)).ravel()
+        self.m += np.bincount(k, minlength=self.n * self.n).reshape(self.n, self.n)
+
+    def miou(self) -> float:
+        inter = np.diag(self.m)
+        union = self.m.sum(0) + self.m.sum(1) - inter
+        valid = union > 0
+        return float((inter[valid] / union[valid]).mean()) if valid.any() else 0.0

@@ -1,0 +1,1 @@
+"""Networks: the teacher (torchvision SSDlite + LR-ASPP), the slimmable split student."""

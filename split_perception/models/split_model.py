@@ -1,0 +1,105 @@
+"""The student: slimmable onboard encoder + entropy models + per-width decoders + teacher tail.
+
+Follows CompressAI's contract: `forward` (training) returns restored features and likelihoods;
+`compress` returns entropy-coded strings; `decompress` turns strings back into features.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from ..errors import CheckpointError, PacketError, WidthError
+from .decoder import FeatureDecoder
+from .encoder import SlimmableEncoder
+from .slimmable import WidthState
+from .teacher import Teacher
+
+MAX_SYMBOL = 1e4  # no trained bottleneck comes near this; beyond it a payload is garbage
+
+
+class SplitModel(nn.Module):
+    """Entropic-Student-style split network with a slimmable encoder (one weight set, many widths).
+
+    The offboard side keeps one small decoder per width (an ensemble, see README for why).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self._state = WidthState(len(cfg.widths) - 1)
+        self.teacher = Teacher(cfg)
+        self.encoder = SlimmableEncoder(cfg, self._state)
+        chans = self.encoder.bottleneck_channels
+        self.entropy = nn.ModuleList(EntropyBottleneck(c) for c in chans)
+        self.decoders = nn.ModuleList(
+            FeatureDecoder(c, cfg.decoder_channels, self.teacher.split_channels) for c in chans)
+
+    # ---- width -------------------------------------------------------------------------
+    @property
+    def widths(self) -> tuple[float, ...]:
+        return tuple(self.cfg.widths)
+
+    @property
+    def width(self) -> float:
+        return self.cfg.widths[self._state.index]
+
+    @property
+    def width_index(self) -> int:
+        return self._state.index
+
+    def width_index_of(self, width: float) -> int:
+        for i, w in enumerate(self.cfg.widths):
+            if abs(w - float(width)) < 1e-6:
+                return i
+        raise WidthError(f"width {width} is not one of this model's widths {list(self.cfg.widths)}")
+
+    def set_width(self, width: float) -> None:
+        """Select the width used from the next call on; nothing is re-allocated."""
+        self._state.index = self.width_index_of(width)
+
+    # ---- CompressAI contract -----------------------------------------------------------
+    def forward(self, x: Tensor) -> dict:
+        """Training pass at the current width: restored split features and likelihoods."""
+        i = self._state.index
+        y = self.encoder(x)
+        y_hat, likelihoods = self.entropy[i](y)
+        return {"z_hat": self.decoders[i](y_hat), "likelihoods": {"y": likelihoods}}
+
+    def _tables_ready(self, i: int) -> None:
+        if self.entropy[i]._quantized_cdf.numel() == 0:
+            raise CheckpointError("entropy model has no CDF tables: load the model with "
+                                  "split_perception.codec.checkpoint.load_model (tables are stored there)")
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict:
+        """Images -> {"strings": one bytes per image, "shape": (h, w) of the bottleneck}."""
+        i = self._state.index
+        self._tables_ready(i)
+        y = self.encoder(x)
+        return {"strings": self.entropy[i].compress(y), "shape": tuple(y.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:
+        """Strings of the given width -> restored split-point features."""
+        self._tables_ready(width_index)
+        y_hat = self.entropy[width_index].decompress(strings, shape)
+        if not torch.isfinite(y_hat).all() or y_hat.abs().max() > MAX_SYMBOL:
+            raise PacketError("payload decodes to out-of-range symbols: corrupt or forged packet")
+        return self.decoders[width_index](y_hat)
+
+    def quantized_bottleneck(self, x: Tensor) -> Tensor:
+        """The integer-valued bottleneck that `compress` codes (for tests and analysis)."""
+        i = self._state.index
+        y = self.encoder(x)
+        return self.entropy[i].quantize(y, "dequantize", self.entropy[i]._get_medians())
+
+    def aux_loss(self) -> Tensor:
+        return sum(m.loss() for m in self.entropy)
+
+    def update_tables(self) -> None:
+        """Compute the integer CDF tables. Called once, when a checkpoint is written."""
+        for m in self.entropy:
+            m.update(force=True)

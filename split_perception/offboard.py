@@ -1,0 +1,97 @@
+"""Offboard runtime: packet bytes -> detections and a segmentation mask (what the decoder node calls)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .codec.checkpoint import load_model
+from .codec.packet import FINGERPRINT_BYTES, Packet, parse
+from .errors import ModelMismatchError, PacketError
+
+# rANS reads 32-bit words without bounds checks; a forged payload must only ever read zeros
+# that belong to us. Per symbol the decoder reads at most ~40 words (escape chain bounded by the
+# 64-bit state), so this padding bounds every read of any payload (see docs in README).
+_PAD_PER_SYMBOL = 160
+
+
+@dataclass
+class Detection:
+    label_id: int  # 1..K, index into class_names + 1
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in source-image pixels
+
+
+@dataclass
+class DecodedFrame:
+    frame_id: int
+    stamp_ns: int
+    width: float
+    image_size: tuple[int, int]
+    num_bytes: int
+    detections: list[Detection] = field(default_factory=list)
+    mask: np.ndarray | None = None  # uint8 class ids at source-image size, 0 = background
+
+
+class OffboardDecoder:
+    """Decodes packets of exactly one model; anything else raises PacketError/ModelMismatchError."""
+
+    def __init__(self, model_path: str | Path | None = None, score_thresh: float | None = None):
+        model, fingerprint = load_model(model_path)
+        self._attach(model, fingerprint)
+        if score_thresh is not None:
+            # detections below this score are dropped inside SSD's postprocessing
+            self.model.teacher.det.score_thresh = score_thresh
+
+    @classmethod
+    def from_model(cls, model, fingerprint: str) -> "OffboardDecoder":
+        """Wrap an in-memory model (training-time evaluation); its CDF tables must be computed."""
+        self = cls.__new__(cls)
+        self._attach(model, fingerprint)
+        return self
+
+    def _attach(self, model, fingerprint: str) -> None:
+        self.model, self.fingerprint = model.eval(), fingerprint
+        self.cfg = self.model.cfg
+        self._fp = bytes.fromhex(self.fingerprint)[:FINGERPRINT_BYTES]
+        stride = self.model.teacher.split_stride
+        self._latent_hw = tuple(-(-s // stride) for s in self.cfg.input_size)
+
+    def check(self, packet: Packet) -> None:
+        """Raise ModelMismatchError unless the packet was made by this model at one of its widths."""
+        if packet.fingerprint != self._fp:
+            raise ModelMismatchError(f"packet from model {packet.fingerprint.hex()[:12]}, this decoder runs "
+                                     f"{self._fp.hex()[:12]}: load the encoder's checkpoint")
+        if not 0 <= packet.width_index < len(self.cfg.widths) or \
+                abs(self.cfg.widths[packet.width_index] - packet.width) > 1e-3:
+            raise ModelMismatchError(f"width {packet.width} (index {packet.width_index}) is not one of "
+                                     f"{list(self.cfg.widths)}")
+        expect = (self.model.encoder.bottleneck_channels[packet.width_index], *self._latent_hw)
+        if packet.latent_shape != expect:
+            raise PacketError(f"latent shape {packet.latent_shape}, the model makes {expect}")
+
+    @torch.no_grad()
+    def decode_features(self, packet: Packet) -> torch.Tensor:
+        """Checked packet -> restored split-point features (1 x C x h x w)."""
+        self.check(packet)
+        c, h, w = packet.latent_shape
+        padded = packet.payload + bytes(8 + _PAD_PER_SYMBOL * c * h * w)
+        return self.model.decompress([padded], (h, w), packet.width_index)
+
+    @torch.no_grad()
+    def decode(self, data: bytes, with_mask: bool = True) -> DecodedFrame:
+        """Bytes -> detections (+ mask). Raises PacketError / ModelMismatchError, never crashes."""
+        packet = parse(data)
+        z = self.decode_features(packet)
+        out = self.model.teacher.back(z)
+        result = self.model.teacher.postprocess(out, [packet.image_size])[0]
+        names = self.cfg.class_names
+        dets = [Detection(int(lab), names[int(lab) - 1], float(s), tuple(float(v) for v in box))
+                for box, lab, s in zip(result["boxes"], result["labels"], result["scores"])
+                if 1 <= int(lab) <= len(names)]
+        return DecodedFrame(packet.frame_id, packet.stamp_ns, packet.width, packet.image_size, len(data), dets,
+                            result["mask"].numpy() if with_mask else None)

@@ -1,0 +1,58 @@
+"""Onboard runtime: RGB frame -> packet bytes at the current width (what the encoder node calls)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .codec.checkpoint import load_model
+from .codec.packet import FINGERPRINT_BYTES, Packet
+from .preprocess import to_input_tensor
+
+
+class OnboardEncoder:
+    """Loads a checkpoint once; `set_width` switches width for the next frame without reloading."""
+
+    def __init__(self, model_path: str | Path | None = None):
+        model, fingerprint = load_model(model_path)
+        self._attach(model, fingerprint)
+
+    @classmethod
+    def from_model(cls, model, fingerprint: str) -> "OnboardEncoder":
+        """Wrap an in-memory model (training-time evaluation); its CDF tables must be computed."""
+        self = cls.__new__(cls)
+        self._attach(model, fingerprint)
+        return self
+
+    def _attach(self, model, fingerprint: str) -> None:
+        self.model, self.fingerprint = model.eval(), fingerprint
+        self.cfg = self.model.cfg
+        self._fp = bytes.fromhex(self.fingerprint)[:FINGERPRINT_BYTES]
+
+    @property
+    def widths(self) -> tuple[float, ...]:
+        return self.model.widths
+
+    @property
+    def width(self) -> float:
+        return self.model.width
+
+    def set_width(self, width: float) -> None:
+        """Raises WidthError for a width the model does not have."""
+        self.model.set_width(width)
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        return to_input_tensor(rgb, self.cfg.input_size, self.cfg.image_mean, self.cfg.image_std)[None]
+
+    @torch.no_grad()
+    def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
+        """RGB uint8 HxWx3 -> one packet (bytes). Raises ImageError for a bad image."""
+        x = self.preprocess(rgb)
+        width_index, width = self.model.width_index, self.model.width  # one consistent snapshot
+        out = self.model.compress(x)
+        channels = self.model.encoder.bottleneck_channels[width_index]
+        packet = Packet(self._fp, width_index, width, frame_id, stamp_ns, tuple(rgb.shape[:2]),
+                        (channels, *out["shape"]), out["strings"][0])
+        return packet.to_bytes()

@@ -1,0 +1,27 @@
+"""Image -> network input: resize to the model's input size and normalize (runs onboard)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import ImageError
+
+
+def to_input_tensor(rgb: np.ndarray, input_size, mean, std) -> torch.Tensor:
+    """RGB uint8 HxWx3 -> float CHW tensor at `input_size` (h, w), normalized with mean/std."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        shape = getattr(rgb, "shape", None)
+        dtype = getattr(rgb, "dtype", type(rgb).__name__)
+        raise ImageError(f"expected an RGB uint8 image of shape HxWx3, got shape {shape} dtype {dtype}")
+    if min(rgb.shape[:2]) < 8:
+        raise ImageError(f"image too small: {rgb.shape[1]}x{rgb.shape[0]}")
+    h, w = input_size
+    if rgb.shape[:2] != (h, w):
+        interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (w, h), interpolation=interp)
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    return (x - m) / s

@@ -1,0 +1,1 @@
+"""Two-stage training: teacher, then the slimmable student by distillation + rate."""

@@ -1,0 +1,220 @@
+"""Training loops for both stages, with tqdm progress, per-epoch checkpoints, resume and a JSONL log.
+
+Stage 1 (teacher): SSDlite box/class losses + LR-ASPP pixel loss.
+Stage 2 (student), as the Entropic Student (Matsubara et al.): feature MSE against the frozen
+teacher at the split point + task losses through the frozen tail + lambda * bits per pixel,
+and CompressAI's aux loss on the entropy models' quantiles. Slimmable training follows the
+sandwich rule: the widest, the narrowest and `random_widths` random widths every step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..codec.checkpoint import load_model, load_torchvision_detector, save_checkpoint
+from ..config import ModelConfig, TrainConfig, to_dict
+from ..data.coco import CocoSceneDataset, collate
+from ..errors import CheckpointError
+from ..evaluation.evaluate import evaluate_split, evaluate_teacher
+from ..models.split_model import SplitModel
+from ..models.teacher import Teacher
+from ..offboard import OffboardDecoder
+from ..onboard import OnboardEncoder
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def sandwich_widths(widths: tuple[float, ...], n_random: int, rng: random.Random) -> list[int]:
+    """Indices: widest, narrowest, then `n_random` distinct others (all, if fewer exist)."""
+    last = len(widths) - 1
+    middle = list(range(1, last))
+    return [last, 0] + rng.sample(middle, min(n_random, len(middle)))
+
+
+def _task_loss(losses: dict, tc: TrainConfig) -> torch.Tensor:
+    return losses["bbox"] + losses["cls"] + tc.seg_weight * losses["seg"]
+
+
+class Trainer:
+    """Runs one stage described by (ModelConfig, TrainConfig); resumable from `output_dir/last.pt`."""
+
+    def __init__(self, mc: ModelConfig, tc: TrainConfig, progress: bool = True, log=print):
+        self.mc, self.tc, self.progress, self.log = mc.validate(), tc.validate(), progress, log
+        self.out = Path(tc.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(tc.num_threads)
+        seed_everything(tc.seed)
+        self.train_ds = CocoSceneDataset(tc.train_data, mc.input_size, mc.image_mean, mc.image_std,
+                                         tc.max_train_images)
+        if tc.stage == "teacher":
+            self.model = Teacher(mc)
+            if tc.teacher_init:
+                skipped = load_torchvision_detector(self.model, tc.teacher_init)
+                self.log(f"initialised detector from {tc.teacher_init} ({len(skipped)} tensors skipped)")
+            params, aux_params = list(self.model.parameters()), []
+        else:
+            self.model = SplitModel(mc)
+            teacher, _ = load_model(tc.teacher_checkpoint, kind="teacher")
+            if to_dict(teacher.cfg) != to_dict(mc):
+                diff = {k: v for k, v in to_dict(mc).items() if to_dict(teacher.cfg).get(k) != v}
+                self.log(f"note: student config differs from the teacher's in {sorted(diff)}")
+            try:
+                self.model.teacher.load_state_dict(teacher.state_dict())
+            except RuntimeError as exc:
+                raise CheckpointError(f"teacher checkpoint does not fit the student's config: {exc}") from None
+            for p in self.model.teacher.parameters():
+                p.requires_grad_(False)
+            named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+            params = [p for n, p in named if not n.endswith("quantiles")]
+            aux_params = [p for n, p in named if n.endswith("quantiles")]
+        self.opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        self.aux_opt = torch.optim.Adam(aux_params, lr=tc.aux_lr) if aux_params else None
+        self.steps_per_epoch = math.ceil(len(self.train_ds) / tc.batch_size)
+        total = self.steps_per_epoch * tc.epochs
+        warmup = min(200, total // 10 + 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+        self.epoch = 0
+        self.history: list[dict] = []
+        self._resume()
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    def _resume(self) -> None:
+        if not self.last_path.is_file():
+            return
+        state = torch.load(self.last_path, map_location="cpu", weights_only=True)
+        if state.get("model_config") != to_dict(self.mc) or state.get("train_stage") != self.tc.stage:
+            raise CheckpointError(f"{self.last_path} is from another configuration; use a new output_dir")
+        self.model.load_state_dict(state["model"], strict=False)
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        if self.aux_opt is not None:
+            self.aux_opt.load_state_dict(state["aux_opt"])
+        self.epoch, self.history = state["epoch"], json.loads(state["history"])
+        self.log(f"resumed from {self.last_path} after epoch {self.epoch}")
+
+    def _save_state(self) -> None:
+        model_state = {k: v for k, v in self.model.state_dict().items()
+                       if not k.rsplit(".", 1)[-1] in ("_quantized_cdf", "_offset", "_cdf_length")}
+        state = {"model": model_state, "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                 "aux_opt": self.aux_opt.state_dict() if self.aux_opt else {}, "epoch": self.epoch,
+                 "history": json.dumps(self.history), "model_config": to_dict(self.mc),
+                 "train_stage": self.tc.stage}
+        tmp = self.last_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.last_path)
+
+    # ---- steps ---------------------------------------------------------------------------
+    def _teacher_step(self, x, targets, sem) -> dict:
+        losses = self.model.losses(self.model(x), targets, sem)
+        loss = _task_loss(losses, self.tc)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        self.opt.step()
+        return {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+
+    def _student_step(self, x, targets, sem, rng: random.Random) -> dict:
+        m, tc = self.model, self.tc
+        with torch.no_grad():
+            f = m.teacher.front(x)
+        pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        self.opt.zero_grad(set_to_none=True)
+        stats = {"loss": 0.0, "kd": 0.0, "bpp": 0.0, "task": 0.0}
+        widths = sandwich_widths(m.widths, tc.random_widths, rng)
+        for wi in widths:
+            m._state.index = wi
+            out = m(x)
+            kd = F.mse_loss(out["z_hat"], f)
+            bpp = -torch.log2(out["likelihoods"]["y"]).sum() / pixels
+            loss = tc.kd_weight * kd + tc.rate_weight * bpp
+            if tc.task_weight > 0:
+                task = _task_loss(m.teacher.losses(m.teacher.back(out["z_hat"]), targets, sem), tc)
+                loss = loss + tc.task_weight * task
+                stats["task"] += task.item() / len(widths)
+            (loss / len(widths)).backward()
+            stats["loss"] += loss.item() / len(widths)
+            stats["kd"] += kd.item() / len(widths)
+            stats["bpp"] += bpp.item() / len(widths)
+        torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 10.0)
+        self.opt.step()
+        self.aux_opt.zero_grad(set_to_none=True)
+        aux = m.aux_loss()
+        aux.backward()
+        self.aux_opt.step()
+        stats["aux"] = aux.item()
+        m._state.index = len(m.widths) - 1
+        return stats
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if isinstance(self.model, SplitModel):
+            self.model.teacher.eval()  # frozen: keep its batch-norm statistics
+
+    # ---- evaluation ----------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        tc = self.tc
+        if isinstance(self.model, Teacher):
+            return {"teacher": evaluate_teacher(self.model, tc.val_data, tc.max_eval_images, self.progress)}
+        self.model.update_tables()
+        enc = OnboardEncoder.from_model(self.model, "0" * 64)
+        dec = OffboardDecoder.from_model(self.model, "0" * 64)
+        res = evaluate_split(enc, dec, tc.val_data, max_images=tc.max_eval_images, progress=self.progress)
+        self.model.set_width(self.model.widths[-1])
+        return {str(w): r for w, r in res.items()}
+
+    # ---- main loop -----------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train the remaining epochs; write `model.pt` (fp16, with CDF tables) and `log.jsonl`."""
+        tc = self.tc
+        log_path = self.out / "log.jsonl"
+        while self.epoch < tc.epochs:
+            g = torch.Generator().manual_seed(tc.seed * 1000 + self.epoch)
+            loader = DataLoader(self.train_ds, batch_size=tc.batch_size, shuffle=True, generator=g,
+                                collate_fn=collate, num_workers=tc.num_workers, drop_last=False)
+            rng = random.Random(tc.seed * 1000 + self.epoch)
+            self._train_mode()
+            sums: dict[str, float] = {}
+            t0 = time.time()
+            bar = tqdm(loader, desc=f"{tc.stage} epoch {self.epoch + 1}/{tc.epochs}", disable=not self.progress)
+            for n, (x, targets, sem, _) in enumerate(bar, 1):
+                if tc.stage == "teacher":
+                    stats = self._teacher_step(x, targets, sem)
+                else:
+                    stats = self._student_step(x, targets, sem, rng)
+                self.sched.step()
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix({k: f"{v / n:.3f}" for k, v in sums.items()})
+            self.epoch += 1
+            record = {"epoch": self.epoch, "seconds": round(time.time() - t0, 1),
+                      **{k: v / max(1, n) for k, v in sums.items()}}
+            if tc.eval_every and (self.epoch % tc.eval_every == 0 or self.epoch == tc.epochs):
+                record["val"] = self.evaluate()
+            self.history.append(record)
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            self.log(json.dumps(record))
+            self._save_state()
+        final = self.out / "model.pt"
+        fp = save_checkpoint(self.model, final, extra={"train_config": to_dict(tc), "history": json.dumps(self.history)})
+        self.log(f"wrote {final} (fingerprint {fp[:16]})")
+        return final

@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny synthetic dataset and a tiny (untrained) student checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from split_perception.codec.checkpoint import DEFAULT_MODEL, save_checkpoint
+from split_perception.config import ModelConfig
+from split_perception.data.synthetic import make_dataset
+from split_perception.models.split_model import SplitModel
+
+torch.set_num_threads(2)
+
+TINY = dict(input_size=(96, 128), backbone_width_mult=0.25, decoder_channels=16, seg_inter_channels=16,
+            encoder_channels=(8, 16), bottleneck_channels=8)
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    return ModelConfig(**{**TINY, **overrides}).validate()
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_data")
+    make_dataset(root, 12, seed=3, size=(96, 128), progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_model") / "model.pt"
+    save_checkpoint(SplitModel(tiny_config()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bundled_model_path():
+    assert DEFAULT_MODEL.is_file(), f"bundled model missing: {DEFAULT_MODEL}"
+    return DEFAULT_MODEL

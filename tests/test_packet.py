@@ -1,0 +1,79 @@
+"""Wire format: round trip, and typed errors for truncated, corrupt and foreign bytes."""
+
+import struct
+import zlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from split_perception.codec.packet import HEADER_SIZE, MAX_PAYLOAD, Packet, parse
+from split_perception.errors import PacketError
+
+FP = bytes(range(16))
+
+
+def make(payload=b"\x01\x02\x03" * 10) -> Packet:
+    return Packet(FP, 2, 0.75, 42, 1_700_000_000_123_456_789, (480, 640), (12, 30, 40), payload)
+
+
+def test_round_trip_keeps_every_field():
+    p = make()
+    assert parse(p.to_bytes()) == p
+
+
+def test_every_truncation_is_refused():
+    data = make().to_bytes()
+    for n in range(len(data)):
+        with pytest.raises(PacketError):
+            parse(data[:n])
+
+
+def test_every_single_bit_flip_is_refused():
+    data = bytearray(make().to_bytes())
+    for i in range(len(data)):
+        for bit in (0, 7):
+            flipped = bytearray(data)
+            flipped[i] ^= 1 << bit
+            with pytest.raises(PacketError):
+                parse(bytes(flipped))
+
+
+def test_other_version_is_refused_with_reason():
+    data = bytearray(make().to_bytes())
+    data[4] = 99
+    body = bytes(data[:-4])
+    with pytest.raises(PacketError, match="version 99"):
+        parse(body + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_huge_claimed_payload_is_refused_before_allocation():
+    data = bytearray(make().to_bytes()[:HEADER_SIZE])
+    struct.pack_into("<I", data, HEADER_SIZE - 4, MAX_PAYLOAD + 1)
+    with pytest.raises(PacketError, match="limit"):
+        parse(bytes(data) + b"\x00" * 4)
+
+
+def test_non_bytes_input_is_refused():
+    with pytest.raises(PacketError):
+        parse("not bytes")  # type: ignore[arg-type]
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_random_bytes_never_crash(data):
+    try:
+        parse(data)
+    except PacketError:
+        pass
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 2**32 - 1))
+def test_random_body_with_valid_crc_is_refused_or_well_formed(body, _):
+    data = body + struct.pack("<I", zlib.crc32(body))
+    try:
+        p = parse(data)
+    except PacketError:
+        return
+    assert p.to_bytes() == data

@@ -1,0 +1,44 @@
+"""A tiny training run of each stage lowers its loss; resume picks up where it stopped."""
+
+import json
+
+from split_perception.codec.checkpoint import load_model
+from split_perception.config import TrainConfig
+from split_perception.training.trainer import Trainer, sandwich_widths
+
+from .conftest import tiny_config
+
+
+def _train(tmp_path, tiny_data, stage, epochs, **kw):
+    tc = TrainConfig(stage=stage, train_data=str(tiny_data), val_data=str(tiny_data), output_dir=str(tmp_path / stage),
+                     epochs=epochs, batch_size=4, lr=3e-3, eval_every=0, max_eval_images=4, **kw)
+    return Trainer(tiny_config(), tc, progress=False, log=lambda *_: None)
+
+
+def test_two_stage_training_lowers_loss_and_resumes(tmp_path, tiny_data):
+    teacher = _train(tmp_path, tiny_data, "teacher", 3)
+    path = teacher.run()
+    hist = [json.loads(l) for l in (tmp_path / "teacher/log.jsonl").read_text().splitlines()]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    load_model(path, kind="teacher")
+
+    student = _train(tmp_path, tiny_data, "student", 3, teacher_checkpoint=str(path), rate_weight=0.05)
+    student.tc.epochs = 2
+    student.run()
+    resumed = _train(tmp_path, tiny_data, "student", 3, teacher_checkpoint=str(path), rate_weight=0.05)
+    assert resumed.epoch == 2  # picked up last.pt
+    final = resumed.run()
+    hist = [json.loads(l) for l in (tmp_path / "student/log.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["loss"] < hist[0]["loss"] and hist[-1]["kd"] < hist[0]["kd"]
+    model, _ = load_model(final)
+    assert len(model.widths) == 4
+
+
+def test_sandwich_rule_takes_widest_and_narrowest():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(20):
+        idx = sandwich_widths((0.25, 0.5, 0.75, 1.0), 1, rng)
+        assert idx[:2] == [3, 0] and len(idx) == 3 and idx[2] in (1, 2)
