@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all venv clean
+.PHONY: demo test test-all venv ros clean
 
 venv: $(STAMP)
 
@@ -12,17 +12,21 @@ $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $@
 
-demo: $(STAMP)
+# Messages (rosidl) + the Python package in a colcon install space, symlinked to the sources.
+ros: $(STAMP)
+	scripts/build_ros.sh $(VENV)
+
+demo: ros
 	$(VENV)/bin/split-perception demo
 
-test: $(STAMP)
+test: ros
 	$(PY) -m pytest -q -m "not slow"
 
-test-all: $(STAMP)
+test-all: ros
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) out packets results.json
+	rm -rf $(VENV) .colcon out packets results.json

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -144,8 +145,15 @@ def cmd_eval(args) -> int:
     print(format_table(res))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        import os
+        import platform
+
+        import torch
+
+        machine = {"cpus": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
+                   "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
         Path(args.out).write_text(json.dumps({"model": args.model or "bundled", "data": args.data,
-                                              "threads": args.threads, "results": res}, indent=1))
+                                              "machine": machine, "results": res}, indent=1))
         print(f"wrote {args.out}")
     return 0
 
@@ -153,8 +161,17 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    _threads(args.threads)
-    return run_demo(args.model, args.frames, args.out, args.seed)
+    domain = args.domain_id if args.domain_id is not None else 1 + os.getpid() % 100
+    return run_demo(args.out, args.seconds, args.trace, args.frames, domain, args.model)
+
+
+def cmd_make_bag(args) -> int:
+    from .data.bags import ground_truth_path, write_sample_bag
+
+    path = write_sample_bag(args.out, frames=args.frames, seed=args.seed, size=(args.height, args.width),
+                            fps=args.fps, storage=args.storage)
+    print(f"wrote {args.frames} frames to {path} ({args.storage}); ground truth: {ground_truth_path(path)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,13 +227,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=2)
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("demo", help="encode -> bytes -> decode on synthetic frames, per width")
-    s.add_argument("--frames", type=int, default=40, help="synthetic frames per width")
-    s.add_argument("--out", default="out/demo", help="folder for annotated frames and results")
-    s.add_argument("--seed", type=int, default=123)
+    s = sub.add_parser("demo", help="the whole ROS loop over DDS: bag -> encoder -> emulated link -> decoder")
+    s.add_argument("--seconds", type=float, default=40.0, help="how long to record")
+    s.add_argument("--trace", help="link bandwidth: bits/s, 'steps:3e6@0,0.15e6@12,...' or a CSV "
+                                   "(default: config/link_emulator.yaml's steps)")
+    s.add_argument("--frames", type=int, default=100, help="frames in the sample bag (played in a loop)")
+    s.add_argument("--out", default="out/demo", help="folder for the bag, logs, plot, annotated frames")
+    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
     s.add_argument("--model", help=MODEL_HELP)
-    s.add_argument("--threads", type=int, default=2)
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("make-bag", help="write a rosbag2 of synthetic camera frames, ground truth beside it")
+    s.add_argument("out", help="bag folder to create")
+    s.add_argument("--frames", type=int, default=60)
+    s.add_argument("--fps", type=float, default=10.0)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--height", type=int, default=480)
+    s.add_argument("--width", type=int, default=640)
+    s.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    s.set_defaults(func=cmd_make_bag)
     return p
 
 
@@ -225,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SplitPerceptionError as exc:
+    except (SplitPerceptionError, TimeoutError) as exc:
         print(f"split-perception {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,59 +1,196 @@
-"""The no-ROS demo: synthetic frames -> onboard encode -> packet bytes -> offboard decode, per width.
+"""`split-perception demo`: the whole loop over real DDS, each node its own process, no ros2 launch.
 
-Prints bytes/frame, latency and accuracy per width next to the teacher on raw frames and to
-JPEG sizes of the same frames, and writes annotated frames to the output folder.
+sample bag -> bag player -> encoder -> link emulator (bandwidth drops and recovers) -> decoder,
+with the link monitor switching the encoder's width. Prints a per-second table, then per-width
+bytes/fps/latency and COCO mAP of the delivered frames against the bag's ground truth; writes a
+plot of bandwidth and width over time and a few annotated frames to the output folder.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from .data.synthetic import make_dataset
-from .evaluation.evaluate import evaluate_split, evaluate_teacher
-from .evaluation.report import format_table
-from .offboard import OffboardDecoder
-from .onboard import OnboardEncoder
-from .visualize import draw_detections
+from .data.bags import ground_truth_path, read_images, write_sample_bag
+from .link.trace import BandwidthTrace
+from .ros.processes import CONFIG, ros_env, start_node, stop
 
 
-def jpeg_sizes(image_dir: Path, qualities=(95, 75)) -> dict[int, float]:
-    """Mean JPEG bytes of the frames at each quality (what compressed_image_transport would send)."""
-    files = sorted(image_dir.glob("*.png"))
-    out = {}
-    for q in qualities:
-        sizes = [len(cv2.imencode(".jpg", cv2.imread(str(f)), [cv2.IMWRITE_JPEG_QUALITY, q])[1]) for f in files]
-        out[q] = float(np.mean(sizes))
-    return out
+
+def default_trace() -> str:
+    """The emulator's bandwidth trace from config/link_emulator.yaml (one source of truth)."""
+    import yaml
+
+    return yaml.safe_load((CONFIG / "link_emulator.yaml").read_text())["link_emulator"]["ros__parameters"]["bandwidth"]
 
 
-def run_demo(model_path, frames: int, out_dir: str, seed: int) -> int:
+def _offsets(log: Path) -> list[int]:
+    return [int(x) for x in re.findall(r"replay offset_ns=(-?\d+)", log.read_text())] if log.exists() else []
+
+
+def _match_ground_truth(dets: list[dict], gt: dict, offsets: list[int]) -> list[dict]:
+    """Detections (restamped) -> COCO results on the bag's image ids, through the logged offsets."""
+    by_stamp = {im["stamp_ns"]: im["id"] for im in gt["images"]}
+    results = []
+    for d in dets:
+        image_id = next((by_stamp[d["stamp_ns"] - o] for o in offsets if d["stamp_ns"] - o in by_stamp), None)
+        if image_id is None:
+            continue
+        d["image_id"] = image_id
+        results += [{"image_id": image_id, "category_id": x["class_id"], "bbox": x["bbox"], "score": x["score"]}
+                    for x in d["detections"]]
+    return results
+
+
+def _summary(rec: dict, gt_path: Path, offsets: list[int]) -> dict:
+    from .data.coco import load_coco
+    from .evaluation.metrics import coco_map
+
+    gt = json.loads(gt_path.read_text())
+    coco = load_coco(gt_path)
+    _match_ground_truth(rec["detections"], gt, offsets)
+    width_of = {}
+    for f in rec["frames"]:
+        width_of.setdefault(f["width"], []).append(f)
+    summary = {}
+    duration = max([f["t"] for f in rec["frames"]] or [1.0])
+    for width, frames in sorted(width_of.items()):
+        stamps = {f["stamp_ns"] for f in frames}
+        dets = [d for d in rec["detections"] if "image_id" in d and d["stamp_ns"] in stamps]
+        ids = sorted({d["image_id"] for d in dets})
+        res = [{"image_id": d["image_id"], "category_id": x["class_id"], "bbox": x["bbox"], "score": x["score"]}
+               for d in dets for x in d["detections"]]
+        acc = coco_map(coco, res, ids) if ids else {"map": 0.0, "map50": 0.0}
+        summary[str(width)] = {"frames": len(frames),
+                               "kb_per_frame": float(np.mean([f["bytes"] for f in frames])) / 1000,
+                               "latency_ms_p50": float(np.median([d["latency_ms"] for d in dets])) if dets else None,
+                               **acc}
+    all_ids = sorted({d["image_id"] for d in rec["detections"] if "image_id" in d})
+    all_res = _match_ground_truth(rec["detections"], gt, offsets)
+    summary["all"] = {"frames": len(rec["frames"]), "fps": len(rec["frames"]) / duration,
+                      **(coco_map(coco, all_res, all_ids) if all_ids else {"map": 0.0, "map50": 0.0})}
+    return summary
+
+
+def _plot(rec: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    if rec["bandwidth"]:
+        ax.step([b["t"] for b in rec["bandwidth"]], [b["bps"] / 1e6 for b in rec["bandwidth"]], where="post",
+                label="link bandwidth (Mbit/s)")
+    ax.set_xlabel("time [s]")
+    ax.set_ylabel("Mbit/s")
+    ax.set_yscale("log")
+    ax2 = ax.twinx()
+    ax2.plot([f["t"] for f in rec["frames"]], [f["width"] for f in rec["frames"]], "r.", ms=3,
+             label="encoder width (delivered frames)")
+    ax2.set_ylabel("width")
+    ax2.set_ylim(0, 1.1)
+    fig.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _annotate(rec: dict, bag: Path, offsets: list[int], out: Path, count: int = 4) -> int:
+    import cv2
+
+    from .offboard import Detection
+    from .visualize import draw_detections
+
+    out.mkdir(parents=True, exist_ok=True)
+    frames = {int(m.msg.header.stamp.sec * 1_000_000_000 + m.msg.header.stamp.nanosec): m.msg
+              for m in read_images(bag)}
+    picked = [d for d in rec["detections"] if d["detections"]][:: max(1, len(rec["detections"]) // (count * 2))][:count]
+    written = 0
+    for d in picked:
+        src = next((frames[d["stamp_ns"] - o] for o in offsets if d["stamp_ns"] - o in frames), None)
+        if src is None:
+            continue
+        rgb = np.asarray(src.data, np.uint8).reshape(src.height, src.width, 3)
+        dets = [Detection(x["class_id"], x["label"], x["score"],
+                          (x["bbox"][0], x["bbox"][1], x["bbox"][0] + x["bbox"][2], x["bbox"][1] + x["bbox"][3]))
+                for x in d["detections"]]
+        vis = draw_detections(rgb, dets)
+        cv2.imwrite(str(out / f"frame_t{d['t']:05.1f}s.png"), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+        written += 1
+    return written
+
+
+def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, domain_id: int,
+             model_path=None) -> int:
     out = Path(out_dir)
-    enc, dec = OnboardEncoder(model_path), OffboardDecoder(model_path)
-    h, w = 480, 640  # camera-sized frames; the onboard side resizes to the model's input
-    print(f"rendering {frames} synthetic {w}x{h} frames (seed {seed}) ...")
-    make_dataset(out / "frames", frames, seed=seed, size=(h, w), class_names=tuple(enc.cfg.class_names),
-                 progress=False)
-    results = {"teacher": evaluate_teacher(enc.model.teacher, out / "frames", progress=False)}
-    results.update({str(k): v for k, v in evaluate_split(enc, dec, out / "frames", progress=False).items()})
-    print(format_table(results))
-    raw = h * w * 3
-    jpeg = jpeg_sizes(out / "frames" / "images")
-    print(f"\nsame frames as rgb8 Image: {raw} bytes; JPEG q95: {jpeg[95]:.0f} bytes; JPEG q75: {jpeg[75]:.0f} bytes")
-    widest = results[str(enc.widths[-1])]["bytes_mean"]
-    print(f"width 1.0 sends {jpeg[75] / widest:.1f}x fewer bytes than JPEG q75 and {raw / widest:.0f}x fewer than raw")
-    annotated = out / "annotated"
-    annotated.mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(sorted((out / "frames" / "images").glob("*.png"))[:4]):
-        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        for width in (enc.widths[0], enc.widths[-1]):
-            enc.set_width(width)
-            frame = dec.decode(enc.encode(rgb, frame_id=i))
-            vis = draw_detections(rgb, frame.detections, frame.mask)
-            cv2.imwrite(str(annotated / f"{path.stem}_w{width:.2f}.png"), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
-    (out / "results.json").write_text(json.dumps({"results": results, "jpeg_bytes": jpeg, "raw_bytes": raw}, indent=1))
-    print(f"annotated frames in {annotated}/, numbers in {out / 'results.json'}")
+    out.mkdir(parents=True, exist_ok=True)
+    trace_spec = trace_spec or default_trace()
+    trace = BandwidthTrace.parse(trace_spec)
+    bag = out / "sample_bag"
+    if not bag.exists():
+        print(f"writing a sample bag of {frames} synthetic 640x480 frames to {bag} ...", flush=True)
+        write_sample_bag(bag, frames=frames, fps=10.0)
+    model = {"model_path": str(model_path)} if model_path else {}
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    print(f"starting nodes (ROS_DOMAIN_ID={domain_id}); link trace {trace.points} ...", flush=True)
+    procs = [
+        start_node("decoder", domain_id, params=model, params_file=CONFIG / "decoder.yaml",
+                   log_path=logs / "decoder.log"),
+        start_node("link_monitor", domain_id, params=model, params_file=CONFIG / "link_monitor.yaml",
+                   log_path=logs / "link_monitor.log"),
+        start_node("link_emulator", domain_id, params={"bandwidth": trace_spec},
+                   params_file=CONFIG / "link_emulator.yaml", remap={"features_in": "features_onboard",
+                                                                     "features_out": "features"},
+                   log_path=logs / "link_emulator.log"),
+        start_node("encoder", domain_id, params=model, params_file=CONFIG / "encoder.yaml",
+                   remap={"features": "features_onboard"}, log_path=logs / "encoder.log"),
+        start_node("bag_player", domain_id, params={"bag": str(bag), "loop": True, "wait_for_subscribers": 1},
+                   params_file=CONFIG / "bag_player.yaml", log_path=logs / "bag_player.log"),
+    ]
+    rec_path = out / "recording.json"
+    try:
+        _wait_for(logs / "encoder.log", "encoder ready", 120)
+        recorder = subprocess.run([sys.executable, "-m", "split_perception.ros.demo_recorder", str(seconds),
+                                   str(rec_path)], env=ros_env(domain_id), cwd=str(out), timeout=seconds + 120)
+        if recorder.returncode != 0:
+            print("recorder failed; see logs in", logs)
+            return 1
+    finally:
+        stop(procs)
+    rec = json.loads(rec_path.read_text())
+    offsets = _offsets(logs / "bag_player.log")
+    summary = _summary(rec, ground_truth_path(bag), offsets)
+    print("\nper width (delivered frames):")
+    print(f"{'width':>6} {'frames':>6} {'KB/frame':>8} {'latency p50 ms':>14} {'mAP':>6} {'mAP@.5':>7}")
+    for key, s in summary.items():
+        if key != "all":
+            lat = f"{s['latency_ms_p50']:14.0f}" if s["latency_ms_p50"] is not None else f"{'-':>14}"
+            print(f"{key:>6} {s['frames']:6d} {s['kb_per_frame']:8.2f} {lat} {100 * s['map']:6.1f} {100 * s['map50']:7.1f}")
+    a = summary["all"]
+    print(f"all: {a['frames']} frames delivered, {a['fps']:.1f} fps, mAP {100 * a['map']:.1f}, mAP@.5 {100 * a['map50']:.1f}")
+    switches = [l for l in (logs / "link_monitor.log").read_text().splitlines() if "width ->" in l]
+    print(f"{len(switches)} width switches by the link monitor:")
+    for line in switches:
+        print("  " + line.split("]: ", 1)[-1])
+    _plot(rec, out / "bandwidth_width.png")
+    n = _annotate(rec, bag, offsets, out / "annotated")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"\nwrote {out / 'bandwidth_width.png'}, {n} annotated frames in {out / 'annotated'}, {out / 'summary.json'}")
     return 0
+
+
+def _wait_for(log: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{log.name}: no '{text}' after {timeout:.0f} s:\n{log.read_text()[-2000:] if log.exists() else ''}")

@@ -215,6 +215,11 @@ class Trainer:
             self.log(json.dumps(record))
             self._save_state()
         final = self.out / "model.pt"
-        fp = save_checkpoint(self.model, final, extra={"train_config": to_dict(tc), "history": json.dumps(self.history)})
+        extra = {"train_config": to_dict(tc), "history": json.dumps(self.history)}
+        last_val = self.history[-1].get("val", {}) if self.history else {}
+        if isinstance(self.model, SplitModel) and last_val:
+            # typical packet sizes, so a link monitor can plan widths before any frame arrives
+            extra["bytes_per_width"] = {w: r["bytes_mean"] for w, r in last_val.items()}
+        fp = save_checkpoint(self.model, final, extra=extra)
         self.log(f"wrote {final} (fingerprint {fp[:16]})")
         return final

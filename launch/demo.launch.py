@@ -1,0 +1,41 @@
+"""Whole loop on one machine: bag player -> encoder -> link emulator -> decoder, with the link monitor.
+
+ros2 launch split_perception demo.launch.py bag:=/path/to/bag
+(`split-perception demo` starts the same nodes with the same config files without ros2 launch.)
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    config = os.path.join(get_package_share_directory("split_perception"), "config")
+    model = LaunchConfiguration("model_path")
+
+    def cfg(name):
+        return os.path.join(config, f"{name}.yaml")
+
+    return LaunchDescription([
+        DeclareLaunchArgument("bag", description="rosbag2 with a camera topic (split-perception make-bag)"),
+        DeclareLaunchArgument("bandwidth", default_value="steps:3e6@0,0.15e6@12,0.6e6@22,3e6@30",
+                              description="emulated link: bits/s, steps (rate@second) or a CSV file"),
+        DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
+        Node(package="split_perception", executable="bag_player", name="bag_player", output="screen",
+             parameters=[cfg("bag_player"), {"bag": LaunchConfiguration("bag"), "loop": True}],
+             remappings=[("image", "/camera/image_raw")]),
+        Node(package="split_perception", executable="encoder", name="encoder", output="screen",
+             parameters=[cfg("encoder"), {"model_path": model}],
+             remappings=[("image", "/camera/image_raw"), ("features", "features_onboard")]),
+        Node(package="split_perception", executable="link_emulator", name="link_emulator", output="screen",
+             parameters=[cfg("link_emulator"), {"bandwidth": LaunchConfiguration("bandwidth")}],
+             remappings=[("features_in", "features_onboard"), ("features_out", "features")]),
+        Node(package="split_perception", executable="decoder", name="decoder", output="screen",
+             parameters=[cfg("decoder"), {"model_path": model}]),
+        Node(package="split_perception", executable="link_monitor", name="link_monitor", output="screen",
+             parameters=[cfg("link_monitor"), {"model_path": model}]),
+    ])

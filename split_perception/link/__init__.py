@@ -1,0 +1,1 @@
+"""Link quality: statistics from arrivals, bandwidth traces, token bucket, width policy (no ROS)."""

@@ -1,0 +1,134 @@
+"""Onboard encoder node: camera Image/CompressedImage -> EncodedFeatures at the current width.
+
+A drop-oldest slot and a worker thread keep latency bounded when frames arrive faster than the
+encoder runs. `width` is a dynamic parameter, validated in the on-set callback and applied to the
+next frame without reloading anything (`ros2 param set /encoder width 0.5`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..errors import ImageError
+from ..msg import EncodedFeatures
+from ..onboard import OnboardEncoder
+from .common import LatestSlot, qos_from, run_node
+from .image_conversion import compressed_to_rgb, image_to_rgb
+
+
+class EncoderNode(Node):
+    def __init__(self):
+        super().__init__("encoder")
+        model_path = self.declare_parameter(
+            "model_path", "", ParameterDescriptor(description="checkpoint path; empty = bundled model",
+                                                  read_only=True)).value
+        self.encoder = OnboardEncoder(model_path or None)
+        self.add_on_set_parameters_callback(self._validate)
+        self.add_post_set_parameters_callback(self._apply)
+        widths = list(self.encoder.widths)
+        self.declare_parameter("width", widths[-1], ParameterDescriptor(
+            description=f"encoder width, one of {widths}; takes effect on the next frame",
+            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1.0)]))
+        self.declare_parameter("max_rate_hz", 0.0, ParameterDescriptor(
+            description="encode at most this many frames per second (0 = as fast as frames come)"))
+        input_type = self.declare_parameter("input_type", "raw", ParameterDescriptor(
+            description="'raw' (sensor_msgs/Image on `image`) or 'compressed' (CompressedImage on "
+                        "`image/compressed`)", read_only=True)).value
+        reliability = self.declare_parameter("reliability", "best_effort", ParameterDescriptor(
+            description="QoS reliability of `features`: best_effort or reliable", read_only=True)).value
+        threads = self.declare_parameter("threads", 2, ParameterDescriptor(
+            description="torch CPU threads", read_only=True)).value
+        import torch
+
+        torch.set_num_threads(int(threads))
+        self.encoder.set_width(self.get_parameter("width").value)
+        self.pub = self.create_publisher(EncodedFeatures, "features", qos_from(reliability))
+        if input_type == "compressed":
+            self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
+                                     qos_profile_sensor_data)
+        elif input_type == "raw":
+            self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+        else:
+            raise ValueError(f"input_type must be 'raw' or 'compressed', got {input_type!r}")
+        self.slot = LatestSlot()
+        self.frame_id = 0
+        self.bad_images = 0
+        self._last_encode = 0.0
+        self._running = True
+        self._worker = threading.Thread(target=self._work, daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"encoder ready: model {self.encoder.fingerprint[:12]}, widths {widths}, "
+                               f"width {self.encoder.width}, input {input_type}")
+
+    # ---- parameters -------------------------------------------------------------------
+    def _validate(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == "width" and not any(abs(p.value - w) < 1e-6 for w in self.encoder.widths):
+                return SetParametersResult(successful=False,
+                                           reason=f"width {p.value} is not one of {list(self.encoder.widths)}")
+            if p.name == "max_rate_hz" and p.value < 0:
+                return SetParametersResult(successful=False, reason="max_rate_hz must be >= 0")
+        return SetParametersResult(successful=True)
+
+    def _apply(self, params) -> None:
+        for p in params:
+            if p.name == "width":
+                self.encoder.set_width(p.value)
+                self.get_logger().info(f"width -> {self.encoder.width}")
+
+    # ---- frames -----------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self.slot.put((msg, image_to_rgb))
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self.slot.put((msg, compressed_to_rgb))
+
+    def _work(self) -> None:
+        while self._running and rclpy.ok():
+            item = self.slot.get()
+            if item is None:
+                continue
+            rate = self.get_parameter("max_rate_hz").value
+            if rate > 0 and time.monotonic() - self._last_encode < 1.0 / rate:
+                continue  # over the rate limit: this frame is skipped
+            msg, convert = item
+            try:
+                rgb = convert(msg)
+            except ImageError as exc:
+                self.bad_images += 1
+                self.get_logger().warning(f"frame refused ({self.bad_images} so far): {exc}",
+                                          throttle_duration_sec=5.0)
+                continue
+            self._last_encode = time.monotonic()
+            self.frame_id += 1
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            t0 = time.perf_counter()
+            width = self.encoder.width
+            packet = self.encoder.encode(rgb, frame_id=self.frame_id, stamp_ns=stamp_ns)
+            out = EncodedFeatures()
+            out.header = msg.header
+            out.model_fingerprint = self.encoder.fingerprint
+            out.width = float(width)
+            out.frame_id = self.frame_id
+            out.image_height, out.image_width = int(rgb.shape[0]), int(rgb.shape[1])
+            out.encode_ms = 1000.0 * (time.perf_counter() - t0)
+            out.packet = packet
+            self.pub.publish(out)
+
+    def close(self) -> None:
+        self._running = False
+        self.slot.close()
+        self._worker.join(timeout=2.0)
+        if self.slot.dropped or self.bad_images:
+            self.get_logger().info(f"dropped {self.slot.dropped} frames (encoder busy), refused {self.bad_images}")
+
+
+def main(args=None) -> int:
+    return run_node(EncoderNode, args)

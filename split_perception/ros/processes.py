@@ -1,0 +1,84 @@
+"""Start the nodes as separate processes without `ros2 launch` (demo, tests, benchmarks).
+
+The nodes run from the colcon install space (messages + this package, symlinked to the sources),
+built by `scripts/build_ros.sh`; this module finds it and sets the environment they need.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL = REPO / ".colcon" / "install" / "split_perception"
+CONFIG = REPO / "config"
+
+
+def install_space() -> Path:
+    if not (INSTALL / "lib" / "split_perception" / "encoder").exists():
+        raise ConfigError(f"ROS messages are not built ({INSTALL} missing): run `make ros` "
+                          "(or scripts/build_ros.sh)")
+    return INSTALL
+
+
+def ros_env(domain_id: int, base: dict | None = None) -> dict:
+    """Environment for a node process: install space first on the paths, own ROS_DOMAIN_ID."""
+    inst = install_space()
+    env = dict(os.environ if base is None else base)
+    site = inst / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([str(inst / "lib"), env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(inst), sys.prefix])
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONWARNINGS"] = "ignore::FutureWarning"
+    return env
+
+
+def start_node(executable: str, domain_id: int, params: dict | None = None, params_file: Path | None = None,
+               remap: dict | None = None, log_path: Path | None = None, name: str | None = None) -> subprocess.Popen:
+    """One node in its own process (stdout+stderr to `log_path`, or inherited)."""
+    exe = install_space() / "lib" / "split_perception" / executable
+    cmd = [sys.executable, str(exe), "--ros-args"]
+    if name:
+        cmd += ["-r", f"__node:={name}"]
+    if params_file:
+        cmd += ["--params-file", str(params_file)]
+    for k, v in (params or {}).items():
+        cmd += ["-p", f"{k}:={_param(v)}"]
+    for a, b in (remap or {}).items():
+        cmd += ["-r", f"{a}:={b}"]
+    out = open(log_path, "w") if log_path else None
+    return subprocess.Popen(cmd, env=ros_env(domain_id), stdout=out, stderr=subprocess.STDOUT if out else None,
+                            cwd=str(log_path.parent if log_path else REPO), start_new_session=True)
+
+
+def _param(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return repr(v) if v == "" else v
+    return str(v)
+
+
+def stop(procs, timeout: float = 10.0) -> None:
+    """SIGINT, then SIGKILL after `timeout`: every process ends, whatever state it is in."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()

@@ -1,0 +1,88 @@
+"""Test-side ROS process: publishes camera frames / raw EncodedFeatures, calls parameter services,
+records what the nodes publish, and writes it as JSON. Run with processes.ros_env (own domain id).
+
+Usage: python ros_probe.py CONFIG.json OUT.json
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float64
+
+from split_perception.data.synthetic import render_scene
+from split_perception.msg import Detection2DArray, EncodedFeatures, LinkStatus
+from split_perception.ros.common import qos_from
+
+
+def main() -> int:
+    cfg = json.loads(open(sys.argv[1]).read())
+    rclpy.init()
+    node = rclpy.create_node("probe")
+    rec = {"detections": [], "features": [], "link_status": [], "bandwidth": [], "set_results": [], "sent": []}
+    t0 = time.monotonic()
+    now = lambda: time.monotonic() - t0  # noqa: E731
+    node.create_subscription(Detection2DArray, "detections", lambda m: rec["detections"].append(
+        {"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec], "n": len(m.detections)}), 50)
+    node.create_subscription(EncodedFeatures, cfg.get("features_topic", "features"), lambda m: rec["features"].append(
+        {"t": now(), "width": round(m.width, 3), "bytes": len(m.packet), "frame_id": m.frame_id}), qos_from("best_effort", 50))
+    node.create_subscription(LinkStatus, "link_status", lambda m: rec["link_status"].append(
+        {"t": now(), "bad": m.bad_packets, "fps": m.fps, "width": m.width, "loss": m.loss_rate,
+         "received": m.frames_received}), 10)
+    node.create_subscription(Float64, "link_bandwidth", lambda m: rec["bandwidth"].append({"t": now(), "bps": m.data}), 10)
+    img_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    raw_pub = node.create_publisher(EncodedFeatures, "features", qos_from("best_effort"))
+    client = node.create_client(SetParameters, "/encoder/set_parameters")
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    h, w = cfg.get("size", [240, 320])
+    frames = [render_scene(rng, (h, w))[0] for _ in range(8)]
+    fps, seconds = cfg.get("fps", 5.0), cfg["seconds"]
+    calls = sorted(cfg.get("set_width", []), key=lambda c: c["at"])
+    garbage = cfg.get("garbage", [])
+    next_frame, i = 0.0, 0
+    pending = []
+    while now() < seconds:
+        if cfg.get("publish_images", True) and now() >= next_frame:
+            m = Image()
+            m.header.stamp.sec, m.header.stamp.nanosec = 2000 + i, 1234
+            m.header.frame_id = "cam"
+            m.height, m.width, m.encoding, m.step = h, w, "rgb8", w * 3
+            m.data = frames[i % len(frames)].tobytes()
+            img_pub.publish(m)
+            rec["sent"].append({"t": now(), "stamp": [2000 + i, 1234]})
+            i += 1
+            next_frame += 1.0 / fps
+        while (calls and now() >= calls[0]["at"] and len(rec["features"]) >= calls[0].get("after_features", 0)
+               and client.service_is_ready()):
+            c = calls.pop(0)
+            req = SetParameters.Request()
+            req.parameters = [Parameter(name="width", value=ParameterValue(
+                type=ParameterType.PARAMETER_DOUBLE, double_value=float(c["width"])))]
+            fut = client.call_async(req)
+            pending.append((c, fut))
+        while garbage and now() >= garbage[0]["at"]:
+            g = garbage.pop(0)
+            m = EncodedFeatures()
+            m.frame_id = g.get("frame_id", 1)
+            m.packet = bytes.fromhex(g["hex"])
+            raw_pub.publish(m)
+        for c, fut in list(pending):
+            if fut.done():
+                r = fut.result().results[0]
+                rec["set_results"].append({"t": now(), "width": c["width"], "ok": r.successful, "reason": r.reason})
+                pending.remove((c, fut))
+        rclpy.spin_once(node, timeout_sec=0.01)
+    json.dump(rec, open(sys.argv[2], "w"))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

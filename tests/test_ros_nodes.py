@@ -1,0 +1,134 @@
+"""The nodes over real DDS, each in its own process (own ROS_DOMAIN_ID per test; all end by themselves)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from split_perception.codec.checkpoint import read_checkpoint
+from split_perception.codec.packet import Packet
+from split_perception.ros.processes import ros_env, start_node, stop
+
+PROBE = Path(__file__).with_name("ros_probe.py")
+_ids = itertools.count()
+
+
+@pytest.fixture
+def domain():
+    return 1 + (os.getpid() * 7 + next(_ids)) % 100
+
+
+def probe(tmp_path, domain, **cfg) -> dict:
+    (tmp_path / "probe.json").write_text(json.dumps(cfg))
+    out = tmp_path / "probe_out.json"
+    subprocess.run([sys.executable, str(PROBE), str(tmp_path / "probe.json"), str(out)], env=ros_env(domain),
+                   cwd=tmp_path, check=True, timeout=cfg["seconds"] + 60)
+    return json.loads(out.read_text())
+
+
+def nodes(tmp_path, domain, specs):
+    return [start_node(exe, domain, params=params, remap=remap, log_path=tmp_path / f"{exe}.log")
+            for exe, params, remap in specs]
+
+
+def logs(tmp_path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(tmp_path.glob("*.log")))
+
+
+def test_image_in_detections_out_with_stamp(tmp_path, domain, tiny_model_path):
+    m = {"model_path": str(tiny_model_path)}
+    procs = nodes(tmp_path, domain, [("encoder", m, None), ("decoder", m, None)])
+    try:
+        rec = probe(tmp_path, domain, seconds=14, fps=4)
+    finally:
+        stop(procs)
+    sent = {tuple(s["stamp"]) for s in rec["sent"]}
+    got = [tuple(d["stamp"]) for d in rec["detections"]]
+    assert len(got) >= 3, logs(tmp_path)
+    assert set(got) <= sent  # every detections message carries its source image's stamp
+    assert all(p.returncode == 0 for p in procs), logs(tmp_path)
+
+
+def test_width_parameter_applies_to_next_packet_and_refuses_bad_values(tmp_path, domain, tiny_model_path):
+    procs = nodes(tmp_path, domain, [("encoder", {"model_path": str(tiny_model_path)}, None)])
+    try:
+        rec = probe(tmp_path, domain, seconds=18, fps=5, set_width=[{"at": 0, "after_features": 5, "width": 0.5},
+                                                                    {"at": 0, "after_features": 15, "width": 0.3}])
+    finally:
+        stop(procs)
+    res = {r["width"]: r for r in rec["set_results"]}
+    assert res[0.5]["ok"], logs(tmp_path)
+    assert not res[0.3]["ok"] and "not one of" in res[0.3]["reason"]
+    t_set = res[0.5]["t"]
+    before = [f for f in rec["features"] if f["t"] < t_set - 0.5]
+    after = [f for f in rec["features"] if f["t"] > t_set + 0.5]
+    assert before and all(f["width"] == 1.0 for f in before)
+    assert after and all(f["width"] == 0.5 for f in after)  # the refused 0.3 changed nothing
+    assert max(f["bytes"] for f in after) < min(f["bytes"] for f in before)
+
+
+def test_corrupt_packets_are_counted_and_decoder_keeps_going(tmp_path, domain, tiny_model_path):
+    m = {"model_path": str(tiny_model_path)}
+    good_header_bad_crc = Packet(bytes(16), 0, 0.25, 1, 0, (10, 10), (2, 12, 16), b"abc").to_bytes()[:-1] + b"\x00"
+    garbage = [{"at": 8.0, "hex": "00" * 10}, {"at": 8.3, "hex": os.urandom(500).hex()},
+               {"at": 8.6, "hex": good_header_bad_crc.hex()}]
+    procs = nodes(tmp_path, domain, [("encoder", m, None), ("decoder", m, None)])
+    try:
+        rec = probe(tmp_path, domain, seconds=15, fps=4, garbage=garbage)
+    finally:
+        stop(procs)
+    assert rec["link_status"] and max(s["bad"] for s in rec["link_status"]) == 3, logs(tmp_path)
+    assert any(d["t"] > 9.5 for d in rec["detections"]), "decoder stopped after bad packets\n" + logs(tmp_path)
+    assert procs[1].returncode == 0 and "packet refused" in (tmp_path / "decoder.log").read_text()
+
+
+def test_monitor_lowers_and_raises_width_with_bandwidth(tmp_path, domain, bundled_model_path):
+    ckpt = read_checkpoint(bundled_model_path)
+    sizes = ckpt["extra"]["bytes_per_width"]
+    fps = 8
+    low = (float(sizes["0.25"]) + 64) * 8 * fps / 0.8 * 1.3  # only the narrowest width fits
+    high = (float(sizes["1.0"]) + 64) * 8 * fps / 0.8 * 3.0
+    trace = f"steps:{high:.0f}@0,{low:.0f}@16,{high:.0f}@26"
+    procs = nodes(tmp_path, domain, [
+        ("encoder", {}, {"features": "features_in"}),
+        ("link_emulator", {"bandwidth": trace, "max_queue_s": 0.3}, None),
+        ("decoder", {}, {"features": "features_out"}),
+        ("link_monitor", {"target_fps": float(fps), "up_dwell_s": 2.0}, None),
+    ])
+    try:
+        rec = probe(tmp_path, domain, seconds=44, fps=fps, features_topic="features_out")
+    finally:
+        stop(procs)
+    widths = [(f["t"], f["width"]) for f in rec["features"]]
+    assert any(w == 1.0 for t, w in widths if t < 16), logs(tmp_path)
+    low_phase = [w for t, w in widths if 20 < t < 26]
+    assert low_phase and max(low_phase) == 0.25, (low_phase, logs(tmp_path))
+    assert widths[-1][1] == 1.0, (widths[-10:], logs(tmp_path))
+    changes = sum(1 for a, b in zip(widths, widths[1:]) if a[1] != b[1])
+    assert changes <= 8, widths  # down once, up step by step: no flapping
+    assert len([t for t, _ in widths if 20 < t < 26]) >= 0.7 * fps * 6  # frames keep flowing when narrow
+
+
+def test_bag_replay_detections_for_every_delivered_frame(tmp_path, domain, tiny_model_path):
+    from split_perception.data.bags import write_sample_bag
+
+    bag = write_sample_bag(tmp_path / "bag", frames=12, fps=3, size=(120, 160), storage="sqlite3")
+    m = {"model_path": str(tiny_model_path)}
+    procs = nodes(tmp_path, domain, [("encoder", m, None), ("decoder", m, None),
+                                     ("bag_player", {"bag": str(bag), "wait_for_subscribers": 1, "start_delay_s": 1.0}, None)])
+    try:
+        rec = probe(tmp_path, domain, seconds=20, publish_images=False)
+        procs[2].wait(timeout=30)
+    finally:
+        stop(procs)
+    assert procs[2].returncode == 0 and "published 12 frames" in (tmp_path / "bag_player.log").read_text()
+    assert len({f["frame_id"] for f in rec["features"]}) >= 10, logs(tmp_path)  # the encoder saw the replay
+    delivered = rec["link_status"][-1]["received"]  # what reached the decoder
+    assert delivered >= 9, logs(tmp_path)
+    assert len(rec["detections"]) == delivered, logs(tmp_path)

@@ -1,0 +1,111 @@
+"""The ROS 2 package files: launch files, configs and executables agree with the nodes."""
+
+import ast
+import importlib.util
+import py_compile
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from split_perception.errors import ImageError
+
+REPO = Path(__file__).resolve().parents[1]
+NODES = {"encoder": "encoder_node", "decoder": "decoder_node", "link_monitor": "link_monitor_node",
+         "link_emulator": "link_emulator_node", "bag_player": "bag_player_node"}
+
+
+def declared_parameters(module: str) -> set[str]:
+    src = (REPO / "split_perception" / "ros" / f"{module}.py").read_text()
+    names = set(re.findall(r'declare_parameter\(\s*"(\w+)"', src))
+    if module == "link_monitor_node":  # policy fields are declared in a loop
+        from split_perception.link.policy import PolicyConfig
+
+        names |= set(vars(PolicyConfig()))
+    return names
+
+
+@pytest.mark.parametrize("node", sorted(NODES))
+def test_config_files_only_set_declared_parameters(node):
+    cfg = yaml.safe_load((REPO / "config" / f"{node}.yaml").read_text())
+    params = set(cfg[node]["ros__parameters"])
+    assert params <= declared_parameters(NODES[node]), params - declared_parameters(NODES[node])
+
+
+def test_cmake_installs_every_executable():
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    for exe in NODES:
+        assert f"scripts/{exe}" in cmake and (REPO / "scripts" / exe).is_file()
+
+
+@pytest.mark.parametrize("name", ["onboard", "offboard", "demo"])
+def test_launch_files_are_valid_python_with_described_arguments(name):
+    path = REPO / "launch" / f"{name}.launch.py"
+    py_compile.compile(str(path), doraise=True)
+    tree = ast.parse(path.read_text())
+    args = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "DeclareLaunchArgument"]
+    assert args and all(any(k.arg == "description" for k in c.keywords) for c in args)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
+                    reason="launch/launch_ros are not on PyPI; tested where a ROS distro provides them")
+@pytest.mark.parametrize("name", ["onboard", "offboard", "demo"])
+def test_launch_files_load_with_real_launch(name):
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    src = PythonLaunchDescriptionSource(str(REPO / "launch" / f"{name}.launch.py"))
+    assert src.get_launch_description(None).entities
+
+
+def test_image_conversion_encodings():
+    from sensor_msgs.msg import CompressedImage, Image
+    import cv2
+
+    from split_perception.ros.image_conversion import compressed_to_rgb, image_to_rgb, rgb_to_image
+
+    rgb = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    msg = rgb_to_image(rgb, Image().header)
+    assert np.array_equal(image_to_rgb(msg), rgb)
+    bgr = rgb_to_image(rgb[..., ::-1].copy(), Image().header)
+    bgr.encoding = "bgr8"
+    assert np.array_equal(image_to_rgb(bgr), rgb)
+    mono = rgb_to_image(rgb[..., 0].copy(), Image().header, "mono8")
+    assert np.array_equal(image_to_rgb(mono)[..., 1], rgb[..., 0])
+    padded = rgb_to_image(rgb, Image().header)
+    padded.step = 8 * 3 + 4  # rows with padding bytes
+    padded.data = b"".join(rgb[r].tobytes() + b"\0" * 4 for r in range(6))
+    assert np.array_equal(image_to_rgb(padded), rgb)
+    c = CompressedImage()
+    c.format = "png"
+    c.data = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
+    assert np.array_equal(compressed_to_rgb(c), rgb)
+    for bad in ("yuv422", "32FC1"):
+        m = rgb_to_image(rgb, Image().header)
+        m.encoding = bad
+        with pytest.raises(ImageError, match="unsupported"):
+            image_to_rgb(m)
+    short = rgb_to_image(rgb, Image().header)
+    short.data = short.data[:10]
+    with pytest.raises(ImageError):
+        image_to_rgb(short)
+    c.data = b"not an image"
+    with pytest.raises(ImageError):
+        compressed_to_rgb(c)
+
+
+def test_bags_round_trip_and_broken_bag(tmp_path):
+    from split_perception.data.bags import BagError, ground_truth_path, read_images, write_sample_bag
+
+    for storage in ("mcap", "sqlite3"):
+        bag = write_sample_bag(tmp_path / storage, frames=4, size=(48, 64), storage=storage)
+        imgs = list(read_images(bag))
+        assert len(imgs) == 4 and imgs[0].msg.encoding == "rgb8" and ground_truth_path(bag).is_file()
+    mcap = next((tmp_path / "mcap").glob("*.mcap"))
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: len(data) // 2])  # truncated file
+    with pytest.raises(BagError, match="mcap"):
+        list(read_images(tmp_path / "mcap"))
+    with pytest.raises(BagError, match="not found"):
+        list(read_images(tmp_path / "nope"))
