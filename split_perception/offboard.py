@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .codec.checkpoint import load_model
-from .codec.packet import FINGERPRINT_BYTES, Packet, parse
+from .codec.packet import Packet, parse
 from .errors import ModelMismatchError, PacketError
+from .runtime import ModelRuntime
 
 # rANS reads 32-bit words without bounds checks; a forged payload must only ever read zeros
 # that belong to us. Per symbol the decoder reads at most ~40 words (escape chain bounded by the
@@ -37,27 +37,17 @@ class DecodedFrame:
     mask: np.ndarray | None = None  # uint8 class ids at source-image size, 0 = background
 
 
-class OffboardDecoder:
+class OffboardDecoder(ModelRuntime):
     """Decodes packets of exactly one model; anything else raises PacketError/ModelMismatchError."""
 
     def __init__(self, model_path: str | Path | None = None, score_thresh: float | None = None):
-        model, fingerprint = load_model(model_path)
-        self._attach(model, fingerprint)
+        super().__init__(model_path)
         if score_thresh is not None:
             # detections below this score are dropped inside SSD's postprocessing
             self.model.teacher.det.score_thresh = score_thresh
 
-    @classmethod
-    def from_model(cls, model, fingerprint: str) -> "OffboardDecoder":
-        """Wrap an in-memory model (training-time evaluation); its CDF tables must be computed."""
-        self = cls.__new__(cls)
-        self._attach(model, fingerprint)
-        return self
-
     def _attach(self, model, fingerprint: str) -> None:
-        self.model, self.fingerprint = model.eval(), fingerprint
-        self.cfg = self.model.cfg
-        self._fp = bytes.fromhex(self.fingerprint)[:FINGERPRINT_BYTES]
+        super()._attach(model, fingerprint)
         stride = self.model.teacher.split_stride
         self._latent_hw = tuple(-(-s // stride) for s in self.cfg.input_size)
 

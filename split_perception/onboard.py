@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from .codec.checkpoint import load_model
-from .codec.packet import FINGERPRINT_BYTES, Packet
+from .codec.packet import Packet
 from .preprocess import to_input_tensor
+from .runtime import ModelRuntime
 
 
-class OnboardEncoder:
+class OnboardEncoder(ModelRuntime):
     """Loads a checkpoint once; `set_width` switches width for the next frame without reloading."""
-
-    def __init__(self, model_path: str | Path | None = None):
-        model, fingerprint = load_model(model_path)
-        self._attach(model, fingerprint)
-
-    @classmethod
-    def from_model(cls, model, fingerprint: str) -> "OnboardEncoder":
-        """Wrap an in-memory model (training-time evaluation); its CDF tables must be computed."""
-        self = cls.__new__(cls)
-        self._attach(model, fingerprint)
-        return self
-
-    def _attach(self, model, fingerprint: str) -> None:
-        self.model, self.fingerprint = model.eval(), fingerprint
-        self.cfg = self.model.cfg
-        self._fp = bytes.fromhex(self.fingerprint)[:FINGERPRINT_BYTES]
 
     @property
     def widths(self) -> tuple[float, ...]:
