@@ -102,17 +102,19 @@ def test_monitor_lowers_and_raises_width_with_bandwidth(tmp_path, domain, bundle
         ("link_monitor", {"target_fps": float(fps), "up_dwell_s": 2.0}, None),
     ])
     try:
-        rec = probe(tmp_path, domain, seconds=44, fps=fps, features_topic="features_out")
+        rec = probe(tmp_path, domain, seconds=52, fps=fps, features_topic="features_out")
     finally:
         stop(procs)
-    widths = [(f["t"], f["width"]) for f in rec["features"]]
+    assert rec["features"], logs(tmp_path)
+    t0 = rec["features"][0]["t"]  # the emulator's trace clock starts with the first relayed frame
+    widths = [(f["t"] - t0, f["width"]) for f in rec["features"]]
     assert any(w == 1.0 for t, w in widths if t < 16), logs(tmp_path)
-    low_phase = [w for t, w in widths if 20 < t < 26]
+    low_phase = [w for t, w in widths if 19 < t < 26]
     assert low_phase and max(low_phase) == 0.25, (low_phase, logs(tmp_path))
     assert widths[-1][1] == 1.0, (widths[-10:], logs(tmp_path))
     changes = sum(1 for a, b in zip(widths, widths[1:]) if a[1] != b[1])
     assert changes <= 8, widths  # down once, up step by step: no flapping
-    assert len([t for t, _ in widths if 20 < t < 26]) >= 0.7 * fps * 6  # frames keep flowing when narrow
+    assert len(low_phase) >= 0.6 * fps * 7  # frames keep flowing while the link is narrow
 
 
 def test_bag_replay_detections_for_every_delivered_frame(tmp_path, domain, tiny_model_path):
