@@ -11,11 +11,13 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def generate_launch_description():
     config = os.path.join(get_package_share_directory("split_perception"), "config")
-    model = LaunchConfiguration("model_path")
+    # launch_ros reads plain substitutions as YAML ("2024" -> int): force strings
+    model = ParameterValue(LaunchConfiguration("model_path"), value_type=str)
 
     def cfg(name):
         return os.path.join(config, f"{name}.yaml")
@@ -26,13 +28,13 @@ def generate_launch_description():
                               description="emulated link: bits/s, steps (rate@second) or a CSV file"),
         DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
         Node(package="split_perception", executable="bag_player", name="bag_player", output="screen",
-             parameters=[cfg("bag_player"), {"bag": LaunchConfiguration("bag"), "loop": True}],
+             parameters=[cfg("bag_player"), {"bag": ParameterValue(LaunchConfiguration("bag"), value_type=str), "loop": True}],
              remappings=[("image", "/camera/image_raw")]),
         Node(package="split_perception", executable="encoder", name="encoder", output="screen",
              parameters=[cfg("encoder"), {"model_path": model}],
              remappings=[("image", "/camera/image_raw"), ("features", "features_onboard")]),
         Node(package="split_perception", executable="link_emulator", name="link_emulator", output="screen",
-             parameters=[cfg("link_emulator"), {"bandwidth": LaunchConfiguration("bandwidth")}],
+             parameters=[cfg("link_emulator"), {"bandwidth": ParameterValue(LaunchConfiguration("bandwidth"), value_type=str)}],
              remappings=[("features_in", "features_onboard"), ("features_out", "features")]),
         Node(package="split_perception", executable="decoder", name="decoder", output="screen",
              parameters=[cfg("decoder"), {"model_path": model}]),

@@ -7,6 +7,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def generate_launch_description():
@@ -16,7 +17,7 @@ def generate_launch_description():
                               description="EncodedFeatures input topic"),
         DeclareLaunchArgument("model_path", default_value="", description="checkpoint; must be the encoder's"),
         Node(package="split_perception", executable="decoder", name="decoder", output="screen",
-             parameters=[os.path.join(config, "decoder.yaml"), {"model_path": LaunchConfiguration("model_path")}],
+             parameters=[os.path.join(config, "decoder.yaml"), {"model_path": ParameterValue(LaunchConfiguration("model_path"), value_type=str)}],
              remappings=[("features", LaunchConfiguration("features")),
                          ("detections", "/split_perception/detections"),
                          ("segmentation", "/split_perception/segmentation"),

@@ -7,12 +7,14 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def generate_launch_description():
     config = os.path.join(get_package_share_directory("split_perception"), "config")
     camera = LaunchConfiguration("camera")
-    model = LaunchConfiguration("model_path")
+    # launch_ros reads plain substitutions as YAML ("2024" -> int): force strings
+    model = ParameterValue(LaunchConfiguration("model_path"), value_type=str)
     return LaunchDescription([
         DeclareLaunchArgument("camera", default_value="/camera/image_raw",
                               description="sensor_msgs/Image topic to encode"),

@@ -59,6 +59,9 @@ def test_link_stats_counts_gaps_and_restarts():
     assert snap.loss_rate == pytest.approx(2 / 9)
     assert snap.throughput_bps == pytest.approx(8 * 7000 / 1.0)
     assert s.snapshot(5.0).fps == 0.0
+    s.add(6.0, 3, 100, None, 0.5)  # unmeasurable latency is left out of the mean
+    s.add(6.1, 4, 100, 30.0, 0.5)
+    assert s.snapshot(6.2).latency_ms == 30.0
 
 
 def test_traces_and_errors(tmp_path):

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.codec.packet import Packet
-from split_perception.ros.processes import ros_env, start_node, stop
+from split_perception.ros.processes import run_probe, start_node, stop
 
-PROBE = Path(__file__).with_name("ros_probe.py")
 _ids = itertools.count()
 
 
@@ -25,11 +20,7 @@ def domain():
 
 
 def probe(tmp_path, domain, **cfg) -> dict:
-    (tmp_path / "probe.json").write_text(json.dumps(cfg))
-    out = tmp_path / "probe_out.json"
-    subprocess.run([sys.executable, str(PROBE), str(tmp_path / "probe.json"), str(out)], env=ros_env(domain),
-                   cwd=tmp_path, check=True, timeout=cfg["seconds"] + 60)
-    return json.loads(out.read_text())
+    return run_probe(cfg, tmp_path, domain)
 
 
 def nodes(tmp_path, domain, specs):
@@ -123,9 +114,9 @@ def test_bag_replay_detections_for_every_delivered_frame(tmp_path, domain, tiny_
     bag = write_sample_bag(tmp_path / "bag", frames=12, fps=3, size=(120, 160), storage="sqlite3")
     m = {"model_path": str(tiny_model_path)}
     procs = nodes(tmp_path, domain, [("encoder", m, None), ("decoder", m, None),
-                                     ("bag_player", {"bag": str(bag), "wait_for_subscribers": 1, "start_delay_s": 1.0}, None)])
-    try:
-        rec = probe(tmp_path, domain, seconds=20, publish_images=False)
+                                     ("bag_player", {"bag": str(bag), "wait_for_subscribers": 2, "start_delay_s": 2.0}, None)])
+    try:  # the bag starts once the encoder and the probe subscribe, so the probe sees every detection
+        rec = probe(tmp_path, domain, seconds=24, publish_images=False, listen_images=True)
         procs[2].wait(timeout=30)
     finally:
         stop(procs)

@@ -26,12 +26,13 @@ class LinkStats:
 
     def __init__(self, window_s: float = 2.0):
         self.window_s = window_s
-        self._arrivals: deque[tuple[float, int, float, int, float]] = deque()  # t, bytes, latency, lost, width
+        self._arrivals: deque[tuple[float, int, float | None, int, float]] = deque()  # t, bytes, latency, lost, width
         self._last_id: int | None = None
         self.frames_received = 0
         self.frames_lost = 0
 
-    def add(self, now: float, frame_id: int, num_bytes: int, latency_ms: float, width: float) -> None:
+    def add(self, now: float, frame_id: int, num_bytes: int, latency_ms: float | None, width: float) -> None:
+        """One arrival; `latency_ms` None when it cannot be measured (it is then left out of the mean)."""
         lost = 0
         if self._last_id is not None and frame_id > self._last_id:
             lost = frame_id - self._last_id - 1
@@ -50,11 +51,12 @@ class LinkStats:
         a = self._arrivals
         n = len(a)
         lost = sum(x[3] for x in a)
+        latencies = [x[2] for x in a if x[2] is not None]
         return LinkSnapshot(
             throughput_bps=8.0 * sum(x[1] for x in a) / self.window_s,
             fps=n / self.window_s,
             loss_rate=lost / (n + lost) if n + lost else 0.0,
-            latency_ms=sum(x[2] for x in a) / n if n else 0.0,
+            latency_ms=sum(latencies) / len(latencies) if latencies else 0.0,
             bytes_per_frame=sum(x[1] for x in a) / n if n else 0.0,
             width=a[-1][4] if n else 0.0,
             frames_received=self.frames_received,

@@ -37,7 +37,8 @@ class BagPlayerNode(Node):
         self.restamp = self.declare_parameter("restamp", True, d(
             description="shift stamps so the first frame is 'now'", read_only=True)).value
         self.start_delay = self.declare_parameter("start_delay_s", 0.0, d(
-            description="wait before the first frame (lets subscribers discover us)", read_only=True)).value
+            description="wait this long after the subscribers are there (lets the rest of the graph discover us)",
+            read_only=True)).value
         self.wait_subs = self.declare_parameter("wait_for_subscribers", 0, d(
             description="start only once the image topic has this many subscribers", read_only=True)).value
         if not self.bag:
@@ -52,18 +53,21 @@ class BagPlayerNode(Node):
         self._offset = 0
         self._t_first = self._wall_first = None
         self._next = None
+        self._t_ready = None  # when enough subscribers were first seen
         self.create_timer(0.002, self._tick)
-        self._t_start = time.monotonic()
 
     def _open(self):
         self._iter = read_images(self.bag, self.topic or None)
         self._t_first = None
 
     def _tick(self) -> None:
-        if self.finished or time.monotonic() - self._t_start < self.start_delay:
+        if self.finished:
             return
-        if self._iter is None and max(self.raw_pub.get_subscription_count(),
-                                      self.compressed_pub.get_subscription_count()) < self.wait_subs:
+        if self._t_ready is None:
+            if max(self.raw_pub.get_subscription_count(), self.compressed_pub.get_subscription_count()) < self.wait_subs:
+                return
+            self._t_ready = time.monotonic()
+        if time.monotonic() - self._t_ready < self.start_delay:
             return
         try:
             if self._iter is None:

@@ -73,3 +73,14 @@ def run_node(node_factory, args=None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def exit_now(code: int) -> None:
+    """Leave without interpreter teardown: torch's thread pools can stall it for seconds after
+    a clean node shutdown (launch then escalates to SIGTERM/SIGKILL). Everything is flushed first."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

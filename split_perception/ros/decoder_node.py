@@ -23,6 +23,8 @@ from ..visualize import draw_detections
 from .common import LatestSlot, qos_from, run_node
 from .image_conversion import rgb_to_image
 
+MAX_PLAUSIBLE_LATENCY_MS = 60_000.0
+
 
 def to_detection_array(frame, header) -> Detection2DArray:
     out = Detection2DArray()
@@ -78,8 +80,9 @@ class DecoderNode(Node):
 
     def _on_features(self, msg: EncodedFeatures) -> None:
         now = time.time()
-        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        latency_ms = max(0.0, 1000.0 * (now - stamp)) if stamp > 0 else 0.0
+        latency_ms = 1000.0 * (now - msg.header.stamp.sec - 1e-9 * msg.header.stamp.nanosec)
+        if not 0.0 <= latency_ms < MAX_PLAUSIBLE_LATENCY_MS:
+            latency_ms = None  # replayed stamps or unsynchronised clocks: not a link latency
         with self._lock:
             self.stats.add(time.monotonic(), int(msg.frame_id), len(msg.packet), latency_ms, float(msg.width))
         self.slot.put(msg)
@@ -90,19 +93,27 @@ class DecoderNode(Node):
             if msg is None:
                 continue
             try:
-                frame = self.decoder.decode(bytes(msg.packet), with_mask=self.publish_mask or self.publish_annotated)
-            except (PacketError, ModelMismatchError) as exc:
-                self.bad_packets += 1
-                self.get_logger().error(f"packet refused ({self.bad_packets} so far): {exc}",
-                                        throttle_duration_sec=5.0)
-                continue
-            self.decoded += 1
-            self.det_pub.publish(to_detection_array(frame, msg.header))
-            if self.publish_mask:
-                self.mask_pub.publish(rgb_to_image(frame.mask, msg.header, "mono8"))
-            if self.publish_annotated:
-                canvas = np.full((*frame.image_size, 3), 40, np.uint8)
-                self.vis_pub.publish(rgb_to_image(draw_detections(canvas, frame.detections, frame.mask), msg.header))
+                self._decode_one(msg)
+            except Exception as exc:  # noqa: BLE001 - keep decoding; shutdown races end here too
+                if self._running and rclpy.ok():
+                    self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    def _decode_one(self, msg: EncodedFeatures) -> None:
+        """Decode one packet and publish detections (+ mask, annotated image); count refusals."""
+        try:
+            frame = self.decoder.decode(bytes(msg.packet), with_mask=self.publish_mask or self.publish_annotated)
+        except (PacketError, ModelMismatchError) as exc:
+            self.bad_packets += 1
+            self.get_logger().error(f"packet refused ({self.bad_packets} so far): {exc}",
+                                    throttle_duration_sec=5.0)
+            return
+        self.decoded += 1
+        self.det_pub.publish(to_detection_array(frame, msg.header))
+        if self.publish_mask:
+            self.mask_pub.publish(rgb_to_image(frame.mask, msg.header, "mono8"))
+        if self.publish_annotated:
+            canvas = np.full((*frame.image_size, 3), 40, np.uint8)
+            self.vis_pub.publish(rgb_to_image(draw_detections(canvas, frame.detections, frame.mask), msg.header))
 
     def _publish_status(self) -> None:
         with self._lock:

@@ -30,6 +30,7 @@ class EncoderNode(Node):
             "model_path", "", ParameterDescriptor(description="checkpoint path; empty = bundled model",
                                                   read_only=True)).value
         self.encoder = OnboardEncoder(model_path or None)
+        self._model_lock = threading.Lock()  # a width switch must not land in the middle of an encode
         self.add_on_set_parameters_callback(self._validate)
         self.add_post_set_parameters_callback(self._apply)
         widths = list(self.encoder.widths)
@@ -80,7 +81,8 @@ class EncoderNode(Node):
     def _apply(self, params) -> None:
         for p in params:
             if p.name == "width":
-                self.encoder.set_width(p.value)
+                with self._model_lock:
+                    self.encoder.set_width(p.value)
                 self.get_logger().info(f"width -> {self.encoder.width}")
 
     # ---- frames -----------------------------------------------------------------------
@@ -95,32 +97,40 @@ class EncoderNode(Node):
             item = self.slot.get()
             if item is None:
                 continue
-            rate = self.get_parameter("max_rate_hz").value
-            if rate > 0 and time.monotonic() - self._last_encode < 1.0 / rate:
-                continue  # over the rate limit: this frame is skipped
-            msg, convert = item
             try:
-                rgb = convert(msg)
-            except ImageError as exc:
-                self.bad_images += 1
-                self.get_logger().warning(f"frame refused ({self.bad_images} so far): {exc}",
-                                          throttle_duration_sec=5.0)
-                continue
-            self._last_encode = time.monotonic()
-            self.frame_id += 1
-            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            t0 = time.perf_counter()
+                self._encode_one(*item)
+            except Exception as exc:  # noqa: BLE001 - one bad frame must never stop the stream
+                if self._running and rclpy.ok():
+                    self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    def _encode_one(self, msg, convert) -> None:
+        """Convert, encode at the current width, publish one frame."""
+        rate = self.get_parameter("max_rate_hz").value
+        if rate > 0 and time.monotonic() - self._last_encode < 1.0 / rate:
+            return  # over the rate limit: this frame is skipped
+        try:
+            rgb = convert(msg)
+        except ImageError as exc:
+            self.bad_images += 1
+            self.get_logger().warning(f"frame refused ({self.bad_images} so far): {exc}",
+                                      throttle_duration_sec=5.0)
+            return
+        self._last_encode = time.monotonic()
+        self.frame_id += 1
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        t0 = time.perf_counter()
+        with self._model_lock:
             width = self.encoder.width
             packet = self.encoder.encode(rgb, frame_id=self.frame_id, stamp_ns=stamp_ns)
-            out = EncodedFeatures()
-            out.header = msg.header
-            out.model_fingerprint = self.encoder.fingerprint
-            out.width = float(width)
-            out.frame_id = self.frame_id
-            out.image_height, out.image_width = int(rgb.shape[0]), int(rgb.shape[1])
-            out.encode_ms = 1000.0 * (time.perf_counter() - t0)
-            out.packet = packet
-            self.pub.publish(out)
+        out = EncodedFeatures()
+        out.header = msg.header
+        out.model_fingerprint = self.encoder.fingerprint
+        out.width = float(width)
+        out.frame_id = self.frame_id
+        out.image_height, out.image_width = int(rgb.shape[0]), int(rgb.shape[1])
+        out.encode_ms = 1000.0 * (time.perf_counter() - t0)
+        out.packet = packet
+        self.pub.publish(out)
 
     def close(self) -> None:
         self._running = False

@@ -56,6 +56,8 @@ class LinkEmulatorNode(Node):
                                f"loss {self.loss}")
 
     def rate(self) -> float:
+        if self.start_on_first and not self._started:
+            return self.trace.at(0.0)
         return self.trace.at(time.monotonic() - self.t0)
 
     def _on_msg(self, msg: EncodedFeatures) -> None:

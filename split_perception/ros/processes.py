@@ -36,6 +36,7 @@ def ros_env(domain_id: int, base: dict | None = None) -> dict:
     env["LD_LIBRARY_PATH"] = os.pathsep.join([str(inst / "lib"), env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
     env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(inst), sys.prefix])
     env["ROS_DOMAIN_ID"] = str(domain_id)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # all processes are on this machine
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONWARNINGS"] = "ignore::FutureWarning"
     return env
@@ -82,3 +83,15 @@ def stop(procs, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+
+
+def run_probe(cfg: dict, work_dir: Path, domain_id: int) -> dict:
+    """Run the probe process (split_perception.ros.probe) for `cfg["seconds"]`; return its record."""
+    import json
+
+    work_dir = Path(work_dir)
+    (work_dir / "probe.json").write_text(json.dumps(cfg))
+    out = work_dir / "probe_out.json"
+    subprocess.run([sys.executable, "-m", "split_perception.ros.probe", str(work_dir / "probe.json"), str(out)],
+                   env=ros_env(domain_id), cwd=work_dir, check=True, timeout=cfg["seconds"] + 60)
+    return json.loads(out.read_text())

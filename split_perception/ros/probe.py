@@ -1,7 +1,8 @@
-"""Test-side ROS process: publishes camera frames / raw EncodedFeatures, calls parameter services,
-records what the nodes publish, and writes it as JSON. Run with processes.ros_env (own domain id).
+"""Driver process for tests and benchmarks: publishes camera frames / raw EncodedFeatures, calls
+the encoder's parameter service, records what the nodes publish (with arrival times and
+latencies), and writes it as JSON. Run with processes.ros_env (own domain id).
 
-Usage: python ros_probe.py CONFIG.json OUT.json
+Usage: python -m split_perception.ros.probe CONFIG.json OUT.json
 """
 
 import json
@@ -25,17 +26,22 @@ def main() -> int:
     cfg = json.loads(open(sys.argv[1]).read())
     rclpy.init()
     node = rclpy.create_node("probe")
-    rec = {"detections": [], "features": [], "link_status": [], "bandwidth": [], "set_results": [], "sent": []}
+    rec = {"detections": [], "features": [], "link_status": [], "bandwidth": [], "set_results": [], "sent": [], "images": []}
     t0 = time.monotonic()
     now = lambda: time.monotonic() - t0  # noqa: E731
+    age_ms = lambda stamp: (time.time_ns() - stamp.sec * 1_000_000_000 - stamp.nanosec) / 1e6  # noqa: E731
     node.create_subscription(Detection2DArray, "detections", lambda m: rec["detections"].append(
-        {"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec], "n": len(m.detections)}), 50)
+        {"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec], "n": len(m.detections),
+         "latency_ms": age_ms(m.header.stamp)}), 50)
     node.create_subscription(EncodedFeatures, cfg.get("features_topic", "features"), lambda m: rec["features"].append(
-        {"t": now(), "width": round(m.width, 3), "bytes": len(m.packet), "frame_id": m.frame_id}), qos_from("best_effort", 50))
+        {"t": now(), "width": round(m.width, 3), "bytes": len(m.packet), "frame_id": m.frame_id,
+         "encode_ms": m.encode_ms, "latency_ms": age_ms(m.header.stamp)}), qos_from("best_effort", 50))
     node.create_subscription(LinkStatus, "link_status", lambda m: rec["link_status"].append(
         {"t": now(), "bad": m.bad_packets, "fps": m.fps, "width": m.width, "loss": m.loss_rate,
          "received": m.frames_received}), 10)
     node.create_subscription(Float64, "link_bandwidth", lambda m: rec["bandwidth"].append({"t": now(), "bps": m.data}), 10)
+    if cfg.get("listen_images"):  # counts as an image subscriber, so a bag player can wait for the probe
+        node.create_subscription(Image, "image", lambda m: rec["images"].append({"t": now()}), qos_profile_sensor_data)
     img_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
     raw_pub = node.create_publisher(EncodedFeatures, "features", qos_from("best_effort"))
     client = node.create_client(SetParameters, "/encoder/set_parameters")
@@ -50,12 +56,13 @@ def main() -> int:
     while now() < seconds:
         if cfg.get("publish_images", True) and now() >= next_frame:
             m = Image()
-            m.header.stamp.sec, m.header.stamp.nanosec = 2000 + i, 1234
+            stamp = time.time_ns()
+            m.header.stamp.sec, m.header.stamp.nanosec = stamp // 1_000_000_000, stamp % 1_000_000_000
             m.header.frame_id = "cam"
             m.height, m.width, m.encoding, m.step = h, w, "rgb8", w * 3
             m.data = frames[i % len(frames)].tobytes()
             img_pub.publish(m)
-            rec["sent"].append({"t": now(), "stamp": [2000 + i, 1234]})
+            rec["sent"].append({"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec]})
             i += 1
             next_frame += 1.0 / fps
         while (calls and now() >= calls[0]["at"] and len(rec["features"]) >= calls[0].get("after_features", 0)
@@ -64,6 +71,7 @@ def main() -> int:
             req = SetParameters.Request()
             req.parameters = [Parameter(name="width", value=ParameterValue(
                 type=ParameterType.PARAMETER_DOUBLE, double_value=float(c["width"])))]
+            c["t_call"] = now()
             fut = client.call_async(req)
             pending.append((c, fut))
         while garbage and now() >= garbage[0]["at"]:
@@ -75,7 +83,8 @@ def main() -> int:
         for c, fut in list(pending):
             if fut.done():
                 r = fut.result().results[0]
-                rec["set_results"].append({"t": now(), "width": c["width"], "ok": r.successful, "reason": r.reason})
+                rec["set_results"].append({"t": now(), "t_call": c["t_call"], "width": c["width"],
+                                           "ok": r.successful, "reason": r.reason})
                 pending.remove((c, fut))
         rclpy.spin_once(node, timeout_sec=0.01)
     json.dump(rec, open(sys.argv[2], "w"))
