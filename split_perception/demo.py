@@ -12,14 +12,13 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .data.bags import ground_truth_path, read_images, write_sample_bag
 from .link.trace import BandwidthTrace
-from .ros.processes import CONFIG, ros_env, start_node, stop
+from .ros.processes import CONFIG, ros_env, start_node, stop, wait_for_log
 
 
 
@@ -34,27 +33,33 @@ def _offsets(log: Path) -> list[int]:
     return [int(x) for x in re.findall(r"replay offset_ns=(-?\d+)", log.read_text())] if log.exists() else []
 
 
-def _match_ground_truth(dets: list[dict], gt: dict, offsets: list[int]) -> list[dict]:
-    """Detections (restamped) -> COCO results on the bag's image ids, through the logged offsets."""
+def _match_ground_truth(dets: list[dict], gt: dict, offsets: list[int]) -> None:
+    """Give each detections message (restamped by the player) its bag image id, via the logged offsets."""
     by_stamp = {im["stamp_ns"]: im["id"] for im in gt["images"]}
-    results = []
     for d in dets:
         image_id = next((by_stamp[d["stamp_ns"] - o] for o in offsets if d["stamp_ns"] - o in by_stamp), None)
-        if image_id is None:
-            continue
-        d["image_id"] = image_id
-        results += [{"image_id": image_id, "category_id": x["class_id"], "bbox": x["bbox"], "score": x["score"]}
+        if image_id is not None:
+            d["image_id"] = image_id
+
+
+def _accuracy(coco, dets: list[dict]) -> dict:
+    """COCO mAP of detections messages; a bag image delivered again (the bag loops) counts once."""
+    from .evaluation.metrics import coco_map
+
+    seen, res = set(), []
+    for d in dets:
+        if "image_id" in d and d["image_id"] not in seen:
+            seen.add(d["image_id"])
+            res += [{"image_id": d["image_id"], "category_id": x["class_id"], "bbox": x["bbox"], "score": x["score"]}
                     for x in d["detections"]]
-    return results
+    return {**(coco_map(coco, res, sorted(seen)) if seen else {"map": 0.0, "map50": 0.0}), "images": len(seen)}
 
 
 def _summary(rec: dict, gt_path: Path, offsets: list[int]) -> dict:
     from .data.coco import load_coco
-    from .evaluation.metrics import coco_map
 
-    gt = json.loads(gt_path.read_text())
     coco = load_coco(gt_path)
-    _match_ground_truth(rec["detections"], gt, offsets)
+    _match_ground_truth(rec["detections"], json.loads(gt_path.read_text()), offsets)
     width_of = {}
     for f in rec["frames"]:
         width_of.setdefault(f["width"], []).append(f)
@@ -62,19 +67,13 @@ def _summary(rec: dict, gt_path: Path, offsets: list[int]) -> dict:
     duration = max([f["t"] for f in rec["frames"]] or [1.0])
     for width, frames in sorted(width_of.items()):
         stamps = {f["stamp_ns"] for f in frames}
-        dets = [d for d in rec["detections"] if "image_id" in d and d["stamp_ns"] in stamps]
-        ids = sorted({d["image_id"] for d in dets})
-        res = [{"image_id": d["image_id"], "category_id": x["class_id"], "bbox": x["bbox"], "score": x["score"]}
-               for d in dets for x in d["detections"]]
-        acc = coco_map(coco, res, ids) if ids else {"map": 0.0, "map50": 0.0}
+        dets = [d for d in rec["detections"] if d["stamp_ns"] in stamps]
         summary[str(width)] = {"frames": len(frames),
                                "kb_per_frame": float(np.mean([f["bytes"] for f in frames])) / 1000,
                                "latency_ms_p50": float(np.median([d["latency_ms"] for d in dets])) if dets else None,
-                               **acc}
-    all_ids = sorted({d["image_id"] for d in rec["detections"] if "image_id" in d})
-    all_res = _match_ground_truth(rec["detections"], gt, offsets)
+                               **_accuracy(coco, dets)}
     summary["all"] = {"frames": len(rec["frames"]), "fps": len(rec["frames"]) / duration,
-                      **(coco_map(coco, all_res, all_ids) if all_ids else {"map": 0.0, "map50": 0.0})}
+                      **_accuracy(coco, rec["detections"])}
     return summary
 
 
@@ -157,7 +156,7 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
     ]
     rec_path = out / "recording.json"
     try:
-        _wait_for(logs / "encoder.log", "encoder ready", 120)
+        wait_for_log(logs / "encoder.log", "encoder ready", 120)
         recorder = subprocess.run([sys.executable, "-m", "split_perception.ros.demo_recorder", str(seconds),
                                    str(rec_path)], env=ros_env(domain_id), cwd=str(out), timeout=seconds + 120)
         if recorder.returncode != 0:
@@ -185,12 +184,3 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"\nwrote {out / 'bandwidth_width.png'}, {n} annotated frames in {out / 'annotated'}, {out / 'summary.json'}")
     return 0
-
-
-def _wait_for(log: Path, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"{log.name}: no '{text}' after {timeout:.0f} s:\n{log.read_text()[-2000:] if log.exists() else ''}")

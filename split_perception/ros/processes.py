@@ -95,3 +95,14 @@ def run_probe(cfg: dict, work_dir: Path, domain_id: int) -> dict:
     subprocess.run([sys.executable, "-m", "split_perception.ros.probe", str(work_dir / "probe.json"), str(out)],
                    env=ros_env(domain_id), cwd=work_dir, check=True, timeout=cfg["seconds"] + 60)
     return json.loads(out.read_text())
+
+
+def wait_for_log(log: Path, text: str, timeout: float) -> None:
+    """Block until a node's log contains `text` (e.g. "encoder ready"); TimeoutError with its tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text():
+            return
+        time.sleep(0.5)
+    tail = log.read_text()[-2000:] if log.exists() else ""
+    raise TimeoutError(f"{log.name}: no '{text}' after {timeout:.0f} s:\n{tail}")
