@@ -35,6 +35,7 @@ def main() -> int:
          "latency_ms": age_ms(m.header.stamp)}), 50)
     node.create_subscription(EncodedFeatures, cfg.get("features_topic", "features"), lambda m: rec["features"].append(
         {"t": now(), "width": round(m.width, 3), "bytes": len(m.packet), "frame_id": m.frame_id,
+         "stamp": [m.header.stamp.sec, m.header.stamp.nanosec],
          "encode_ms": m.encode_ms, "latency_ms": age_ms(m.header.stamp)}), qos_from("best_effort", 50))
     node.create_subscription(LinkStatus, "link_status", lambda m: rec["link_status"].append(
         {"t": now(), "bad": m.bad_packets, "fps": m.fps, "width": m.width, "loss": m.loss_rate,

@@ -43,10 +43,12 @@ def ros_env(domain_id: int, base: dict | None = None) -> dict:
 
 
 def start_node(executable: str, domain_id: int, params: dict | None = None, params_file: Path | None = None,
-               remap: dict | None = None, log_path: Path | None = None, name: str | None = None) -> subprocess.Popen:
-    """One node in its own process (stdout+stderr to `log_path`, or inherited)."""
+               remap: dict | None = None, log_path: Path | None = None, name: str | None = None,
+               prefix: list[str] | None = None, env: dict | None = None) -> subprocess.Popen:
+    """One node in its own process (stdout+stderr to `log_path`, or inherited); `prefix` wraps the
+    command (e.g. `ip netns exec NS`), `env` adds variables."""
     exe = install_space() / "lib" / "split_perception" / executable
-    cmd = [sys.executable, str(exe), "--ros-args"]
+    cmd = [*(prefix or []), sys.executable, str(exe), "--ros-args"]
     if name:
         cmd += ["-r", f"__node:={name}"]
     if params_file:
@@ -56,7 +58,7 @@ def start_node(executable: str, domain_id: int, params: dict | None = None, para
     for a, b in (remap or {}).items():
         cmd += ["-r", f"{a}:={b}"]
     out = open(log_path, "w") if log_path else None
-    return subprocess.Popen(cmd, env=ros_env(domain_id), stdout=out, stderr=subprocess.STDOUT if out else None,
+    return subprocess.Popen(cmd, env={**ros_env(domain_id), **(env or {})}, stdout=out, stderr=subprocess.STDOUT if out else None,
                             cwd=str(log_path.parent if log_path else REPO), start_new_session=True)
 
 
@@ -85,15 +87,17 @@ def stop(procs, timeout: float = 10.0) -> None:
             p.wait()
 
 
-def run_probe(cfg: dict, work_dir: Path, domain_id: int) -> dict:
+def run_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | None = None,
+              env: dict | None = None) -> dict:
     """Run the probe process (split_perception.ros.probe) for `cfg["seconds"]`; return its record."""
     import json
 
     work_dir = Path(work_dir)
     (work_dir / "probe.json").write_text(json.dumps(cfg))
     out = work_dir / "probe_out.json"
-    subprocess.run([sys.executable, "-m", "split_perception.ros.probe", str(work_dir / "probe.json"), str(out)],
-                   env=ros_env(domain_id), cwd=work_dir, check=True, timeout=cfg["seconds"] + 60)
+    cmd = [*(prefix or []), sys.executable, "-m", "split_perception.ros.probe", str(work_dir / "probe.json"), str(out)]
+    subprocess.run(cmd, env={**ros_env(domain_id), **(env or {})}, cwd=work_dir, check=True,
+                   timeout=cfg["seconds"] + 60)
     return json.loads(out.read_text())
 
 
