@@ -1,4 +1,5 @@
-"""`split-perception` command line: info, make-dataset, train, encode, decode, eval, demo."""
+"""`split-perception` command line: info, make-dataset, train, encode, decode, eval, demo, make-bag,
+bench, analyze-split."""
 
 from __future__ import annotations
 
@@ -132,7 +133,6 @@ def cmd_decode(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .codec.checkpoint import load_model
     from .evaluation.evaluate import evaluate_split, evaluate_teacher
     from .offboard import OffboardDecoder
     from .onboard import OnboardEncoder
@@ -144,16 +144,11 @@ def cmd_eval(args) -> int:
     res.update({str(w): r for w, r in evaluate_split(enc, dec, args.data, max_images=args.max_images).items()})
     print(format_table(res))
     if args.out:
+        from .bench.common import machine_info
+
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        import os
-        import platform
-
-        import torch
-
-        machine = {"cpus": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
-                   "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
         Path(args.out).write_text(json.dumps({"model": args.model or "bundled", "data": args.data,
-                                              "machine": machine, "results": res}, indent=1))
+                                              "machine": machine_info(args.threads), "results": res}, indent=1))
         print(f"wrote {args.out}")
     return 0
 
@@ -246,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=640)
     s.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     s.set_defaults(func=cmd_make_bag)
+
+    from .bench.cli import add_parsers
+
+    add_parsers(sub)
     return p
 
 

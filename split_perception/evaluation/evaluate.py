@@ -7,6 +7,7 @@ so the byte counts are real bitstream sizes (header included), never estimates.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,9 +17,13 @@ from ..data.coco import CocoSceneDataset
 from ..models.teacher import Teacher
 from ..offboard import OffboardDecoder
 from ..onboard import OnboardEncoder
+from ..preprocess import to_input_tensor
 from .metrics import ConfusionMatrix, coco_map
 
 EVAL_SCORE_THRESH = 0.01  # COCO mAP wants the low-score tail too
+
+ImageCodec = Callable[[np.ndarray], tuple[np.ndarray, int]]  # RGB -> (decoded RGB, bytes)
+FeatureCodec = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # features -> (decoded, bytes)
 
 
 def _semantic_truth(ds: CocoSceneDataset, image_id: int, size: tuple[int, int]) -> np.ndarray:
@@ -41,25 +46,38 @@ def _summary(ds, results, conf, ids, extra) -> dict:
 
 
 @torch.no_grad()
-def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool = True) -> dict:
-    """The accuracy ceiling: the teacher on uncompressed input."""
+def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool = True,
+                     image_codec: ImageCodec | None = None, feature_codec: FeatureCodec | None = None,
+                     split_index: int | None = None, desc: str = "eval teacher") -> dict:
+    """The accuracy ceiling: the teacher on uncompressed input.
+
+    With `image_codec` (RGB -> (decoded RGB, bytes)) the teacher sees decoded images instead, and
+    with `feature_codec` (features -> (decoded features, bytes)) decoded features at the split
+    point `split_index` (default: the config's); the summary then adds bytes/frame (mean, p95).
+    """
     cfg = teacher.cfg
     ds = CocoSceneDataset(root, cfg.input_size, cfg.image_mean, cfg.image_std, max_images)
     teacher.eval()
     old = teacher.det.score_thresh
     teacher.det.score_thresh = EVAL_SCORE_THRESH
-    results, conf = [], ConfusionMatrix(cfg.num_classes + 1)
+    results, sizes, conf = [], [], ConfusionMatrix(cfg.num_classes + 1)
     try:
-        for idx in tqdm(range(len(ds)), desc="eval teacher", disable=not progress, leave=False):
-            image_id = ds.ids[idx]
+        for image_id in tqdm(ds.ids, desc=desc, disable=not progress, leave=False):
             rgb = ds.read_rgb(image_id)
-            x = ds[idx][0][None]
-            det = teacher.postprocess(teacher(x), [rgb.shape[:2]])[0]
+            seen, nbytes = image_codec(rgb) if image_codec else (rgb, 0)
+            z = teacher.front(to_input_tensor(seen, cfg.input_size, cfg.image_mean, cfg.image_std)[None], split_index)
+            if feature_codec:
+                z, n = feature_codec(z)
+                nbytes += n
+            det = teacher.postprocess(teacher.back(z, split_index), [rgb.shape[:2]])[0]
             results += _to_coco(ds, image_id, det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist())
             conf.update(_semantic_truth(ds, image_id, rgb.shape[:2]), det["mask"].numpy())
+            sizes.append(nbytes)
     finally:
         teacher.det.score_thresh = old
-    return _summary(ds, results, conf, ds.ids, {})
+    coded = image_codec or feature_codec
+    extra = {"bytes_mean": float(np.mean(sizes)), "bytes_p95": float(np.percentile(sizes, 95))} if coded else {}
+    return _summary(ds, results, conf, ds.ids, extra)
 
 
 @torch.no_grad()

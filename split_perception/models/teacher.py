@@ -24,6 +24,8 @@ from torchvision.ops import boxes as box_ops
 
 from ..config import ModelConfig
 
+LOW_INDEX = 6  # stem[6]'s stride-8 output feeds LR-ASPP's low branch
+
 
 class Teacher(nn.Module):
     """Detection + segmentation network on one MobileNetV3 backbone, split at `split_index`."""
@@ -46,7 +48,7 @@ class Teacher(nn.Module):
         )
         stem = self.det.backbone.features[0]  # MobileNetV3 features[:c4] + C4 expansion
         self.split_channels = stem[cfg.split_index - 1].out_channels
-        low_channels = stem[6].out_channels  # stride-8 features feed LR-ASPP's low branch
+        low_channels = stem[LOW_INDEX].out_channels
         high_channels = stem[-1].out_channels  # C4 expansion output, stride 16
         self.seg = LRASPPHead(low_channels, high_channels, cfg.num_classes + 1, cfg.seg_inter_channels)
 
@@ -54,18 +56,28 @@ class Teacher(nn.Module):
     def split_stride(self) -> int:
         return 8 if self.cfg.split_index == 7 else 4
 
-    def front(self, x: Tensor) -> Tensor:
-        """Normalized images -> features at the split point (what the student must restore)."""
-        return self.det.backbone.features[0][: self.cfg.split_index](x)
+    def _split(self, split_index: int | None) -> int:
+        k = self.cfg.split_index if split_index is None else split_index
+        if not 1 <= k <= LOW_INDEX + 1:
+            raise ValueError(f"split_index must be 1..{LOW_INDEX + 1}: LR-ASPP's low branch reads "
+                             f"stem[{LOW_INDEX}], so a later split would have to send it too")
+        return k
 
-    def back(self, z: Tensor) -> dict[str, Tensor]:
+    def front(self, x: Tensor, split_index: int | None = None) -> Tensor:
+        """Normalized images -> features at the split point (what the student must restore).
+
+        `split_index` (default: the config's) picks another split, for analysis.
+        """
+        return self.det.backbone.features[0][: self._split(split_index)](x)
+
+    def back(self, z: Tensor, split_index: int | None = None) -> dict[str, Tensor]:
         """Split-point features -> raw head outputs (SSD regression/logits, segmentation logits)."""
         stem = self.det.backbone.features[0]
         low = z
         x = z
-        for i in range(self.cfg.split_index, len(stem)):
+        for i in range(self._split(split_index), len(stem)):
             x = stem[i](x)
-            if i == 6:
+            if i == LOW_INDEX:
                 low = x
         high = x
         feats = [high]

@@ -9,17 +9,32 @@ import json
 import sys
 import time
 
+import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64
 
 from split_perception.data.synthetic import render_scene
 from split_perception.msg import Detection2DArray, EncodedFeatures, LinkStatus
 from split_perception.ros.common import qos_from
+
+
+def load_frames(cfg: dict) -> list[np.ndarray]:
+    """`cfg["images"]`: image files played in order (RGB); otherwise 8 synthetic scenes of `size`."""
+    if cfg.get("images"):
+        return [cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for p in cfg["images"]]
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    h, w = cfg.get("size", [240, 320])
+    return [render_scene(rng, (h, w))[0] for _ in range(8)]
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return buf.tobytes()
 
 
 def main() -> int:
@@ -32,38 +47,54 @@ def main() -> int:
     age_ms = lambda stamp: (time.time_ns() - stamp.sec * 1_000_000_000 - stamp.nanosec) / 1e6  # noqa: E731
     node.create_subscription(Detection2DArray, "detections", lambda m: rec["detections"].append(
         {"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec], "n": len(m.detections),
-         "latency_ms": age_ms(m.header.stamp)}), 50)
-    node.create_subscription(EncodedFeatures, cfg.get("features_topic", "features"), lambda m: rec["features"].append(
-        {"t": now(), "width": round(m.width, 3), "bytes": len(m.packet), "frame_id": m.frame_id,
-         "stamp": [m.header.stamp.sec, m.header.stamp.nanosec],
-         "encode_ms": m.encode_ms, "latency_ms": age_ms(m.header.stamp)}), qos_from("best_effort", 50))
+         "latency_ms": age_ms(m.header.stamp),
+         "boxes": [[d.class_id, d.score, d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.size_x, d.size_y]
+                   for d in m.detections] if cfg.get("record_boxes") else None}), 50)
+    if cfg.get("features_topic", "features"):  # "" = none (a reader across a link would double its load)
+        node.create_subscription(EncodedFeatures, cfg.get("features_topic", "features"), lambda m: rec["features"].append(
+            {"t": now(), "width": round(m.width, 3), "bytes": len(m.packet), "frame_id": m.frame_id,
+             "stamp": [m.header.stamp.sec, m.header.stamp.nanosec],
+             "encode_ms": m.encode_ms, "latency_ms": age_ms(m.header.stamp)}), qos_from("best_effort", 50))
     node.create_subscription(LinkStatus, "link_status", lambda m: rec["link_status"].append(
         {"t": now(), "bad": m.bad_packets, "fps": m.fps, "width": m.width, "loss": m.loss_rate,
          "received": m.frames_received}), 10)
     node.create_subscription(Float64, "link_bandwidth", lambda m: rec["bandwidth"].append({"t": now(), "bps": m.data}), 10)
+    arrival = lambda m: {"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec],  # noqa: E731
+                         "bytes": len(m.data), "latency_ms": age_ms(m.header.stamp)}
     if cfg.get("listen_images"):  # counts as an image subscriber, so a bag player can wait for the probe
-        node.create_subscription(Image, "image", lambda m: rec["images"].append({"t": now()}), qos_profile_sensor_data)
+        node.create_subscription(Image, "image", lambda m: rec["images"].append(arrival(m)), qos_profile_sensor_data)
+    if cfg.get("listen_compressed"):
+        node.create_subscription(CompressedImage, "image/compressed", lambda m: rec["images"].append(arrival(m)),
+                                 qos_profile_sensor_data)
     img_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    jpeg_pub = node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
     raw_pub = node.create_publisher(EncodedFeatures, "features", qos_from("best_effort"))
     client = node.create_client(SetParameters, "/encoder/set_parameters")
-    rng = np.random.default_rng(cfg.get("seed", 0))
-    h, w = cfg.get("size", [240, 320])
-    frames = [render_scene(rng, (h, w))[0] for _ in range(8)]
+    frames = load_frames(cfg)
+    publish = cfg.get("publish", "raw")  # raw Image, "jpeg" CompressedImage, or "none"
+    jpegs = [encode_jpeg(f, cfg.get("jpeg_quality", 95)) for f in frames] if publish == "jpeg" else None
     fps, seconds = cfg.get("fps", 5.0), cfg["seconds"]
     calls = sorted(cfg.get("set_width", []), key=lambda c: c["at"])
     garbage = cfg.get("garbage", [])
     next_frame, i = 0.0, 0
     pending = []
     while now() < seconds:
-        if cfg.get("publish_images", True) and now() >= next_frame:
-            m = Image()
+        if publish != "none" and now() >= next_frame:
+            k = i % len(frames)
+            m = CompressedImage() if jpegs else Image()
             stamp = time.time_ns()
             m.header.stamp.sec, m.header.stamp.nanosec = stamp // 1_000_000_000, stamp % 1_000_000_000
             m.header.frame_id = "cam"
-            m.height, m.width, m.encoding, m.step = h, w, "rgb8", w * 3
-            m.data = frames[i % len(frames)].tobytes()
-            img_pub.publish(m)
-            rec["sent"].append({"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec]})
+            if jpegs:
+                m.format, m.data = "jpeg", jpegs[k]
+                jpeg_pub.publish(m)
+            else:
+                h, w = frames[k].shape[:2]
+                m.height, m.width, m.encoding, m.step = h, w, "rgb8", w * 3
+                m.data = frames[k].tobytes()
+                img_pub.publish(m)
+            rec["sent"].append({"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec], "frame": k,
+                                "bytes": len(m.data)})
             i += 1
             next_frame += 1.0 / fps
         while (calls and now() >= calls[0]["at"] and len(rec["features"]) >= calls[0].get("after_features", 0)

@@ -87,18 +87,36 @@ def stop(procs, timeout: float = 10.0) -> None:
             p.wait()
 
 
-def run_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | None = None,
-              env: dict | None = None) -> dict:
-    """Run the probe process (split_perception.ros.probe) for `cfg["seconds"]`; return its record."""
+def start_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | None = None,
+                env: dict | None = None, name: str = "probe") -> subprocess.Popen:
+    """Start the probe process (split_perception.ros.probe); it writes `name`_out.json when done."""
     import json
 
     work_dir = Path(work_dir)
-    (work_dir / "probe.json").write_text(json.dumps(cfg))
-    out = work_dir / "probe_out.json"
-    cmd = [*(prefix or []), sys.executable, "-m", "split_perception.ros.probe", str(work_dir / "probe.json"), str(out)]
-    subprocess.run(cmd, env={**ros_env(domain_id), **(env or {})}, cwd=work_dir, check=True,
-                   timeout=cfg["seconds"] + 60)
-    return json.loads(out.read_text())
+    (work_dir / f"{name}.json").write_text(json.dumps(cfg))
+    cmd = [*(prefix or []), sys.executable, "-m", "split_perception.ros.probe", str(work_dir / f"{name}.json"),
+           str(work_dir / f"{name}_out.json")]
+    return subprocess.Popen(cmd, env={**ros_env(domain_id), **(env or {})}, cwd=work_dir, start_new_session=True)
+
+
+def finish_probe(proc: subprocess.Popen, cfg: dict, work_dir: Path, name: str = "probe") -> dict:
+    """Wait for a probe started with `start_probe` and return its record."""
+    import json
+
+    try:
+        rc = proc.wait(timeout=cfg["seconds"] + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, proc.args)
+    return json.loads((Path(work_dir) / f"{name}_out.json").read_text())
+
+
+def run_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | None = None,
+              env: dict | None = None) -> dict:
+    """Run the probe for `cfg["seconds"]` and return its record."""
+    return finish_probe(start_probe(cfg, work_dir, domain_id, prefix, env), cfg, work_dir)
 
 
 def wait_for_log(log: Path, text: str, timeout: float) -> None:

@@ -1,0 +1,97 @@
+"""Argument parsers of `split-perception bench <name>` and `split-perception analyze-split`.
+
+Each benchmark lives in its own module with a `run(args) -> int`; the module is imported only
+when its command runs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from ..cli import MODEL_HELP
+
+
+def _runner(module: str):
+    def run(args) -> int:
+        return importlib.import_module(f"split_perception.bench.{module}").run(args)
+
+    return run
+
+
+def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--out", default=f"results/bench/{name}", help="output folder (JSON, CSV, PNG)")
+    s.add_argument("--threads", type=int, default=threads, help="torch CPU threads (fixed for comparability)")
+
+
+def add_parsers(sub) -> None:
+    """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, switch, transport, link, report")
+    bsub = bench.add_subparsers(dest="bench", required=True)
+
+    s = bsub.add_parser("rate-accuracy", help="bytes/frame vs mAP: our widths vs JPEG/WebP/PNG and PCA features")
+    _common(s, "rate_accuracy")
+    s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset to evaluate on")
+    s.add_argument("--fit-data", default="data/synthetic/fit", help="dataset the PCA baseline is fitted on")
+    s.add_argument("--max-images", type=int, default=0, help="0 = all")
+    s.add_argument("--fit-images", type=int, default=100, help="images used to fit the PCA baseline")
+    s.add_argument("--quick", action="store_true", help="a small grid of baselines (CI)")
+    s.set_defaults(func=_runner("rate_accuracy"))
+
+    s = bsub.add_parser("latency", help="onboard/offboard ms per width vs full onboard inference and JPEG")
+    _common(s, "latency")
+    s.add_argument("--data", default="data/synthetic/val", help="frames to time on")
+    s.add_argument("--repeats", type=int, default=50, help="timing rounds: calls per measurement (best and median)")
+    s.add_argument("--frames", type=int, default=30, help="frames timed and sized (the first N of --data)")
+    s.set_defaults(func=_runner("latency"))
+
+    s = bsub.add_parser("switch", help="width switch vs loading a fresh model; set_parameters over ROS")
+    _common(s, "switch")
+    s.add_argument("--repeats", type=int, default=30, help="reloads per width, 5 switches each (best and median)")
+    s.add_argument("--no-ros", action="store_true", help="skip the measurement through a ROS encoder node")
+    s.add_argument("--fps", type=float, default=15.0, help="camera rate the ROS encoder node is fed")
+    s.add_argument("--switches", type=int, default=8, help="set_parameters width changes through ROS")
+    s.add_argument("--ros-seconds", type=float, default=30.0, help="length of the ROS run (node start included)")
+    s.add_argument("--domain-id", type=int,
+                   help="ROS_DOMAIN_ID (default: 102 + pid %% 60, above the 1..100 that tests use)")
+    s.set_defaults(func=_runner("switch"))
+
+    s = bsub.add_parser("transport", help="sustained fps, bytes/s, drops, latency, memory through DDS")
+    _common(s, "transport", threads=1)  # per node: encoder and decoder share this machine
+    s.add_argument("--seconds", type=float, default=30.0, help="run length per width")
+    s.add_argument("--fps", type=float, default=30.0, help="camera rate offered to the encoder")
+    s.add_argument("--size", default="640x480", help="camera frame size WxH")
+    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.set_defaults(func=_runner("transport"))
+
+    s = bsub.add_parser("link", help="raw / JPEG / fixed widths / adaptive over a real rate-limited link (root)")
+    _common(s, "link", threads=1)
+    s.add_argument("--schedule", default="20,2,0.5,5", help="link rate per phase, Mbit/s")
+    s.add_argument("--phase-seconds", type=float, default=15.0)
+    s.add_argument("--modes", default="raw,jpeg95,jpeg75,width0.25,width0.5,width1.0,adaptive",
+                   help="comma-separated: raw, jpeg<quality>, width<w>, adaptive")
+    s.add_argument("--fps", type=float, default=10.0, help="camera rate (the adaptive loop's target)")
+    s.add_argument("--frames", type=int, default=50, help="dataset frames played in a loop")
+    s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset the frames come from")
+    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.set_defaults(func=_runner("link"))
+
+    s = bsub.add_parser("report", help="write the README's results section from the benchmark outputs")
+    s.add_argument("--results", default="results/bench", help="folder holding the benchmark output folders")
+    s.add_argument("--readme", default="README.md", help="file with the bench-results markers")
+    s.add_argument("--print", action="store_true", help="print the section instead of editing the README")
+    s.set_defaults(func=_runner("report"))
+
+    s = sub.add_parser("analyze-split", help="PCA study of candidate split layers: components, bytes, accuracy")
+    _common(s, "analyze_split")
+    s.add_argument("--data", default="data/synthetic/val", help="dataset for accuracy")
+    s.add_argument("--fit-data", default="data/synthetic/fit", help="dataset the PCA is fitted on")
+    s.add_argument("--max-images", type=int, default=100, help="evaluation images (0 = all)")
+    s.add_argument("--fit-images", type=int, default=100, help="images the PCA is fitted on")
+    s.add_argument("--splits", default="1,2,3,4,5,6,7",
+                   help="candidate k of features[0][:k], within 1..7 (LR-ASPP reads stem[6])")
+    s.add_argument("--tolerance", type=float, default=1.0,
+                   help="mAP/mIoU points below the teacher a setting may lose to count for the suggestion")
+    s.add_argument("--quick", action="store_true", help="a small grid of PCA settings (CI)")
+    s.set_defaults(func=_runner("analyze_split"))

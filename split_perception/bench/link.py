@@ -1,0 +1,251 @@
+"""`bench link`: the same frames through a real rate-limited link whose rate changes by phase.
+
+Onboard namespace: the camera (probe) and, for our modes, the encoder (+ link monitor when
+adaptive); offboard namespace: the decoder and a receiving probe. The link is a veth pair with
+`tbf` on the onboard side (link/netns.py). Modes compared side by side, each on a fresh link with
+the same schedule and frames: raw `Image`, JPEG `CompressedImage` at quality 95 and 75 (what
+compressed_image_transport sends), our features at each fixed width, and the adaptive loop.
+
+Accuracy is measured on the frames each mode delivered: from the decoder's detections for our
+modes (score threshold lowered to the COCO evaluation's), and for raw/JPEG from the teacher run on
+exactly the bytes that crossed the link (computed after the run; the images are deterministic).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .common import command_line, dataset, machine_info, markdown_table, write_results
+
+DISCOVERY_S = 3.0  # the receiver starts this long before the camera
+WARMUP_S = 3.0  # the camera runs this long at the first rate before the first phase is counted
+
+
+def parse_schedule(text: str, phase_s: float) -> list[tuple[float, float]]:
+    """"20,2,0.5,5" (Mbit/s) -> [(bps, seconds), ...]."""
+    try:
+        rates = [float(x) * 1e6 for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--schedule must be comma-separated Mbit/s values, got {text!r}") from None
+    if not rates or any(r <= 0 for r in rates) or phase_s <= 0:
+        raise ConfigError(f"--schedule needs positive rates and --phase-seconds > 0, got {text!r}, {phase_s}")
+    return [(r, phase_s) for r in rates]
+
+
+def parse_mode(mode: str, widths: list[float]) -> tuple[str, float | None]:
+    """"raw" | "jpeg<q>" | "width<w>" | "adaptive" -> (kind, value)."""
+    if mode in ("raw", "adaptive"):
+        return mode, None
+    try:
+        if mode.startswith("jpeg") and 1 <= int(mode[4:]) <= 100:
+            return "jpeg", int(mode[4:])
+        if mode.startswith("width") and float(mode[5:]) in widths:
+            return "width", float(mode[5:])
+    except ValueError:
+        pass
+    raise ConfigError(f"unknown mode {mode!r}: use raw, jpeg<quality>, width<one of {widths}> or adaptive")
+
+
+def _stamp_ns(stamp) -> int:
+    return stamp[0] * 1_000_000_000 + stamp[1]
+
+
+def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, work: Path) -> dict:
+    """One mode on a fresh link: start the nodes, play the camera, step the rate; raw records."""
+    from ..link.netns import NetnsLink
+    from ..ros.processes import finish_probe, start_node, start_probe, stop, wait_for_log
+
+    kind, value = parse_mode(mode, widths)
+    work.mkdir(parents=True, exist_ok=True)
+    domain = args.domain_id if args.domain_id is not None else 1 + (os.getpid() * 17) % 100
+    total = sum(s for _, s in schedule)
+    model = {"model_path": args.model or "", "threads": args.threads}
+    with NetnsLink(rate_bps=schedule[0][0]) as link:
+        env, on, off = link.ros_env(), link.prefix("onboard"), link.prefix("offboard")
+        procs = []  # nodes and probes: all stopped on the way out, whatever happens
+        try:
+            if kind in ("width", "adaptive"):
+                start_w = value if kind == "width" else widths[-1]
+                procs.append(start_node("encoder", domain, params={**model, "width": start_w},
+                                        log_path=work / "encoder.log", prefix=on, env=env))
+                procs.append(start_node("decoder", domain, params={**model, "score_thresh": 0.01,
+                                                                   "publish_mask": False},
+                                        log_path=work / "decoder.log", prefix=off, env=env))
+                if kind == "adaptive":
+                    procs.append(start_node("link_monitor", domain, params={
+                        "model_path": args.model or "", "target_fps": float(args.fps)},
+                        log_path=work / "link_monitor.log", prefix=on, env=env))
+                wait_for_log(work / "encoder.log", "encoder ready", 120)
+                wait_for_log(work / "decoder.log", "decoder ready", 120)
+            rx_cfg = {"seconds": total + WARMUP_S + DISCOVERY_S + 2, "publish": "none", "record_boxes": True, "features_topic": "",
+                      "listen_images": kind == "raw", "listen_compressed": kind == "jpeg"}
+            rx = start_probe(rx_cfg, work, domain, prefix=off, env=env, name="receiver")
+            procs.append(rx)
+            time.sleep(DISCOVERY_S)
+            tx_cfg = {"seconds": total + WARMUP_S, "fps": args.fps, "images": images,
+                      "publish": "jpeg" if kind == "jpeg" else "raw", "jpeg_quality": value or 95}
+            tx = start_probe(tx_cfg, work, domain, prefix=on, env=env, name="sender")
+            procs.append(tx)
+            time.sleep(WARMUP_S)  # discovery between the camera and the nodes
+            phases = []
+            t_start = time.time_ns()
+            for bps, seconds in schedule:
+                link.set_rate(bps)
+                b0, t0 = link.sent_bytes(), time.time_ns()
+                time.sleep(seconds)
+                phases.append({"bps": bps, "t0_ns": t0, "t1_ns": time.time_ns(), "wire_bytes": link.sent_bytes() - b0})
+            sender = finish_probe(tx, tx_cfg, work, "sender")
+            receiver = finish_probe(rx, rx_cfg, work, "receiver")
+        finally:
+            stop(procs)
+    return {"mode": mode, "kind": kind, "value": value, "t_start_ns": t_start, "phases": phases,
+            "sender": sender, "receiver": receiver}
+
+
+def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list[int],
+                    quality: int | None) -> dict[int, list[dict]]:
+    """COCO results of the teacher on each frame as it arrives offboard (raw, or JPEG at `quality`)."""
+    import cv2
+    import torch
+
+    from ..evaluation.evaluate import EVAL_SCORE_THRESH
+    from ..onboard import OnboardEncoder
+
+    enc = OnboardEncoder(model_path)
+    teacher = enc.model.teacher
+    teacher.det.score_thresh = EVAL_SCORE_THRESH
+    out = {}
+    for path, image_id in zip(images, ids):
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if quality is not None:
+            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        with torch.no_grad():
+            det = teacher.postprocess(teacher(enc.preprocess(rgb)), [rgb.shape[:2]])[0]
+        out[image_id] = [{"image_id": image_id, "category_id": cat_ids[int(lab) - 1], "score": float(s),
+                          "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+                         for (x1, y1, x2, y2), lab, s in zip(det["boxes"].tolist(), det["labels"].tolist(),
+                                                             det["scores"].tolist())]
+    return out
+
+
+def summarize(run: dict, coco, ids: list[int], offline: dict[int, list[dict]] | None, target_fps: float) -> list[dict]:
+    """Per phase: offered and delivered fps, latency p50/p95, wire bytes/s, mAP on delivered frames."""
+    cat_ids = sorted(coco.getCatIds())
+    from ..evaluation.metrics import coco_map
+
+    sent = {_stamp_ns(s["stamp"]): s["frame"] for s in run["sender"]["sent"]}
+    arrivals = run["receiver"]["images"] if run["kind"] in ("raw", "jpeg") else run["receiver"]["detections"]
+    widths = sorted((_stamp_ns(f["stamp"]), f["width"]) for f in run["sender"]["features"])
+    rows = []
+    for k, ph in enumerate(run["phases"]):
+        span = (ph["t1_ns"] - ph["t0_ns"]) / 1e9
+        inside = lambda ns: ph["t0_ns"] <= ns < ph["t1_ns"]  # noqa: E731 - by the frame's send time
+        got = [a for a in arrivals if inside(_stamp_ns(a["stamp"])) and _stamp_ns(a["stamp"]) in sent]
+        lat = [a["latency_ms"] for a in got]
+        seen, res = set(), []
+        for a in got:
+            image_id = ids[sent[_stamp_ns(a["stamp"])]]
+            if image_id in seen:
+                continue
+            seen.add(image_id)
+            if offline is not None:
+                res += offline[image_id]
+            else:
+                res += [{"image_id": image_id, "category_id": cat_ids[int(c) - 1], "score": float(s), "bbox": [x, y, w, h]}
+                        for c, s, x, y, w, h in a["boxes"]]
+        acc = coco_map(coco, res, sorted(seen)) if seen else {"map": None, "map50": None}
+        ws = [w for ns, w in widths if inside(ns)]
+        rows.append({"mode": run["mode"], "phase": k, "link_mbps": ph["bps"] / 1e6,
+                     "offered_fps": sum(1 for ns in sent if inside(ns)) / span, "delivered_fps": len(got) / span,
+                     "delivered_ratio": len(got) / max(1, sum(1 for ns in sent if inside(ns))),
+                     "latency_p50_ms": float(np.percentile(lat, 50)) if lat else None,
+                     "latency_p95_ms": float(np.percentile(lat, 95)) if lat else None,
+                     "wire_kbps": 8 * ph["wire_bytes"] / span / 1000, "mean_width": float(np.mean(ws)) if ws else None,
+                     "map": acc["map"], "map50": acc["map50"], "meets_90pct": len(got) / span >= 0.9 * target_fps})
+    return rows
+
+
+def plot(runs: list[dict], rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    phases = runs[0]["phases"]
+    edges = np.cumsum([0] + [(p["t1_ns"] - p["t0_ns"]) / 1e9 for p in phases])
+    ax[0].step(edges, [p["bps"] / 1e6 for p in phases] + [phases[-1]["bps"] / 1e6], where="post", color="k")
+    ax[0].set_yscale("log")
+    ax[0].set_ylabel("link Mbit/s")
+    for run in runs:
+        t0 = run["phases"][0]["t0_ns"]
+        f = run["sender"]["features"]
+        if run["kind"] == "adaptive" and f:
+            ax[1].step([(_stamp_ns(x["stamp"]) - t0) / 1e9 for x in f], [x["width"] for x in f], where="post")
+    ax[1].set_ylabel("adaptive width")
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        rs = [r for r in rows if r["mode"] == mode]
+        ax[2].step(edges, [r["delivered_fps"] for r in rs] + [rs[-1]["delivered_fps"]], where="post", label=mode)
+    ax[2].set_ylabel("delivered fps")
+    ax[2].set_xlabel("seconds")
+    ax[2].legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+COLUMNS = [("mode", "mode", ""), ("link_mbps", "link Mbit/s", ".1f"), ("offered_fps", "offered fps", ".1f"),
+           ("delivered_fps", "delivered fps", ".1f"), ("latency_p50_ms", "latency p50 ms", ".0f"),
+           ("latency_p95_ms", "p95", ".0f"), ("wire_kbps", "wire kbit/s", ".0f"), ("mean_width", "width", ".2f"),
+           ("map", "mAP (delivered)", ".3f"), ("map50", "mAP@.5", ".3f")]
+
+
+def run(args) -> int:
+    from ..codec.checkpoint import DEFAULT_MODEL, read_checkpoint
+    from ..data.coco import load_coco
+    from ..link.netns import available
+
+    ok, why = available()
+    if not ok:
+        raise ConfigError(f"bench link needs network namespaces: {why}")
+    schedule = parse_schedule(args.schedule, args.phase_seconds)
+    widths = [float(w) for w in read_checkpoint(args.model or DEFAULT_MODEL)["model_config"].widths]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        parse_mode(m, widths)
+    root = dataset(args.data).resolve()  # the probes run in their own folder
+    coco = load_coco(root / "annotations.json")
+    ids = sorted(coco.getImgIds())[: args.frames]
+    images = [str(root / "images" / coco.imgs[i]["file_name"]) for i in ids]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"link bench: {len(modes)} modes x {len(schedule)} phases of {args.phase_seconds:g} s "
+          f"({', '.join(f'{b / 1e6:g}' for b, _ in schedule)} Mbit/s), {len(images)} frames at {args.fps:g} fps", flush=True)
+    runs, rows = [], []
+    with tempfile.TemporaryDirectory(prefix="sp_link_") as tmp:
+        for i, mode in enumerate(modes):
+            print(f"[{i + 1}/{len(modes)}] {mode} ...", flush=True)
+            r = run_mode(mode, widths, schedule, images, args, Path(tmp) / mode)
+            offline = teacher_results(args.model, images, ids, sorted(coco.getCatIds()), r["value"]) if r["kind"] in ("raw", "jpeg") else None
+            mode_rows = summarize(r, coco, ids, offline, args.fps)
+            print(markdown_table(mode_rows, COLUMNS[1:]), flush=True)
+            runs.append(r)
+            rows += mode_rows
+    table = markdown_table(rows, COLUMNS)
+    print(table)
+    payload = {"command": command_line(args), "machine": machine_info(args.threads),
+               "schedule_mbps": [b / 1e6 for b, _ in schedule], "phase_seconds": args.phase_seconds,
+               "fps": args.fps, "frames": len(images), "data": str(root)}
+    write_results(out, "link", payload, rows)
+    (out / "table.md").write_text(table + "\n")
+    plot(runs, rows, out / "link.png")
+    print(f"wrote {out}/link.json, .csv, .png, table.md")
+    return 0

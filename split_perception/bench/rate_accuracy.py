@@ -1,0 +1,273 @@
+"""`bench rate-accuracy`: bytes/frame against detection mAP and segmentation mIoU, same frames.
+
+Compared: our split model at every width (real packets), the images ROS users send today
+(JPEG, WebP, PNG at the network's input size, decoded offboard and fed to the teacher), a
+non-learned feature codec (PCA + uniform quantization + rANS at the split point) and the
+teacher on uncompressed input (the ceiling). The headline is the bytes each baseline needs
+to reach each width's mAP, interpolated along its rate-accuracy curve in log-bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..evaluation.evaluate import evaluate_split, evaluate_teacher
+from ..offboard import OffboardDecoder
+from ..onboard import OnboardEncoder
+from . import pca_codec
+from .common import command_line, dataset, machine_info, markdown_table, write_results
+
+# format -> (cv2 extension, quality flag); PNG's "quality" is its zlib level (lossless)
+IMAGE_FORMATS = {"jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY), "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY),
+                 "png": (".png", cv2.IMWRITE_PNG_COMPRESSION)}
+# JPEG 95 and 75: compressed_image_transport's default quality and a common setting; PNG 3: its default level
+IMAGE_GRID = [("jpeg", q) for q in (95, 75, 50, 25, 10)] + [("webp", q) for q in (90, 75, 50, 25, 10)] + [("png", 3)]
+QUICK_IMAGE_GRID = [("jpeg", 95), ("jpeg", 50), ("jpeg", 10), ("webp", 50), ("png", 3)]
+QUICK_PCA_GRID = dict(levels=(0.95,), scales=(2.0,))
+HEADLINE_FAMILIES = ("jpeg", "webp", "pca")
+
+HOW_HEADLINE = (
+    "Bytes at equal accuracy: for each width, the bytes/frame a baseline needs to reach that width's "
+    "mAP@[.5:.95]. A baseline's curve is its points sorted by bytes, keeping only those that beat every "
+    "cheaper one (its Pareto front); between the two front points that bracket the target mAP, log(bytes) "
+    "is interpolated linearly in mAP. '> x' means even the baseline's best point stays below the target "
+    "(a lower bound on its bytes), '< x' that its cheapest point already reaches it (an upper bound), "
+    "'x-y' a range (best of two baselines, one of them only bounded). Ratio = baseline bytes / our mean "
+    "bytes per frame at that width.")
+
+
+def image_codec(fmt: str, quality: int, input_size: tuple[int, int]):
+    """RGB -> (decoded RGB, bytes): resize to the network input size, encode, decode (OpenCV)."""
+    ext, flag = IMAGE_FORMATS[fmt]
+    h, w = input_size
+
+    def code(rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        if rgb.shape[:2] != (h, w):
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [flag, quality])
+        if not ok:
+            raise ConfigError(f"OpenCV cannot encode {fmt}")
+        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), len(buf)
+
+    return code
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(bytes, mAP) points sorted by bytes, keeping each that beats the mAP of every cheaper one."""
+    front = []
+    for b, m in sorted(points):
+        if not front or m > front[-1][1]:
+            front.append((b, m))
+    return front
+
+
+def bytes_at(points: list[tuple[float, float]], target: float) -> tuple[float, float]:
+    """Bytes needed to reach mAP `target` along the front of `points`, as (at least, at most).
+
+    Equal bounds when the target lies between two front points; (best point's bytes, inf) when
+    even the best point stays below it; (0, cheapest point's bytes) when that already reaches it.
+    """
+    front = pareto_front(points)
+    for i, (b, m) in enumerate(front):
+        if m >= target:
+            if i == 0:
+                return 0.0, b
+            (b0, m0) = front[i - 1]
+            t = (target - m0) / (m - m0)
+            v = math.exp(math.log(b0) + t * (math.log(b) - math.log(b0)))
+            return v, v
+    return front[-1][0], math.inf
+
+
+def best_of(estimates: list[tuple[float, float]]) -> tuple[float, float]:
+    """The fewest bytes among several baselines' (at least, at most) estimates."""
+    return min(lo for lo, _ in estimates), min(hi for _, hi in estimates)
+
+
+def interval_text(lo: float, hi: float, fmt: str) -> str:
+    """'v', '> lo' (no upper bound), '< hi' (no lower bound) or 'lo-hi'."""
+    if lo == hi:
+        return format(lo, fmt)
+    if hi == math.inf:
+        return "> " + format(lo, fmt)
+    if lo == 0:
+        return "< " + format(hi, fmt)
+    return f"{lo:{fmt}}-{hi:{fmt}}"
+
+
+def headline(rows: list[dict]) -> list[dict]:
+    """Per width: our bytes and mAP, and what JPEG, WebP, the best of them and PCA need for that mAP.
+
+    Each estimate is stored as `<family>_bytes_min`/`_max` and `<family>_ratio_min`/`_max`
+    (baseline bytes / ours); a missing upper bound is None.
+    """
+    curves = {f: [(r["bytes_mean"], r["map"]) for r in rows if r["method"] == f] for f in HEADLINE_FAMILIES}
+    out = []
+    for r in (r for r in rows if r["method"] == "ours"):
+        h = {"width": r["width"], "ours_bytes": r["bytes_mean"], "ours_map": r["map"]}
+        found = {f: bytes_at(c, r["map"]) for f, c in curves.items() if c}
+        images = [found[f] for f in ("jpeg", "webp") if f in found]
+        if images:
+            found["best_image"] = best_of(images)
+        for f, (lo, hi) in found.items():
+            h.update({f"{f}_bytes_min": lo, f"{f}_bytes_max": None if hi == math.inf else hi,
+                      f"{f}_ratio_min": lo / r["bytes_mean"],
+                      f"{f}_ratio_max": None if hi == math.inf else hi / r["bytes_mean"]})
+        out.append(h)
+    return out
+
+
+def headline_table(rows: list[dict]) -> str:
+    lines = ["| width | ours bytes/frame | ours mAP | JPEG bytes at that mAP | WebP bytes | best JPEG/WebP "
+             "| best JPEG/WebP / ours | PCA-feature bytes | PCA / ours |", "|" + "---|" * 9]
+
+    def cell(h: dict, key: str, fmt: str, suffix: str = "") -> str:
+        if f"{key}_min" not in h:
+            return "-"
+        hi = h[f"{key}_max"]
+        return interval_text(h[f"{key}_min"], math.inf if hi is None else hi, fmt) + suffix
+
+    for h in rows:
+        cells = [f"{h['width']:g}", f"{h['ours_bytes']:.0f}", f"{100 * h['ours_map']:.1f}",
+                 cell(h, "jpeg_bytes", ".0f"), cell(h, "webp_bytes", ".0f"), cell(h, "best_image_bytes", ".0f"),
+                 cell(h, "best_image_ratio", ".1f", "x"), cell(h, "pca_bytes", ".0f"), cell(h, "pca_ratio", ".2f", "x")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _row(method: str, setting: str, r: dict, **extra) -> dict:
+    row = {"method": method, "setting": setting, **extra, "bytes_mean": r.get("bytes_mean"),
+           "bytes_p95": r.get("bytes_p95"), "map": r["map"], "map50": r["map50"], "miou": r["miou"],
+           "images": r["images"]}
+    row["kb_mean"] = None if row["bytes_mean"] is None else row["bytes_mean"] / 1000
+    return row
+
+
+def measure(args, progress: bool = True) -> tuple[list[dict], dict]:
+    """Every method on the same frames: (rows, facts about the PCA fit)."""
+    data, fit = dataset(args.data), dataset(args.fit_data)
+    enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model)
+    teacher, cfg = enc.model.teacher, enc.cfg
+    n = args.max_images
+
+    def done(row: dict) -> dict:
+        kb = "-" if row["kb_mean"] is None else f"{row['kb_mean']:.2f} KB"
+        print(f"{row['method']:8s} {row['setting']:34s} {kb:>10s}  mAP {100 * row['map']:.1f}  "
+              f"mIoU {100 * row['miou']:.1f}", flush=True)
+        return row
+
+    rows = [done(_row("teacher", "uncompressed input", evaluate_teacher(teacher, data, n, progress)))]
+    for w, r in evaluate_split(enc, dec, data, max_images=n, progress=progress).items():
+        rows.append(done(_row("ours", f"w={w:g}", r, width=w)))
+    for fmt, q in QUICK_IMAGE_GRID if args.quick else IMAGE_GRID:
+        setting = f"level {q} (lossless)" if fmt == "png" else f"q{q}"
+        r = evaluate_teacher(teacher, data, n, progress, image_codec=image_codec(fmt, q, cfg.input_size),
+                             desc=f"{fmt} {setting}")
+        rows.append(done(_row(fmt, setting, r, quality=q)))
+    samples = pca_codec.training_samples(teacher, fit, cfg.split_index, args.fit_images, progress)
+    pca = pca_codec.PCA.fit(samples)
+    for p in pca_codec.grid(pca, **(QUICK_PCA_GRID if args.quick else {})):
+        codec = pca_codec.PCACodec(pca, p["components"], p["step"], samples)
+        setting = f"{p['components']} comp ({100 * p['variance_level']:g}% var), step {p['step_scale']:g}x rms"
+        r = evaluate_teacher(teacher, data, n, progress, feature_codec=codec, desc=f"pca {setting}")
+        rows.append(done(_row("pca", setting, r, **p, nmse_fit=codec.nmse(samples))))
+    info = {"input_size": list(cfg.input_size), "split_index": cfg.split_index,
+            "split_channels": teacher.split_channels,
+            "pca_fit_samples": len(samples), "pca_feature_rms": pca.rms(),
+            "pca_explained": [float(v) for v in pca.explained()]}
+    return rows, info
+
+
+COLUMNS = [("method", "method", ""), ("setting", "setting", ""), ("kb_mean", "KB/frame (mean)", ".2f"),
+           ("bytes_p95", "bytes p95", ".0f"), ("map", "mAP@[.5:.95]", ".3f"), ("map50", "mAP@.5", ".3f"),
+           ("miou", "mIoU", ".3f")]
+
+STYLE = {"ours": ("o-", "C3"), "jpeg": ("s-", "C0"), "webp": ("^-", "C2"), "png": ("D", "C4"), "pca": ("x", "C1")}
+
+
+def log_kb_axis(ax, label: str) -> None:
+    """A log x axis of KB with plain numbers (1, 2, 5, 10, ...) instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    def plain(v, _):
+        return f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (1, 2, 5) else ""
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(plain))
+    ax.xaxis.set_minor_formatter(FuncFormatter(plain))
+    ax.set_xlabel(label)
+
+
+def plot(path: Path, rows: list[dict], title: str) -> None:
+    """KB/frame (log) against mAP and against mIoU; the teacher's ceiling as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    teacher = next(r for r in rows if r["method"] == "teacher")
+    for ax, key, label in ((axes[0], "map", "detection mAP@[.5:.95]"), (axes[1], "miou", "segmentation mIoU")):
+        for method, (marker, color) in STYLE.items():
+            pts = sorted((r["kb_mean"], 100 * r[key], r["setting"]) for r in rows if r["method"] == method)
+            if not pts:
+                continue
+            x, y, names = zip(*pts)
+            if method == "pca":  # a 2-D grid: its points, and the front the headline uses
+                ax.plot(x, y, marker, color=color, alpha=0.5)
+                front = pareto_front(list(zip(x, y)))
+                ax.plot(*zip(*front), "-", color=color, label="PCA features + rANS (front of grid)")
+            else:
+                ax.plot(x, y, marker, color=color, label={"ours": "ours (split, per width)", "jpeg": "JPEG",
+                                                         "webp": "WebP", "png": "PNG (lossless)"}[method])
+                if method != "png":
+                    for xi, yi, n in zip(x, y, names):
+                        ax.annotate(n, (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.axhline(100 * teacher[key], ls="--", color="gray", label="teacher, uncompressed")
+        log_kb_axis(ax, "KB/frame (mean, log scale)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    if args.max_images < 0 or args.fit_images < 1 or args.threads < 1:
+        raise ConfigError("--max-images must be >= 0, --fit-images and --threads >= 1")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    rows, info = measure(args)
+    heads = headline(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = rows[0]["images"]
+    title = f"rate-accuracy on {args.data} ({images} images), model {args.model or 'bundled'}"
+    plot(out / "rate_accuracy.png", rows, title)
+    table = markdown_table(rows, COLUMNS)
+    text = (f"Rate-accuracy on `{args.data}` ({images} images; model {args.model or 'bundled'}). Image codecs "
+            f"encode the frame at the network input size {info['input_size'][1]}x{info['input_size'][0]}; "
+            "bytes are the encoded length. "
+            f"Ours: the packet (header and CRC included). PCA: split-point features (k={info['split_index']}, "
+            f"{info['split_channels']} channels), {pca_codec.HEADER.size}-byte header included.\n\n{table}\n\n"
+            f"Bytes at equal mAP:\n\n{headline_table(heads)}\n\n{HOW_HEADLINE}\n")
+    (out / "table.md").write_text(text)
+    payload = {"command": command_line(args), "machine": machine_info(args.threads), "data": args.data,
+               "fit_data": args.fit_data, "model": args.model or "bundled", **info, "headline": heads,
+               "headline_method": HOW_HEADLINE, "seconds": time.perf_counter() - t0}
+    files = write_results(out, "rate_accuracy", payload, rows)
+    files += write_results(out, "headline", {"command": payload["command"], "method": HOW_HEADLINE}, heads)
+    print()
+    print(text)
+    print("wrote " + ", ".join(str(f) for f in [*files, out / "rate_accuracy.png", out / "table.md"]))
+    return 0
+

@@ -1,0 +1,70 @@
+"""`bench report`: the README's "Results" section, generated from the benchmark output folders.
+
+Each folder's `table.md` is taken as written, headed by the command and machine recorded in its
+JSON, and linked to its plot; the section replaces the text between the two markers in README.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ConfigError
+
+BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
+SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
+            ("analyze_split", "Where to split (`analyze-split`)"),
+            ("latency", "Latency by width and the end-to-end model (`bench latency`)"),
+            ("switch", "Width switch vs model reload (`bench switch`)"),
+            ("transport", "Throughput through DDS (`bench transport`)"),
+            ("link", "Over a real rate-limited link (`bench link`)")]
+
+
+def _meta(folder: Path) -> dict:
+    for js in sorted(folder.glob("*.json")):
+        data = json.loads(js.read_text())
+        if isinstance(data, dict) and "command" in data and "machine" in data:
+            return data
+    return {}
+
+
+def section(results: Path, link_base: str) -> str:
+    """Markdown for every benchmark folder under `results` that has a table.md."""
+    parts = []
+    for name, title in SECTIONS:
+        folder = results / name
+        if not (folder / "table.md").is_file():
+            continue
+        meta = _meta(folder)
+        m = meta.get("machine", {})
+        parts.append(f"### {title}\n")
+        if meta:
+            parts.append(f"`{meta['command']}` ({m.get('date')}, {m.get('cpus')} cores {m.get('machine', '')}, "
+                         f"torch {m.get('torch')}, {m.get('threads')} threads)\n")
+        for png in sorted(folder.glob("*.png")):
+            parts.append(f"![{name}]({link_base}/{name}/{png.name})\n")
+        parts.append((folder / "table.md").read_text().strip() + "\n")
+    if not parts:
+        raise ConfigError(f"no benchmark results under {results} (run `split-perception bench ...` first)")
+    return "\n".join(parts)
+
+
+def update_readme(readme: Path, text: str) -> None:
+    doc = readme.read_text()
+    if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
+        raise ConfigError(f"{readme} has no '{BEGIN}' ... '{END}' markers")
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+def run(args) -> int:
+    results = Path(args.results)
+    readme = Path(args.readme)
+    text = section(results, results.as_posix())
+    if args.print:
+        print(text)
+    else:
+        update_readme(readme, text)
+        print(f"updated the results section of {readme} from {results}")
+    return 0
