@@ -39,5 +39,6 @@ def generate_launch_description():
         Node(package="split_perception", executable="decoder", name="decoder", output="screen",
              parameters=[cfg("decoder"), {"model_path": model}]),
         Node(package="split_perception", executable="link_monitor", name="link_monitor", output="screen",
-             parameters=[cfg("link_monitor"), {"model_path": model}]),
+             parameters=[cfg("link_monitor"), {"model_path": model}],
+             remappings=[("features", "features_onboard")]),  # the encoder's side of the emulated link
     ])

@@ -27,5 +27,6 @@ def generate_launch_description():
         Node(package="split_perception", executable="link_monitor", name="link_monitor", output="screen",
              parameters=[os.path.join(config, "link_monitor.yaml"), {"model_path": model}],
              remappings=[("link_status", "/split_perception/link_status"),
-                         ("link_bandwidth", "/split_perception/link_bandwidth")]),
+                         ("link_bandwidth", "/split_perception/link_bandwidth"),
+                         ("features", LaunchConfiguration("features"))]),  # counts what the encoder sends
     ])

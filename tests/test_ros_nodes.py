@@ -90,7 +90,7 @@ def test_monitor_lowers_and_raises_width_with_bandwidth(tmp_path, domain, bundle
         ("encoder", {}, {"features": "features_in"}),
         ("link_emulator", {"bandwidth": trace, "max_queue_s": 0.3}, None),
         ("decoder", {}, {"features": "features_out"}),
-        ("link_monitor", {"target_fps": float(fps), "up_dwell_s": 2.0}, None),
+        ("link_monitor", {"target_fps": float(fps), "up_dwell_s": 2.0}, {"features": "features_in"}),
     ])
     try:
         rec = probe(tmp_path, domain, seconds=52, fps=fps, features_topic="features_out")

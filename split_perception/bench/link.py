@@ -13,6 +13,7 @@ exactly the bytes that crossed the link (computed after the run; the images are 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -106,6 +107,27 @@ def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, 
             stop(procs)
     return {"mode": mode, "kind": kind, "value": value, "t_start_ns": t_start, "phases": phases,
             "sender": sender, "receiver": receiver}
+
+
+def policy_trace(run: dict, window_s: float = 2.0) -> dict:
+    """What the link monitor saw in one run, as replayable observations (tests/data/link_traces).
+
+    Times are seconds since the first phase began, on the sender's clock (its wall-clock offset is
+    estimated from the stamps of the features it recorded onboard, where arrival ~ sending).
+    """
+    s = run["sender"]
+    if not s["features"]:
+        return {"mode": run["mode"], "phases": [], "observations": []}
+    offset = float(np.median([_stamp_ns(f["stamp"]) / 1e9 - f["t"] for f in s["features"]]))
+    t0 = run["phases"][0]["t0_ns"] / 1e9 - offset
+    sent = np.array([f["t"] for f in s["features"]])
+    obs = [{"t": round(st["t"] - t0, 3), "loss_rate": st["loss"], "latency_ms": st.get("latency_ms"),
+            "delivered_fps": st["fps"], "throughput_bps": st.get("throughput_bps"), "width": st["width"],
+            "sent_fps": float(((sent > st["t"] - window_s) & (sent <= st["t"])).sum() / window_s)}
+           for st in s["link_status"]]
+    phases = [{"bps": p["bps"], "start": round(p["t0_ns"] / 1e9 - offset - t0, 3),
+               "end": round(p["t1_ns"] / 1e9 - offset - t0, 3)} for p in run["phases"]]
+    return {"mode": run["mode"], "phases": phases, "observations": obs}
 
 
 def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list[int],
@@ -239,6 +261,8 @@ def run(args) -> int:
             print(markdown_table(mode_rows, COLUMNS[1:]), flush=True)
             runs.append(r)
             rows += mode_rows
+            (out / "traces").mkdir(exist_ok=True)
+            (out / "traces" / f"{mode}.json").write_text(json.dumps(policy_trace(r)))
     table = markdown_table(rows, COLUMNS)
     print(table)
     payload = {"command": command_line(args), "machine": machine_info(args.threads),

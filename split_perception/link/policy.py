@@ -1,13 +1,21 @@
-"""Width selection from link quality: fit the target frame rate into the bandwidth, with hysteresis.
+"""Width and frame-rate selection from link quality: back off fast, probe up slowly, never flap.
 
-Rules, in order:
-1. Congestion (frame-id gaps above `loss_down` or latency above `latency_down_ms`): step down at
-   once (back off fast), but not more often than every `down_dwell_s`.
+What congestion looks like on DDS over a radio link (FACTS.md): once the offered load exceeds
+the capacity, fragmented messages are lost whole and queues fill, so the signals are gaps in
+frame ids (loss), a falling delivered ratio (frames received offboard / frames sent onboard),
+one-way latency rising above its floor (queueing; not while it is falling again), and, when the link is down both ways, reports
+that stop arriving. Rules, in order:
+
+1. Congested (any signal above): step down at once, to the widest width that fits the delivered
+   throughput (the link's capacity as measured) or at least one step, not more often than every
+   `down_dwell_s`. At the narrowest width, lower the frame rate instead (halve it, down to
+   `min_rate_hz`). Each congested step down from a width doubles the clean time needed before
+   trying it again (up to `max_backoff_s`), so a width that does not fit is not retried every
+   few seconds.
 2. A known capacity (external bandwidth report or the emulator's): the widest width whose
-   bytes/frame x target fps fits `headroom` x capacity. Going down happens at once (after
-   `down_dwell_s`); going up needs that width to fit `up_margin` x tighter for `up_dwell_s`
-   (hysteresis), so the width does not flap around a threshold.
-3. No capacity known and a clean link for `up_dwell_s`: probe one width up.
+   bytes/frame x target fps fits `headroom` x capacity; going up needs `up_margin` more room and
+   `up_dwell_s` of it.
+3. Clean for long enough: raise the frame rate first (back to the target), then one width up.
 """
 
 from __future__ import annotations
@@ -21,64 +29,133 @@ class PolicyConfig:
     headroom: float = 0.8  # use at most this share of the capacity
     up_margin: float = 1.25  # a wider width must fit with this extra factor to be chosen
     up_dwell_s: float = 3.0  # conditions for going up must hold this long
-    down_dwell_s: float = 1.0  # minimum time between two switches down
+    down_dwell_s: float = 1.0  # minimum time between two steps down
     loss_down: float = 0.1  # loss rate that counts as congestion
-    latency_down_ms: float = 500.0  # mean latency that counts as congestion
+    delivered_down: float = 0.7  # delivered / sent frame ratio below this counts as congestion
+    latency_rise_ms: float = 150.0  # latency this far above its floor counts as congestion (queueing)
+    latency_down_ms: float = 1000.0  # latency above this counts as congestion whatever the floor
+    min_rate_hz: float = 1.0  # never throttle the camera below this
+    max_backoff_s: float = 60.0  # longest wait before retrying a width that congested the link
+
+
+@dataclass
+class LinkObservation:
+    """What the link monitor knows at one decision; None = not measured."""
+
+    capacity_bps: float | None = None  # an external report (radio, emulator)
+    loss_rate: float = 0.0  # frame-id gaps seen offboard
+    latency_ms: float | None = None  # mean one-way latency offboard
+    delivered_fps: float | None = None  # frames received offboard per second
+    sent_fps: float | None = None  # frames the encoder published per second
+    throughput_bps: float | None = None  # bits per second received offboard
+    stale: bool = False  # no report for a while: the link is down (both ways)
+
+
+@dataclass
+class Decision:
+    width: float
+    rate_hz: float  # frame rate to allow the encoder; the target when not throttled
 
 
 class WidthPolicy:
-    """Stateful chooser; `decide` returns the width to use now (possibly unchanged)."""
+    """Stateful chooser; `decide` returns the width and frame rate to use now (possibly unchanged)."""
 
     def __init__(self, widths, bytes_per_width, cfg: PolicyConfig | None = None, start_width: float | None = None):
         self.widths = list(widths)
         self.bytes = dict(zip(self.widths, bytes_per_width))
         self.cfg = cfg or PolicyConfig()
         self.width = self.widths[-1] if start_width is None else start_width
-        self._last_switch = -1e9
-        self._up_since: float | None = None
+        self.rate_hz = self.cfg.target_fps
+        self.last_reason = ""
+        self._last_down = -1e9
+        self._clean_since: float | None = None
+        self._latency_floor: float | None = None
+        self._last_latency: float | None = None
+        self._backoff = {w: 0.0 for w in self.widths}  # extra clean time before retrying a width
 
     def observe_bytes(self, width: float, bytes_per_frame: float, alpha: float = 0.2) -> None:
         """Track the real packet sizes per width (EMA), so budgets follow the scene content."""
         if width in self.bytes and bytes_per_frame > 0:
             self.bytes[width] = (1 - alpha) * self.bytes[width] + alpha * bytes_per_frame
 
-    def fits(self, width: float, capacity_bps: float, margin: float = 1.0) -> bool:
-        return self.bytes[width] * 8.0 * self.cfg.target_fps * margin <= self.cfg.headroom * capacity_bps
+    def fits(self, width: float, capacity_bps: float, margin: float = 1.0, fps: float | None = None) -> bool:
+        fps = self.cfg.target_fps if fps is None else fps
+        return self.bytes[width] * 8.0 * fps * margin <= self.cfg.headroom * capacity_bps
 
-    def _switch(self, now: float, width: float) -> float:
-        if width != self.width:
-            self.width = width
-            self._last_switch = now
-        self._up_since = None
-        return self.width
+    def congestion(self, obs: LinkObservation) -> str:
+        """Why the link looks congested now ("" = it does not)."""
+        c = self.cfg
+        if obs.stale:
+            return "no link reports"
+        if obs.loss_rate > c.loss_down:
+            return f"loss {obs.loss_rate:.2f}"
+        if obs.sent_fps and obs.sent_fps >= 1.0 and obs.delivered_fps is not None:
+            ratio = obs.delivered_fps / obs.sent_fps
+            if ratio < c.delivered_down:
+                return f"delivered {ratio:.2f} of sent frames"
+        if obs.latency_ms:
+            floor, last = self._track_floor(obs.latency_ms), self._last_latency
+            self._last_latency = obs.latency_ms
+            draining = last is not None and obs.latency_ms < 0.8 * last  # queues emptying: backing off worked
+            if not draining and (obs.latency_ms > c.latency_down_ms or obs.latency_ms > floor + c.latency_rise_ms):
+                return f"latency {obs.latency_ms:.0f} ms (floor {floor:.0f})"
+        return ""
 
-    def decide(self, now: float, capacity_bps: float | None, loss_rate: float = 0.0,
-               latency_ms: float = 0.0) -> float:
+    def _track_floor(self, latency_ms: float) -> float:
+        """Lowest recent latency: follows drops at once and rises only slowly (clock drift, routes)."""
+        f = self._latency_floor
+        self._latency_floor = latency_ms if f is None or latency_ms < f else f + 0.01 * (latency_ms - f)
+        return self._latency_floor
+
+    def decide(self, now: float, obs: LinkObservation) -> Decision:
+        c = self.cfg
+        why = self.congestion(obs)
+        if why:
+            self._clean_since = None
+            if now - self._last_down >= c.down_dwell_s:
+                self._back_off(now, obs, why)
+            return Decision(self.width, self.rate_hz)
+        if obs.capacity_bps is not None:
+            fitting = [w for w in self.widths if self.fits(w, obs.capacity_bps)]
+            target = fitting[-1] if fitting else self.widths[0]
+            if target < self.width and now - self._last_down >= c.down_dwell_s:
+                self._step(now, target, self.rate_hz, f"capacity {obs.capacity_bps:.0f} bit/s")
+                self._last_down = now
+                return Decision(self.width, self.rate_hz)
+        if self._clean_since is None:
+            self._clean_since = now
+        clean_for = now - self._clean_since
+        if clean_for >= c.max_backoff_s:
+            self._backoff[self.width] = 0.0  # this width has proven itself: forget its failures
+        if self.rate_hz < c.target_fps:
+            if clean_for >= c.up_dwell_s:  # frame rate first, doubling back to the target
+                self._step(now, self.width, min(c.target_fps, 2 * self.rate_hz), "clean link")
+                self._clean_since = now
+            return Decision(self.width, self.rate_hz)
+        i = self.widths.index(self.width)
+        if i + 1 < len(self.widths):
+            up = self.widths[i + 1]
+            if obs.capacity_bps is not None and not self.fits(up, obs.capacity_bps, c.up_margin):
+                self._clean_since = now  # the wider width must have had room for the whole dwell
+            elif clean_for >= c.up_dwell_s + self._backoff[up]:
+                self._step(now, up, self.rate_hz, "clean link")  # one step at a time: probe up slowly
+                self._clean_since = now
+        return Decision(self.width, self.rate_hz)
+
+    def _back_off(self, now: float, obs: LinkObservation, why: str) -> None:
         c = self.cfg
         i = self.widths.index(self.width)
-        can_go_down = now - self._last_switch >= c.down_dwell_s
-        congested = loss_rate > c.loss_down or latency_ms > c.latency_down_ms
-        if capacity_bps is not None:
-            fitting = [w for w in self.widths if self.fits(w, capacity_bps)]
-            target = fitting[-1] if fitting else self.widths[0]
-            if congested and target >= self.width:
-                target = self.widths[max(0, i - 1)]
-        elif congested:
-            target = self.widths[max(0, i - 1)]
+        capacity = obs.capacity_bps or obs.throughput_bps  # what the link carried while congested
+        if i == 0:  # nothing narrower: send fewer frames
+            rate = self.rate_hz / 2
+            if capacity:
+                rate = min(rate, c.headroom * capacity / (8.0 * self.bytes[self.width]))
+            self._step(now, self.width, max(c.min_rate_hz, rate), why)
         else:
-            target = self.widths[min(len(self.widths) - 1, i + 1)]
-        if target < self.width:
-            return self._switch(now, target) if can_go_down else self.width
-        if target > self.width and not congested:
-            step_up = self.widths[i + 1]
-            ok = capacity_bps is None or self.fits(step_up, capacity_bps, c.up_margin)
-            if not ok:
-                self._up_since = None
-                return self.width
-            if self._up_since is None:
-                self._up_since = now
-            if now - self._up_since >= c.up_dwell_s:
-                return self._switch(now, step_up)  # one step at a time: probe up slowly
-            return self.width
-        self._up_since = None
-        return self.width
+            fitting = [w for w in self.widths[:i] if capacity and self.fits(w, capacity, fps=self.rate_hz)]
+            self._backoff[self.width] = min(c.max_backoff_s, max(c.up_dwell_s, 2 * self._backoff[self.width]))
+            self._step(now, fitting[-1] if fitting else self.widths[i - 1], self.rate_hz, why)
+        self._last_down = now
+
+    def _step(self, now: float, width: float, rate_hz: float, why: str) -> None:
+        self.width, self.rate_hz, self.last_reason = width, rate_hz, why

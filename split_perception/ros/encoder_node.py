@@ -17,6 +17,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..errors import ImageError
+from ..link.trace import TokenBucket
 from ..msg import EncodedFeatures
 from ..onboard import OnboardEncoder
 from .common import LatestSlot, qos_from, run_node
@@ -61,7 +62,7 @@ class EncoderNode(Node):
         self.slot = LatestSlot()
         self.frame_id = 0
         self.bad_images = 0
-        self._last_encode = 0.0
+        self._rate_bucket = TokenBucket(burst_bytes=2)  # max_rate_hz: one token per frame, bursts of 2 absorb jitter
         self._running = True
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
@@ -106,8 +107,10 @@ class EncoderNode(Node):
     def _encode_one(self, msg, convert) -> None:
         """Convert, encode at the current width, publish one frame."""
         rate = self.get_parameter("max_rate_hz").value
-        if rate > 0 and time.monotonic() - self._last_encode < 1.0 / rate:
-            return  # over the rate limit: this frame is skipped
+        if rate > 0:
+            self._rate_bucket.refill(time.monotonic(), 8.0 * rate)  # the bucket counts "bytes": 1 per frame
+            if not self._rate_bucket.take(1):
+                return  # over the rate limit: this frame is skipped
         try:
             rgb = convert(msg)
         except ImageError as exc:
@@ -115,7 +118,6 @@ class EncoderNode(Node):
             self.get_logger().warning(f"frame refused ({self.bad_images} so far): {exc}",
                                       throttle_duration_sec=5.0)
             return
-        self._last_encode = time.monotonic()
         self.frame_id += 1
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         t0 = time.perf_counter()

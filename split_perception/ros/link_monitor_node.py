@@ -1,10 +1,13 @@
-"""Link monitor node: LinkStatus (+ optional bandwidth reports) -> width, set on the encoder through
-its standard parameter service, exactly as `ros2 param set /encoder width W` does.
+"""Link monitor node: LinkStatus from the decoder (+ optional bandwidth reports, + the encoder's own
+output rate) -> width and frame rate, set on the encoder through its standard parameter service,
+exactly as `ros2 param set /encoder width W` / `max_rate_hz R` do.
 """
 
 from __future__ import annotations
 
 import time
+
+from collections import deque
 
 from rcl_interfaces.msg import Parameter, ParameterDescriptor, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -12,9 +15,9 @@ from rclpy.node import Node
 from std_msgs.msg import Float64
 
 from ..codec.checkpoint import read_checkpoint
-from ..link.policy import PolicyConfig, WidthPolicy
-from ..msg import LinkStatus
-from .common import run_node
+from ..link.policy import LinkObservation, PolicyConfig, WidthPolicy
+from ..msg import EncodedFeatures, LinkStatus
+from .common import qos_from, run_node
 
 
 class LinkMonitorNode(Node):
@@ -32,13 +35,20 @@ class LinkMonitorNode(Node):
         period = self.declare_parameter("period_s", 0.5, d(description="decision period", read_only=True)).value
         self.capacity_timeout = self.declare_parameter("capacity_timeout_s", 3.0, d(
             description="forget a bandwidth report after this long", read_only=True)).value
+        self.status_timeout = self.declare_parameter("status_timeout_s", 3.0, d(
+            description="no LinkStatus for this long = the link is down", read_only=True)).value
         widths, sizes = self._model_table(model_path or None)
         self.policy = WidthPolicy(widths, sizes, cfg)
         self.client = self.create_client(SetParameters, f"{self.encoder_node}/set_parameters")
         self.create_subscription(LinkStatus, "link_status", self._on_status, 10)
+        self.create_subscription(EncodedFeatures, "features", self._on_sent, qos_from("best_effort", 10))
         self.create_subscription(Float64, "link_bandwidth", self._on_bandwidth, 10)
         self.create_timer(period, self._tick)
         self.status: LinkStatus | None = None
+        self.status_time = time.monotonic()
+        self._judged: LinkStatus | None = None  # the report the last decision was made on
+        self.sent: deque[float] = deque()  # when the encoder published (onboard, before the link)
+        self.first_sent: float | None = None
         self.capacity: tuple[float, float] | None = None  # (bps, monotonic time)
         self.switches = 0
         self.get_logger().info(f"link monitor: widths {widths}, bytes/frame {[round(s) for s in sizes]}, "
@@ -53,45 +63,66 @@ class LinkMonitorNode(Node):
         sizes = ckpt["extra"].get("bytes_per_width") or {}
         return widths, [float(sizes.get(str(w), 1000.0 * w)) for w in widths]
 
+    def _on_sent(self, msg: EncodedFeatures) -> None:
+        self.sent.append(time.monotonic())
+        if self.first_sent is None:
+            self.first_sent = self.sent[-1]
+
     def _on_status(self, msg: LinkStatus) -> None:
-        self.status = msg
+        self.status, self.status_time = msg, time.monotonic()
         if msg.fps > 0:
             self.policy.observe_bytes(round(msg.width, 3), msg.bytes_per_frame)
 
     def _on_bandwidth(self, msg: Float64) -> None:
         self.capacity = (msg.data, time.monotonic())
 
+    def observation(self, now: float) -> LinkObservation:
+        cap = self.capacity[0] if self.capacity and now - self.capacity[1] < self.capacity_timeout else None
+        window = 2.0
+        while self.sent and self.sent[0] < now - window:
+            self.sent.popleft()
+        st = self.status
+        warm = self.first_sent is not None and now - self.first_sent > 2 * window  # both rate windows full
+        obs = LinkObservation(capacity_bps=cap, sent_fps=len(self.sent) / window if warm else None,
+                              stale=st is not None and now - self.status_time > self.status_timeout)
+        if st is not None and not obs.stale:
+            obs.loss_rate, obs.delivered_fps, obs.throughput_bps = st.loss_rate, st.fps, st.throughput_bps
+            obs.latency_ms = st.latency_ms or None
+        return obs
+
     def _tick(self) -> None:
         now = time.monotonic()
-        cap = self.capacity[0] if self.capacity and now - self.capacity[1] < self.capacity_timeout else None
-        loss = self.status.loss_rate if self.status else 0.0
-        latency = self.status.latency_ms if self.status else 0.0
-        if self.status is not None and self.status.fps == 0 and self.status.frames_received > 0:
-            loss = 1.0  # frames flowed before and nothing arrives now: the link is down or congested
-        before = self.policy.width
-        width = self.policy.decide(now, cap, loss, latency)
-        if width != before and not self._set_width(width, f"capacity {cap} bps, loss {loss:.2f}, "
-                                                          f"latency {latency:.0f} ms"):
-            self.policy.width = before  # not applied: decide again next tick
+        obs = self.observation(now)
+        if self.status is self._judged and not obs.stale and obs.capacity_bps is None:
+            return  # judge each link report once: the same congested report must not back off twice
+        self._judged = self.status
+        before = (self.policy.width, self.policy.rate_hz)
+        d = self.policy.decide(now, obs)
+        if (d.width, d.rate_hz) != before and not self._set(d.width, d.rate_hz, self.policy.last_reason):
+            self.policy.width, self.policy.rate_hz = before  # not applied: decide again next tick
 
-    def _set_width(self, width: float, why: str) -> bool:
+    def _set(self, width: float, rate_hz: float, why: str) -> bool:
         if not self.client.service_is_ready():
             self.get_logger().warning(f"{self.encoder_node}/set_parameters not available; width stays",
                                       throttle_duration_sec=5.0)
             return False
+        throttle = 0.0 if rate_hz >= self.policy.cfg.target_fps else rate_hz  # 0 = every camera frame
         req = SetParameters.Request()
-        req.parameters = [Parameter(name="width", value=ParameterValue(
-            type=ParameterType.PARAMETER_DOUBLE, double_value=float(width)))]
+        req.parameters = [Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
+                                                                    double_value=float(v)))
+                          for name, v in (("width", width), ("max_rate_hz", throttle))]
         self.switches += 1
-        self.get_logger().info(f"width -> {width} ({why})")
+        self.get_logger().info(f"width -> {width}, max_rate_hz -> {throttle:g} ({why})")
         self.client.call_async(req).add_done_callback(self._on_result)
         return True
 
     def _on_result(self, future) -> None:
         result = future.result()
-        if result is None or not result.results[0].successful:
-            reason = result.results[0].reason if result else "no reply"
-            self.get_logger().error(f"encoder refused width: {reason}")
+        for r in (result.results if result else []):
+            if not r.successful:
+                self.get_logger().error(f"encoder refused the setting: {r.reason}")
+        if result is None:
+            self.get_logger().error("encoder did not answer set_parameters")
 
 
 def main(args=None) -> int:

@@ -57,7 +57,8 @@ def main() -> int:
              "encode_ms": m.encode_ms, "latency_ms": age_ms(m.header.stamp)}), qos_from("best_effort", 50))
     node.create_subscription(LinkStatus, "link_status", lambda m: rec["link_status"].append(
         {"t": now(), "bad": m.bad_packets, "fps": m.fps, "width": m.width, "loss": m.loss_rate,
-         "received": m.frames_received}), 10)
+         "received": m.frames_received, "throughput_bps": m.throughput_bps, "latency_ms": m.latency_ms,
+         "bytes_per_frame": m.bytes_per_frame}), 10)
     node.create_subscription(Float64, "link_bandwidth", lambda m: rec["bandwidth"].append({"t": now(), "bps": m.data}), 10)
     arrival = lambda m: {"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec],  # noqa: E731
                          "bytes": len(m.data), "latency_ms": age_ms(m.header.stamp)}

@@ -1,0 +1,50 @@
+"""The width policy replayed on what the link monitor saw over the real tbf link (`bench link`
+traces kept in tests/data/link_traces): it must react to real congestion and ignore a clean link."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from split_perception.codec.checkpoint import DEFAULT_MODEL, read_checkpoint
+from split_perception.link.policy import LinkObservation, PolicyConfig, WidthPolicy
+
+TRACES = Path(__file__).parent / "data" / "link_traces"
+
+
+def replay(name: str, start_width: float = 1.0):
+    trace = json.loads((TRACES / f"{name}.json").read_text())
+    ckpt = read_checkpoint(DEFAULT_MODEL)
+    widths = list(ckpt["model_config"].widths)
+    sizes = [float(ckpt["extra"]["bytes_per_width"][str(w)]) for w in widths]
+    policy = WidthPolicy(widths, sizes, PolicyConfig(target_fps=10.0), start_width=start_width)
+    out = []
+    for o in trace["observations"]:
+        obs = LinkObservation(loss_rate=o["loss_rate"], latency_ms=o["latency_ms"] or None,
+                              delivered_fps=o["delivered_fps"], sent_fps=o["sent_fps"],
+                              throughput_bps=o["throughput_bps"])
+        d = policy.decide(o["t"], obs)
+        out.append((o["t"], d.width, d.rate_hz))
+    return trace["phases"], out
+
+
+def phase(phases, mbps):
+    return next(p for p in phases if abs(p["bps"] - mbps * 1e6) < 1)
+
+
+def test_no_false_alarm_on_a_wide_link():
+    phases, hist = replay("width1.0")
+    fast = phase(phases, 20)
+    assert all(w == 1.0 and r == 10.0 for t, w, r in hist if fast["start"] + 2 <= t < fast["end"])
+
+
+def test_backs_off_on_growing_latency_before_frames_are_lost():
+    """Width 1.0 at 10 fps needs ~0.5 Mbit/s: at 0.5 Mbit/s the fixed-width run slowly filled the
+    link's queue (latency up first, frame loss ~7 s later). The policy must act on the queue."""
+    trace = json.loads((TRACES / "width1.0.json").read_text())
+    phases, hist = replay("width1.0")
+    slow = phase(phases, 0.5)
+    first_loss = next(o["t"] for o in trace["observations"] if o["t"] >= slow["start"] and o["loss_rate"] > 0)
+    first_down = next(t for t, w, _ in hist if t >= slow["start"] and w < 1.0)
+    assert first_down < first_loss - 3.0
+    assert max(w for t, w, _ in hist if first_down <= t < slow["end"]) < 1.0  # stays down while congested
