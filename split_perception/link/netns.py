@@ -98,7 +98,7 @@ class NetnsLink:
                 _run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
                 _run(["ip", "-n", ns, "link", "set", dev, "up", "multicast", "on"])
                 _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-                _run(["ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", dev])  # DDS discovery multicast
+                _run(["ip", "-n", ns, "route", "replace", "224.0.0.0/4", "dev", dev])  # DDS discovery multicast
             self.set_rate(self.rate_bps)
         except LinkError:
             self.close()
@@ -111,6 +111,13 @@ class NetnsLink:
         _run(["tc", "-n", self.onboard, "qdisc", "replace", "dev", self._veth[0], "root", "tbf",
               "rate", f"{int(bps)}bit", "burst", str(self.burst_bytes), "latency", f"{self.queue_ms}ms"])
         self.rate_bps = bps
+
+    def set_up(self, up: bool) -> None:
+        """Take the link fully down (both directions) or bring it back, as a radio dropout does."""
+        for ns, dev in ((self.onboard, self._veth[0]), (self.offboard, self._veth[1])):
+            _run(["ip", "-n", ns, "link", "set", dev, "up" if up else "down"])
+            if up:  # the kernel dropped the multicast route with the link
+                _run(["ip", "-n", ns, "route", "replace", "224.0.0.0/4", "dev", dev])
 
     def sent_bytes(self) -> int:
         """Bytes the onboard side's qdisc has sent (proves traffic went over the link)."""
