@@ -84,7 +84,8 @@ def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, 
                         log_path=work / "link_monitor.log", prefix=on, env=env))
                 wait_for_log(work / "encoder.log", "encoder ready", 120)
                 wait_for_log(work / "decoder.log", "decoder ready", 120)
-            rx_cfg = {"seconds": total + WARMUP_S + DISCOVERY_S + 2, "publish": "none", "record_boxes": True, "features_topic": "",
+            rx_cfg = {"seconds": total + WARMUP_S + DISCOVERY_S + 2, "publish": "none", "record_boxes": True,
+                      "features_topic": "",
                       "listen_images": kind == "raw", "listen_compressed": kind == "jpeg"}
             rx = start_probe(rx_cfg, work, domain, prefix=off, env=env, name="receiver")
             procs.append(rx)
@@ -181,7 +182,8 @@ def summarize(run: dict, coco, ids: list[int], offline: dict[int, list[dict]] | 
             if offline is not None:
                 res += offline[image_id]
             else:
-                res += [{"image_id": image_id, "category_id": cat_ids[int(c) - 1], "score": float(s), "bbox": [x, y, w, h]}
+                res += [{"image_id": image_id, "category_id": cat_ids[int(c) - 1], "score": float(s),
+                         "bbox": [x, y, w, h]}
                         for c, s, x, y, w, h in a["boxes"]]
         acc = coco_map(coco, res, sorted(seen)) if seen else {"map": None, "map50": None}
         ws = [w for ns, w in widths if inside(ns)]
@@ -250,13 +252,15 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"link bench: {len(modes)} modes x {len(schedule)} phases of {args.phase_seconds:g} s "
-          f"({', '.join(f'{b / 1e6:g}' for b, _ in schedule)} Mbit/s), {len(images)} frames at {args.fps:g} fps", flush=True)
+          f"({', '.join(f'{b / 1e6:g}' for b, _ in schedule)} Mbit/s), {len(images)} frames at {args.fps:g} fps",
+          flush=True)
     runs, rows = [], []
     with tempfile.TemporaryDirectory(prefix="sp_link_") as tmp:
         for i, mode in enumerate(modes):
             print(f"[{i + 1}/{len(modes)}] {mode} ...", flush=True)
             r = run_mode(mode, widths, schedule, images, args, Path(tmp) / mode)
-            offline = teacher_results(args.model, images, ids, sorted(coco.getCatIds()), r["value"]) if r["kind"] in ("raw", "jpeg") else None
+            offline = (teacher_results(args.model, images, ids, sorted(coco.getCatIds()), r["value"])
+                       if r["kind"] in ("raw", "jpeg") else None)
             mode_rows = summarize(r, coco, ids, offline, args.fps)
             print(markdown_table(mode_rows, COLUMNS[1:]), flush=True)
             runs.append(r)

@@ -3,8 +3,8 @@
 What congestion looks like on DDS over a radio link (FACTS.md): once the offered load exceeds
 the capacity, fragmented messages are lost whole and queues fill, so the signals are gaps in
 frame ids (loss), a falling delivered ratio (frames received offboard / frames sent onboard),
-one-way latency rising above its floor (queueing; not while it is falling again), and, when the link is down both ways, reports
-that stop arriving. Rules, in order:
+one-way latency rising above its floor (queueing; not while it is falling again), and, when the
+link is down both ways, reports that stop arriving. Rules, in order:
 
 1. Congested (any signal above): step down at once, to the widest width that fits the delivered
    throughput (the link's capacity as measured) or at least one step, not more often than every

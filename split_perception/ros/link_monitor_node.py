@@ -6,7 +6,6 @@ exactly as `ros2 param set /encoder width W` / `max_rate_hz R` do.
 from __future__ import annotations
 
 import time
-
 from collections import deque
 
 from rcl_interfaces.msg import Parameter, ParameterDescriptor, ParameterType, ParameterValue

@@ -6,6 +6,7 @@ built by `scripts/build_ros.sh`; this module finds it and sets the environment t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -58,7 +59,8 @@ def start_node(executable: str, domain_id: int, params: dict | None = None, para
     for a, b in (remap or {}).items():
         cmd += ["-r", f"{a}:={b}"]
     out = open(log_path, "w") if log_path else None
-    return subprocess.Popen(cmd, env={**ros_env(domain_id), **(env or {})}, stdout=out, stderr=subprocess.STDOUT if out else None,
+    return subprocess.Popen(cmd, env={**ros_env(domain_id), **(env or {})}, stdout=out,
+                            stderr=subprocess.STDOUT if out else None,
                             cwd=str(log_path.parent if log_path else REPO), start_new_session=True)
 
 
@@ -90,8 +92,6 @@ def stop(procs, timeout: float = 10.0) -> None:
 def start_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | None = None,
                 env: dict | None = None, name: str = "probe") -> subprocess.Popen:
     """Start the probe process (split_perception.ros.probe); it writes `name`_out.json when done."""
-    import json
-
     work_dir = Path(work_dir)
     (work_dir / f"{name}.json").write_text(json.dumps(cfg))
     cmd = [*(prefix or []), sys.executable, "-m", "split_perception.ros.probe", str(work_dir / f"{name}.json"),
@@ -101,8 +101,6 @@ def start_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | N
 
 def finish_probe(proc: subprocess.Popen, cfg: dict, work_dir: Path, name: str = "probe") -> dict:
     """Wait for a probe started with `start_probe` and return its record."""
-    import json
-
     try:
         rc = proc.wait(timeout=cfg["seconds"] + 60)
     except subprocess.TimeoutExpired:
