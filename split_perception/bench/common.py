@@ -1,4 +1,4 @@
-"""What every benchmark shares: machine description, default datasets, timing, result files."""
+"""What every benchmark shares: machine description, default datasets, MAC counts, result files."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import csv
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
-from typing import Callable
 
 from ..errors import SplitPerceptionError
 
@@ -65,18 +63,6 @@ def count_macs(fn, *inputs) -> int:
     with torch.no_grad(), counter:
         fn(*inputs)
     return counter.get_total_flops() // 2
-
-
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of `fn()` in ms over `repeats` calls, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
 
 
 def write_results(out_dir: str | Path, name: str, payload: dict, rows: list[dict]) -> list[Path]:
