@@ -137,7 +137,7 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
     import cv2
     import torch
 
-    from ..evaluation.evaluate import EVAL_SCORE_THRESH
+    from ..evaluation.evaluate import EVAL_SCORE_THRESH, coco_results
     from ..onboard import OnboardEncoder
 
     enc = OnboardEncoder(model_path)
@@ -152,10 +152,8 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         with torch.no_grad():
             det = teacher.postprocess(teacher(enc.preprocess(rgb)), [rgb.shape[:2]])[0]
-        out[image_id] = [{"image_id": image_id, "category_id": cat_ids[int(lab) - 1], "score": float(s),
-                          "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
-                         for (x1, y1, x2, y2), lab, s in zip(det["boxes"].tolist(), det["labels"].tolist(),
-                                                             det["scores"].tolist())]
+        out[image_id] = coco_results(cat_ids, image_id, det["boxes"].tolist(), det["labels"].tolist(),
+                                     det["scores"].tolist())
     return out
 
 

@@ -33,10 +33,11 @@ def _semantic_truth(ds: CocoSceneDataset, image_id: int, size: tuple[int, int]) 
     return sem
 
 
-def _to_coco(ds: CocoSceneDataset, image_id: int, boxes, labels, scores) -> list[dict]:
+def coco_results(cat_ids, image_id: int, boxes, labels, scores) -> list[dict]:
+    """Model detections (x1, y1, x2, y2 boxes, labels 1..K) -> COCO results (xywh, category ids)."""
     out = []
     for (x1, y1, x2, y2), lab, s in zip(boxes, labels, scores):
-        out.append({"image_id": image_id, "category_id": ds.cat_ids[int(lab) - 1],
+        out.append({"image_id": image_id, "category_id": cat_ids[int(lab) - 1],
                     "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(s)})
     return out
 
@@ -70,7 +71,8 @@ def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool
                 z, n = feature_codec(z)
                 nbytes += n
             det = teacher.postprocess(teacher.back(z, split_index), [rgb.shape[:2]])[0]
-            results += _to_coco(ds, image_id, det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist())
+            results += coco_results(ds.cat_ids, image_id, det["boxes"].tolist(), det["labels"].tolist(),
+                                    det["scores"].tolist())
             conf.update(_semantic_truth(ds, image_id, rgb.shape[:2]), det["mask"].numpy())
             sizes.append(nbytes)
     finally:
@@ -105,7 +107,8 @@ def evaluate_split(encoder: OnboardEncoder, decoder: OffboardDecoder, root, widt
                 t_enc.append(t1 - t0)
                 t_dec.append(t2 - t1)
                 d = frame.detections
-                results += _to_coco(ds, image_id, [x.box for x in d], [x.label_id for x in d], [x.score for x in d])
+                results += coco_results(ds.cat_ids, image_id, [x.box for x in d], [x.label_id for x in d],
+                                        [x.score for x in d])
                 conf.update(_semantic_truth(ds, image_id, rgb.shape[:2]), frame.mask)
             out[width] = _summary(ds, results, conf, ds.ids, {
                 "bytes_mean": float(np.mean(sizes)), "bytes_p95": float(np.percentile(sizes, 95)),
