@@ -20,8 +20,13 @@ def ready_wall_time(log, text: str) -> float:
     return float(re.search(r"\[(\d+\.\d+)\]", line).group(1))
 
 
+def sent_wall(f: dict) -> float:
+    """Capture time (the header stamp) of a recorded message, wall-clock seconds."""
+    return f["stamp"][0] + f["stamp"][1] / 1e9
+
+
 def arrival_wall(d: dict) -> float:
-    return d["stamp"][0] + d["stamp"][1] / 1e9 + d["latency_ms"] / 1000.0
+    return sent_wall(d) + d["latency_ms"] / 1000.0
 
 
 def kill(proc) -> None:
@@ -29,28 +34,32 @@ def kill(proc) -> None:
     proc.wait()
 
 
-def test_decoder_killed_and_restarted_resumes_and_encoder_keeps_going(tmp_path, tiny_model_path):
-    d, m = domain(), {"model_path": str(tiny_model_path)}
-    enc = start_node("encoder", d, params=m, log_path=tmp_path / "encoder.log")
-    dec = start_node("decoder", d, params=m, log_path=tmp_path / "decoder.log")
-    cfg = {"seconds": 26, "fps": 5}
-    probe = start_probe(cfg, tmp_path, d)
-    restarted = None
+def kill_and_restart(tmp_path, model_path, victim: str, down_s: float, seconds: float):
+    """Encoder + decoder + camera probe at 5 fps; after 8 s SIGKILL `victim`, restart it `down_s` later.
+    Returns (probe record, the other node still alive, kill time, restarted node's ready time)."""
+    d, m = domain(), {"model_path": str(model_path)}
+    nodes = {name: start_node(name, d, params=m, log_path=tmp_path / f"{name}.log") for name in ("encoder", "decoder")}
+    cfg = {"seconds": seconds, "fps": 5}
+    procs = [*nodes.values(), start_probe(cfg, tmp_path, d)]
     try:
         time.sleep(8)
-        kill(dec)
+        kill(nodes[victim])
         t_down = time.time()
-        time.sleep(4)
-        restarted = start_node("decoder", d, params=m, log_path=tmp_path / "decoder2.log")
-        rec = finish_probe(probe, cfg, tmp_path)
-        encoder_alive = enc.poll() is None
+        time.sleep(down_s)
+        procs.append(start_node(victim, d, params=m, log_path=tmp_path / f"{victim}2.log"))
+        rec = finish_probe(procs[2], cfg, tmp_path)
+        other_alive = nodes["decoder" if victim == "encoder" else "encoder"].poll() is None
     finally:
-        stop([p for p in (enc, dec, probe, restarted) if p is not None])
-    t_ready = ready_wall_time(tmp_path / "decoder2.log", "decoder ready")
+        stop(procs)
+    return rec, other_alive, t_down, ready_wall_time(tmp_path / f"{victim}2.log", f"{victim} ready")
+
+
+def test_decoder_killed_and_restarted_resumes_and_encoder_keeps_going(tmp_path, tiny_model_path):
+    rec, encoder_alive, t_down, t_ready = kill_and_restart(tmp_path, tiny_model_path, "decoder", 4, 26)
     after = [arrival_wall(x) for x in rec["detections"] if arrival_wall(x) > t_ready]
     # typically 0.1 s; DDS discovery of the restarted participant has taken up to 3 s here once
     assert after and after[0] - t_ready < 3.5, f"decoding resumed {after[0] - t_ready if after else None} s after restart"
-    during = [f for f in rec["features"] if t_down < f["stamp"][0] + f["stamp"][1] / 1e9 < t_ready]
+    during = [f for f in rec["features"] if t_down < sent_wall(f) < t_ready]
     span = t_ready - t_down
     assert len(during) >= 0.8 * 5 * span  # the encoder kept publishing at the camera rate while nobody decoded
     assert max(f["latency_ms"] for f in during) < 500  # ... without queueing frames up
@@ -58,25 +67,10 @@ def test_decoder_killed_and_restarted_resumes_and_encoder_keeps_going(tmp_path, 
 
 
 def test_encoder_restart_is_a_new_stream_for_the_decoder(tmp_path, tiny_model_path):
-    d, m = domain(), {"model_path": str(tiny_model_path)}
-    enc = start_node("encoder", d, params=m, log_path=tmp_path / "encoder.log")
-    dec = start_node("decoder", d, params=m, log_path=tmp_path / "decoder.log")
-    cfg = {"seconds": 24, "fps": 5}
-    probe = start_probe(cfg, tmp_path, d)
-    enc2 = None
-    try:
-        time.sleep(8)
-        kill(enc)
-        time.sleep(2)
-        enc2 = start_node("encoder", d, params=m, log_path=tmp_path / "encoder2.log")
-        rec = finish_probe(probe, cfg, tmp_path)
-        decoder_alive = dec.poll() is None
-    finally:
-        stop([p for p in (enc, dec, probe, enc2) if p is not None])
-    t_ready = ready_wall_time(tmp_path / "encoder2.log", "encoder ready")
+    rec, decoder_alive, _, t_ready = kill_and_restart(tmp_path, tiny_model_path, "encoder", 2, 24)
     after = [x for x in rec["detections"] if arrival_wall(x) > t_ready + 1.0]
     assert len(after) >= 0.6 * 5 * (arrival_wall(rec["detections"][-1]) - t_ready - 1.0), "decoder did not carry on"
-    restart_ids = [f["frame_id"] for f in rec["features"] if f["stamp"][0] + f["stamp"][1] / 1e9 > t_ready]
+    restart_ids = [f["frame_id"] for f in rec["features"] if sent_wall(f) > t_ready]
     assert restart_ids and min(restart_ids) <= 3  # frame ids started over: a new stream
     assert rec["link_status"][-1]["loss"] < 0.5  # the id reset is not counted as lost frames
     assert decoder_alive, (tmp_path / "decoder.log").read_text()[-2000:]
@@ -101,7 +95,7 @@ def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_mo
         encoder_alive = procs[0].poll() is None
     finally:
         stop([*procs, monitor, probe])
-    after = [f for f in rec["features"] if f["stamp"][0] + f["stamp"][1] / 1e9 > t_dead + 0.5]
+    after = [f for f in rec["features"] if sent_wall(f) > t_dead + 0.5]
     assert len(after) >= 10 and {f["width"] for f in after} == {0.25}  # (its frame rate may be throttled too)
     assert encoder_alive
 
