@@ -55,6 +55,12 @@ def test_each_congestion_signal_backs_off_one_width_without_a_capacity():
         assert p.decide(1.1, obs).width == 0.5 and p.last_reason
 
 
+def test_delivered_ratio_ignores_counting_skew_at_low_frame_rates():
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(delivered_down=0.7))
+    assert p.decide(0.0, LinkObservation(sent_fps=1.5, delivered_fps=1.0)).width == 1.0  # 3 vs 2 frames in 2 s
+    assert p.decide(1.0, LinkObservation(sent_fps=10, delivered_fps=6)).width == 0.75
+
+
 def test_latency_counts_only_above_its_floor():
     p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(latency_rise_ms=150))
     for t in range(20):  # a steady 300 ms link (e.g. satellite) is not congestion

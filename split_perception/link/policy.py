@@ -23,6 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+MIN_SHORTFALL_FPS = 1.0  # the delivered ratio counts only when this many frames/s are missing
+
+
 @dataclass
 class PolicyConfig:
     target_fps: float = 10.0
@@ -91,7 +94,8 @@ class WidthPolicy:
             return f"loss {obs.loss_rate:.2f}"
         if obs.sent_fps and obs.sent_fps >= 1.0 and obs.delivered_fps is not None:
             ratio = obs.delivered_fps / obs.sent_fps
-            if ratio < c.delivered_down:
+            # at a throttled rate a 2 s window holds 2-3 frames: one frame of counting skew is not loss
+            if ratio < c.delivered_down and obs.sent_fps - obs.delivered_fps >= MIN_SHORTFALL_FPS:
                 return f"delivered {ratio:.2f} of sent frames"
         if obs.latency_ms:
             floor, last = self._track_floor(obs.latency_ms), self._last_latency
