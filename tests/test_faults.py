@@ -117,3 +117,28 @@ def test_decoder_with_another_model_refuses_every_frame_with_one_clear_error(tmp
     refusals = [l for l in log.splitlines() if "packet refused" in l]
     assert refusals and "model" in refusals[0] and len(refusals) <= 5  # throttled: one line per 5 s
     assert decoder_alive
+
+
+def test_truncated_bag_replays_the_frames_before_the_damage_then_exits_with_a_clear_error(tmp_path, tiny_model_path):
+    from split_perception.data.bags import write_sample_bag
+
+    bag = write_sample_bag(tmp_path / "bag", frames=12, fps=3, size=(120, 160), storage="mcap")
+    mcap = next(bag.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: int(mcap.stat().st_size * 0.6)])  # cut mid-file, e.g. a full disk
+    d, m = domain(), {"model_path": str(tiny_model_path)}
+    procs = [start_node(exe, d, params=p, log_path=tmp_path / f"{exe}.log") for exe, p in
+             (("encoder", m), ("decoder", m), ("bag_player", {"bag": str(bag), "wait_for_subscribers": 2,
+                                                              "start_delay_s": 2.0}))]
+    cfg = {"seconds": 16, "publish": "none", "listen_images": True}
+    try:
+        rec = finish_probe(start_probe(cfg, tmp_path, d), cfg, tmp_path)
+        procs[2].wait(timeout=30)
+        decoder_alive = procs[1].poll() is None
+    finally:
+        stop(procs)
+    log = (tmp_path / "bag_player.log").read_text()
+    error = next((l for l in log.splitlines() if "[ERROR]" in l), "")
+    assert procs[2].returncode == 2, log  # a damaged bag is an error exit, not a clean end
+    assert str(mcap) in error and re.search(r"damaged at byte \d+", error) and "7 camera messages" in error, log
+    assert "published 7 frames" in log and len(rec["images"]) == 7  # every frame before the cut went out
+    assert len(rec["detections"]) >= 5 and decoder_alive  # ... and was processed downstream

@@ -4,6 +4,7 @@ import ast
 import importlib.util
 import py_compile
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +105,19 @@ def test_bags_round_trip_and_broken_bag(tmp_path):
         assert len(imgs) == 4 and imgs[0].msg.encoding == "rgb8" and ground_truth_path(bag).is_file()
     mcap = next((tmp_path / "mcap").glob("*.mcap"))
     data = mcap.read_bytes()
-    mcap.write_bytes(data[: len(data) // 2])  # truncated file
-    with pytest.raises(BagError, match="mcap"):
-        list(read_images(tmp_path / "mcap"))
+    mcap.write_bytes(data[: len(data) // 2])  # truncated file: no footer, no index
+    got = []
+    with pytest.raises(BagError, match=rf"{mcap}: damaged at byte \d+.*; 2 camera messages before it"):
+        got.extend(read_images(tmp_path / "mcap"))
+    assert len(got) == 2 and got[1].msg.encoding == "rgb8"  # the frames before the cut come out
+    t2 = 1_700_000_000_000_000_000 + 2 * 100_000_000  # the third frame's log/publish time (10 fps)
+    rec3 = data.index(struct.pack("<QQ", t2, t2)) - 15  # opcode, length, channel id, sequence come first
+    corrupt = bytearray(data)
+    corrupt[rec3 + 1:rec3 + 9] = b"\xff" * 8  # an impossible record length
+    mcap.write_bytes(bytes(corrupt))
+    got = []
+    with pytest.raises(BagError, match=f"damaged at byte {rec3}: .*; 2 camera messages before it"):
+        got.extend(read_images(tmp_path / "mcap"))
+    assert len(got) == 2
     with pytest.raises(BagError, match="not found"):
         list(read_images(tmp_path / "nope"))

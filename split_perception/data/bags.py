@@ -87,7 +87,10 @@ class BagImage:
 
 
 def read_images(path: str | Path, topic: str | None = None) -> Iterator[BagImage]:
-    """Yield Image/CompressedImage messages in recording order (first camera topic if none given)."""
+    """Yield Image/CompressedImage messages in recording order (first camera topic if none given).
+
+    A damaged mcap bag that rosbags cannot index is scanned from the start instead, so the frames
+    before the damage still come out; the BagError at the end names the file and byte offset."""
     from rosbags.highlevel import AnyReader
 
     path = Path(path)
@@ -107,4 +110,29 @@ def read_images(path: str | Path, topic: str | None = None) -> Iterator[BagImage
     except BagError:
         raise
     except Exception as exc:  # rosbags raises many types for damaged files
-        raise BagError(f"{path}: unreadable after {count} messages ({type(exc).__name__}: {exc})") from None
+        files = _mcap_files(path)
+        if count or not files:
+            raise BagError(f"{path}: unreadable after {count} messages ({type(exc).__name__}: {exc})") from None
+        yield from _salvage(files, topic)
+
+
+def _mcap_files(path: Path) -> list[Path]:
+    return [path] if path.suffix == ".mcap" else sorted(path.glob("*.mcap")) if path.is_dir() else []
+
+
+def _salvage(files: list[Path], topic: str | None) -> Iterator[BagImage]:
+    """Camera messages of damaged mcap files in file order, then BagError at the first damage."""
+    from .mcap_salvage import McapDamage, salvage_messages
+
+    ts, count = _typestore(), 0
+    for f in files:
+        try:
+            for m in salvage_messages(f):
+                if m.msgtype in IMAGE_TYPES and (topic or m.topic) == m.topic:
+                    topic = m.topic
+                    yield BagImage(m.topic, m.log_time_ns, m.msgtype, ts.deserialize_cdr(m.data, m.msgtype))
+                    count += 1
+        except McapDamage as exc:
+            raise BagError(f"{f}: {exc}; {count} camera messages before it were read") from None
+    if not count:
+        raise BagError(f"{files[0].parent}: no image topic{' ' + topic if topic else ''}")

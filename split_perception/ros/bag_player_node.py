@@ -82,7 +82,7 @@ class BagPlayerNode(Node):
             return
         except BagError as exc:
             self.get_logger().error(str(exc))
-            self._finish("bag error")
+            self._finish("bag error", code=2)
             return
         item = self._next
         if self._t_first is None:
@@ -116,10 +116,11 @@ class BagPlayerNode(Node):
         pub.publish(msg)
         self.published += 1
 
-    def _finish(self, why: str) -> None:
+    def _finish(self, why: str, code: int = 0) -> None:
+        """Stop the node: exit code 0 at the end of the bag, 2 on a damaged one."""
         self.finished = True
         self.get_logger().info(f"{why}: published {self.published} frames")
-        raise SystemExit(0)
+        raise SystemExit(code)
 
 
 def main(args=None) -> int:
