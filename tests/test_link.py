@@ -115,6 +115,9 @@ def test_link_stats_counts_gaps_and_restarts():
     s.add(6.0, 3, 100, None, 0.5)  # unmeasurable latency is left out of the mean
     s.add(6.1, 4, 100, 30.0, 0.5)
     assert s.snapshot(6.2).latency_ms == 30.0
+    s.add(6.3, 2**64 - 1, 100, 30.0, 0.5)  # a forged id far ahead: a new stream, not 2**64 lost frames
+    s.add(6.4, 2**64 - 1 - LinkStats.MAX_GAP, 100, 30.0, 0.5)
+    assert s.frames_lost == 2
 
 
 def test_traces_and_errors(tmp_path):

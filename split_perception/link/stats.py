@@ -21,8 +21,11 @@ class LinkSnapshot:
 class LinkStats:
     """Arrivals over the last `window_s` seconds; lost frames are gaps in frame ids.
 
-    A frame id lower than the last one (encoder restarted) starts a new stream, not a loss.
+    A frame id lower than the last one (encoder restarted), or one more than `MAX_GAP` ahead (a
+    forged or corrupt id), starts a new stream, not a loss.
     """
+
+    MAX_GAP = 10_000  # ~5 min at 30 fps: a longer real outage also just starts over
 
     def __init__(self, window_s: float = 2.0):
         self.window_s = window_s
@@ -34,7 +37,7 @@ class LinkStats:
     def add(self, now: float, frame_id: int, num_bytes: int, latency_ms: float | None, width: float) -> None:
         """One arrival; `latency_ms` None when it cannot be measured (it is then left out of the mean)."""
         lost = 0
-        if self._last_id is not None and frame_id > self._last_id:
+        if self._last_id is not None and self._last_id < frame_id <= self._last_id + self.MAX_GAP + 1:
             lost = frame_id - self._last_id - 1
         self._last_id = frame_id
         self.frames_received += 1
