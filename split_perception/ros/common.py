@@ -54,15 +54,22 @@ def run_node(node_factory, args=None) -> int:
 
     from ..errors import SplitPerceptionError
 
-    rclpy.init(args=args)
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    RCLError = rclpy_implementation.RCLError
+
     node = None
     try:
+        rclpy.init(args=args)
         node = node_factory()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SplitPerceptionError as exc:  # bad parameter, model or bag: one clear line, exit 2
         print(f"[ERROR] {exc}", flush=True)
+        return 2
+    except RCLError as exc:  # rcl refused: SROS2 keystore/enclave, bad --ros-args, middleware
+        print(f"[ERROR] ROS 2 could not start the node: {exc}", flush=True)
         return 2
     finally:
         if node is not None:
