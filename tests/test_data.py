@@ -46,3 +46,15 @@ def test_same_seed_same_files(tmp_path):
 def test_missing_dataset_has_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="make-dataset"):
         CocoSceneDataset(tmp_path, (96, 128), (0.5,) * 3, (0.5,) * 3)
+
+
+def test_image_codecs_round_trip_and_refuse_unknown_formats():
+    from split_perception.data.image_codecs import decode_image, encode_image
+
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[:, :16] = (255, 0, 0)  # red left half: channel order must survive the BGR round trip
+    for fmt, q in (("jpeg", 95), ("webp", 90), ("png", 3)):
+        out = decode_image(encode_image(rgb, fmt, q))
+        assert out.shape == rgb.shape and out[12, 4, 0] > 200 and out[12, 4, 2] < 50
+    with pytest.raises(ConfigError, match="image format"):
+        encode_image(rgb, "gif", 50)

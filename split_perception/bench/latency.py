@@ -109,8 +109,7 @@ def interleaved_ms(fns: dict, rounds: int, warmup: int = 2, progress: bool = Tru
 # ---- the benchmark ------------------------------------------------------------------------
 def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -> dict:
     """Timings, sizes and compute counts of every option (see module docstring)."""
-    import cv2
-
+    from ..data.image_codecs import decode_image, encode_image
     from ..offboard import OffboardDecoder
     from ..onboard import OnboardEncoder
     from ..preprocess import to_input_tensor
@@ -129,14 +128,8 @@ def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -
         out = teacher(prep(rgb))
         return teacher.postprocess(out, [tuple(rgb.shape[:2])])
 
-    def jpeg_encode(rgb, q):
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
-        assert ok
-        return buf.tobytes()
-
     def jpeg_offboard(data_bytes):
-        bgr = cv2.imdecode(np.frombuffer(data_bytes, np.uint8), cv2.IMREAD_COLOR)
-        return full_inference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return full_inference(decode_image(data_bytes))
 
     # sizes of every frame, untimed
     packets, jpegs = {}, {}
@@ -145,7 +138,7 @@ def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -
             enc.set_width(w)
             packets[w] = [enc.encode(im, frame_id=i) for i, im in enumerate(imgs)]
         for q in JPEG_QUALITIES:
-            jpegs[q] = [jpeg_encode(im, q) for im in imgs]
+            jpegs[q] = [encode_image(im, "jpeg", q) for im in imgs]
 
     # compute counts
     x = prep(imgs[0])
@@ -169,7 +162,7 @@ def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -
         fns[("decode", w)] = lambda p=pkt: dec.decode(p())
     fns[("full", None)] = lambda f=Cycle(imgs): full_inference(f())
     for q in JPEG_QUALITIES:
-        fns[("jpeg_encode", q)] = lambda q=q, f=Cycle(imgs): jpeg_encode(f(), q)
+        fns[("jpeg_encode", q)] = lambda q=q, f=Cycle(imgs): encode_image(f(), "jpeg", q)
         fns[("jpeg_offboard", q)] = lambda j=Cycle(jpegs[q]): jpeg_offboard(j())
     with torch.no_grad():
         raw = interleaved_ms(fns, rounds, progress=progress, stat=None)

@@ -137,6 +137,7 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
     import cv2
     import torch
 
+    from ..data.image_codecs import decode_image, encode_image
     from ..evaluation.evaluate import EVAL_SCORE_THRESH, coco_results
     from ..onboard import OnboardEncoder
 
@@ -145,11 +146,9 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
     teacher.det.score_thresh = EVAL_SCORE_THRESH
     out = {}
     for path, image_id in zip(images, ids):
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        rgb = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         if quality is not None:
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            rgb = decode_image(encode_image(rgb, "jpeg", quality))
         with torch.no_grad():
             det = teacher.postprocess(teacher(enc.preprocess(rgb)), [rgb.shape[:2]])[0]
         out[image_id] = coco_results(cat_ids, image_id, det["boxes"].tolist(), det["labels"].tolist(),

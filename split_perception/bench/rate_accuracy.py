@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.image_codecs import decode_image, encode_image
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_split, evaluate_teacher
 from ..offboard import OffboardDecoder
@@ -24,9 +25,6 @@ from ..onboard import OnboardEncoder
 from . import pca_codec
 from .common import command_line, dataset, machine_info, markdown_table, write_results
 
-# format -> (cv2 extension, quality flag); PNG's "quality" is its zlib level (lossless)
-IMAGE_FORMATS = {"jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY), "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY),
-                 "png": (".png", cv2.IMWRITE_PNG_COMPRESSION)}
 # JPEG 95 and 75: compressed_image_transport's default quality and a common setting; PNG 3: its default level
 IMAGE_GRID = [("jpeg", q) for q in (95, 75, 50, 25, 10)] + [("webp", q) for q in (90, 75, 50, 25, 10)] + [("png", 3)]
 QUICK_IMAGE_GRID = [("jpeg", 95), ("jpeg", 50), ("jpeg", 10), ("webp", 50), ("png", 3)]
@@ -45,16 +43,13 @@ HOW_HEADLINE = (
 
 def image_codec(fmt: str, quality: int, input_size: tuple[int, int]):
     """RGB -> (decoded RGB, bytes): resize to the network input size, encode, decode (OpenCV)."""
-    ext, flag = IMAGE_FORMATS[fmt]
     h, w = input_size
 
     def code(rgb: np.ndarray) -> tuple[np.ndarray, int]:
         if rgb.shape[:2] != (h, w):
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [flag, quality])
-        if not ok:
-            raise ConfigError(f"OpenCV cannot encode {fmt}")
-        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), len(buf)
+        data = encode_image(rgb, fmt, quality)
+        return decode_image(data), len(data)
 
     return code
 

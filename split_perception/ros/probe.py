@@ -18,6 +18,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64
 
+from split_perception.data.image_codecs import encode_image
 from split_perception.data.synthetic import render_scene
 from split_perception.msg import Detection2DArray, EncodedFeatures, LinkStatus
 from split_perception.ros.common import qos_from
@@ -30,11 +31,6 @@ def load_frames(cfg: dict) -> list[np.ndarray]:
     rng = np.random.default_rng(cfg.get("seed", 0))
     h, w = cfg.get("size", [240, 320])
     return [render_scene(rng, (h, w))[0] for _ in range(8)]
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return buf.tobytes()
 
 
 def main() -> int:
@@ -73,13 +69,20 @@ def main() -> int:
     client = node.create_client(SetParameters, "/encoder/set_parameters")
     frames = load_frames(cfg)
     publish = cfg.get("publish", "raw")  # raw Image, "jpeg" CompressedImage, or "none"
-    jpegs = [encode_jpeg(f, cfg.get("jpeg_quality", 95)) for f in frames] if publish == "jpeg" else None
+    jpegs = [encode_image(f, "jpeg", cfg.get("jpeg_quality", 95)) for f in frames] if publish == "jpeg" else None
     fps, seconds = cfg.get("fps", 5.0), cfg["seconds"]
     calls = sorted(cfg.get("set_width", []), key=lambda c: c["at"])
     garbage = cfg.get("garbage", [])
     next_frame, i = 0.0, 0
     pending = []
+    progress_s, next_progress, shown = cfg.get("progress_s", 0), cfg.get("progress_s", 0), 0
     while now() < seconds:
+        if progress_s and now() >= next_progress:  # one line per interval: what arrived since the last
+            new = rec["detections"][shown:]
+            lat = sorted(d["latency_ms"] for d in new)
+            print(f"probe t={now():.0f}s: sent {len(rec['sent'])}, delivered {len(new) / progress_s:.1f} fps, "
+                  f"latency p50 {lat[len(lat) // 2] if lat else float('nan'):.0f} ms", flush=True)
+            shown, next_progress = len(rec["detections"]), next_progress + progress_s
         if publish != "none" and now() >= next_frame:
             k = i % len(frames)
             m = CompressedImage() if jpegs else Image()
