@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from split_perception.bench.transport import WARMUP_S, slope_mb_per_min, summarize
+from split_perception.bench.memory import slope_per_min
+from split_perception.bench.transport import WARMUP_S, summarize
 from split_perception.cli import main
 
 
@@ -26,7 +27,7 @@ def test_summarize_counts_drops_and_latency_per_phase():
 
 def test_memory_slope_ignores_startup():
     samples = [{"t": t, "encoder": 100.0 + (500 if t < WARMUP_S else 0.5 * t)} for t in range(20)]
-    assert abs(slope_mb_per_min(samples, "encoder") - 30.0) < 1e-6
+    assert abs(slope_per_min(samples, "encoder", WARMUP_S) - 30.0) < 1e-6
 
 
 def test_transport_short_run_over_dds(tmp_path, tiny_model_path):

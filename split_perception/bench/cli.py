@@ -27,7 +27,7 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, switch, transport, link, report")
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, switch, transport, soak, link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
     s = bsub.add_parser("rate-accuracy", help="bytes/frame vs mAP: our widths vs JPEG/WebP/PNG and PCA features")
@@ -64,6 +64,21 @@ def add_parsers(sub) -> None:
     s.add_argument("--size", default="640x480", help="camera frame size WxH")
     s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
     s.set_defaults(func=_runner("transport"))
+
+    s = bsub.add_parser("soak", help="minutes of camera -> encoder -> decoder over DDS: latency and RSS trends")
+    _common(s, "soak", threads=1)
+    s.add_argument("--minutes", type=float, default=10.0, help="run length")
+    s.add_argument("--fps", type=float, default=30.0, help="camera rate offered (above what 2 cores decode)")
+    s.add_argument("--size", default="640x480", help="camera frame size WxH")
+    s.add_argument("--width", type=float, default=1.0, help="encoder width for the whole run")
+    s.add_argument("--warmup-s", type=float, default=10.0, help="left out of every figure (start-up)")
+    s.add_argument("--max-latency-growth-ms", type=float, default=50.0,
+                   help="fail if the latency median of the last fifth exceeds the first fifth's by this")
+    s.add_argument("--max-rss-slope", type=float, default=2.0,
+                   help="fail if a node's RSS grows faster than this (MiB/min, second half of the run)")
+    s.add_argument("--progress-s", type=float, default=30.0, help="print a progress line this often")
+    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.set_defaults(func=_runner("soak"))
 
     s = bsub.add_parser("link", help="raw / JPEG / fixed widths / adaptive over a real rate-limited link (root)")
     _common(s, "link", threads=1)

@@ -9,7 +9,7 @@ import platform
 import time
 from pathlib import Path
 
-from ..errors import SplitPerceptionError
+from ..errors import ConfigError, SplitPerceptionError
 
 # Default datasets a benchmark may create on a fresh clone: path -> (images, seed). The seeds are
 # those of the bundled model's README commands, so `fit` holds the first training scenes and `val`
@@ -33,6 +33,17 @@ def command_line(args) -> str:
             continue
         parts += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
     return " ".join(parts)
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """`--size WIDTHxHEIGHT` (e.g. 640x480) as (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must be WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise ConfigError(f"--size must be positive, got {text!r}")
+    return w, h
 
 
 def dataset(path: str | Path) -> Path:

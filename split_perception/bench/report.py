@@ -17,6 +17,7 @@ SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("latency", "Latency by width and the end-to-end model (`bench latency`)"),
             ("switch", "Width switch vs model reload (`bench switch`)"),
             ("transport", "Throughput through DDS (`bench transport`)"),
+            ("soak", "Soak: minutes through DDS (`bench soak`)"),
             ("link", "Over a real rate-limited link (`bench link`)")]
 
 

@@ -10,66 +10,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
-from .common import command_line, machine_info, markdown_table, write_results
+from .common import command_line, frame_size, machine_info, markdown_table, write_results
+from .memory import MemorySampler, slope_per_min
 
 WARMUP_S = 3.0  # left out at the start of each width phase (discovery, first frames, switch)
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size must be WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise ConfigError(f"--size must be positive, got {text!r}")
-    return w, h
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process in MiB (None once it has gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
-class MemorySampler(threading.Thread):
-    """Samples the RSS of named processes every second until stopped."""
-
-    def __init__(self, procs: dict[str, int], t0: float):
-        super().__init__(daemon=True)
-        self.procs, self.t0 = procs, t0
-        self.samples: list[dict] = []
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while not self._done.wait(1.0):
-            self.samples.append({"t": time.monotonic() - self.t0,
-                                 **{name: rss_mb(pid) for name, pid in self.procs.items()}})
-
-    def stop(self) -> list[dict]:
-        self._done.set()
-        self.join()
-        return self.samples
-
-
-def slope_mb_per_min(samples: list[dict], key: str, after_s: float = WARMUP_S) -> float:
-    """Least-squares RSS growth in MiB/min, leaving out the first `after_s` (allocations at start)."""
-    pts = [(s["t"], s[key]) for s in samples if s.get(key) is not None and s["t"] >= after_s]
-    if len(pts) < 3:
-        return 0.0
-    t, m = np.array(pts).T
-    return float(np.polyfit(t, m, 1)[0] * 60.0)
 
 
 def summarize(rec: dict, widths: list[float], phase_s: float, frame_bytes: int) -> list[dict]:
@@ -130,7 +80,7 @@ def run(args) -> int:
     from ..codec.checkpoint import DEFAULT_MODEL, read_checkpoint
     from ..ros.processes import run_probe, start_node, stop, wait_for_log
 
-    w, h = _size(args.size)
+    w, h = frame_size(args.size)
     if args.seconds <= WARMUP_S + 2 or args.fps <= 0:
         raise ConfigError(f"--seconds must exceed {WARMUP_S + 2:.0f} and --fps be > 0")
     model = args.model or str(DEFAULT_MODEL)
@@ -156,12 +106,12 @@ def run(args) -> int:
             rec = run_probe(cfg, work, domain)
         finally:
             stop(procs)
-            samples = sampler.stop() if sampler.is_alive() else sampler.samples
+            samples = sampler.stop()
             for name in ("encoder.log", "decoder.log"):
                 (out / name).write_text((work / name).read_text())
     rows = summarize(rec, widths, args.seconds, w * h * 3)
     memory = {k: {"max_mib": max((s[k] for s in samples if s[k]), default=None),
-                  "slope_mib_per_min": slope_mb_per_min(samples, k)} for k in ("encoder", "decoder")}
+                  "slope_mib_per_min": slope_per_min(samples, k, WARMUP_S)} for k in ("encoder", "decoder")}
     table = markdown_table(rows, COLUMNS)
     print(table)
     for k, v in memory.items():
