@@ -93,7 +93,9 @@ def _records(cur: _Cursor, start: int, schemas: dict, channels: dict, top: bool)
             key, schema_id, topic = rec.u16(), rec.u16(), rec.string()
             channels[key] = (topic, schemas.get(schema_id, ""))
         elif op == OP_MESSAGE:
-            cid, _seq, log_time = rec.u16(), rec.u32(), rec.u64()
+            cid = rec.u16()
+            rec.u32()  # sequence
+            log_time = rec.u64()
             rec.u64()  # publish time
             if cid not in channels:
                 raise McapDamage(at, f"message on unknown channel {cid}")
@@ -110,7 +112,9 @@ def _records(cur: _Cursor, start: int, schemas: dict, channels: dict, top: bool)
 def _chunk(rec: _Cursor, at: int, schemas: dict, channels: dict) -> Iterator[McapMessage]:
     """Messages of one chunk record (`at`: its file offset); an uncompressed one may be cut short."""
     rec.u64(), rec.u64()  # message start/end time
-    size, _crc, compression = rec.u64(), rec.u32(), rec.string()
+    size = rec.u64()
+    rec.u32()  # CRC of the uncompressed records (rosbags writes 0; decompress checks it where set)
+    compression = rec.string()
     payload_len = rec.u64()
     if compression == "":
         inner = _Cursor(rec.data[rec.pos:rec.pos + payload_len], rec.base + rec.pos)
