@@ -55,6 +55,8 @@ def test_per_second_bins_the_probe_record():
     rows = per_second(rec, 2.0)
     assert [(r["sent"], r["encoded"], r["delivered"], r["latency_p50_ms"]) for r in rows] == [(2, 1, 1, 40.0),
                                                                                                 (1, 1, 1, 60.0)]
+    stalled = per_second({"sent": rec["sent"], "features": [], "detections": []}, 2.0)  # nothing came back
+    assert [(r["delivered"], r["latency_p50_ms"]) for r in stalled] == [(0, None), (0, None)]
 
 
 def test_soak_short_run_over_dds(tmp_path, bundled_model_path):

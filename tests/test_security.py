@@ -78,6 +78,6 @@ def test_a_node_asked_for_sros2_fails_closed(tmp_path):
         rc = start_node("encoder", 1 + os.getpid() % 100, log_path=log_path, env=env).wait(timeout=120)
         log = log_path.read_text()
         assert rc == 2 and "encoder ready" not in log, log[-2000:]
-        assert "[ERROR] ROS 2 could not start the node" in log, log[-2000:]
+        assert "[ERROR] rcl refused to run the node" in log, log[-2000:]
         if case == "missing":
             assert "SECURITY ERROR" in log and "split_perception/onboard" in log, log[-2000:]

@@ -48,3 +48,12 @@ def slope_per_min(samples: list[dict], key: str, after_s: float = 0.0) -> float:
         return 0.0
     t, v = np.array(pts).T
     return float(np.polyfit(t, v, 1)[0] * 60.0)
+
+
+def plot_rss(ax, samples: list[dict], keys) -> None:
+    """The RSS panel of a benchmark plot: one line per process, seconds on x."""
+    for key in keys:
+        ax.plot([s["t"] for s in samples], [s[key] for s in samples], label=key)
+    ax.set_ylabel("RSS MiB")
+    ax.set_xlabel("seconds")
+    ax.legend()

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .common import command_line, frame_size, machine_info, markdown_table, write_results
-from .memory import MemorySampler, slope_per_min
+from .memory import MemorySampler, plot_rss, slope_per_min
 
 NODES = ("encoder", "decoder")
 
@@ -25,7 +25,7 @@ NODES = ("encoder", "decoder")
 def per_second(rec: dict, seconds: float) -> list[dict]:
     """One row per second of the probe's clock: sent, encoded and delivered frames; latency p50/max."""
     n = int(seconds)
-    count = lambda xs: np.bincount([int(x["t"]) for x in xs if x["t"] < n], minlength=n)  # noqa: E731
+    count = lambda xs: np.bincount(np.array([int(x["t"]) for x in xs if x["t"] < n], int), minlength=n)  # noqa: E731
     sent, encoded, delivered = count(rec["sent"]), count(rec["features"]), count(rec["detections"])
     lat: list[list[float]] = [[] for _ in range(n)]
     for d in rec["detections"]:
@@ -96,11 +96,7 @@ def plot(series: list[dict], memory: list[dict], path: Path) -> None:
         ax[1].plot(t, [r[key] for r in series], label=key)
     ax[1].set_ylabel("frames/s")
     ax[1].legend()
-    for key in NODES:
-        ax[2].plot([m["t"] for m in memory], [m[key] for m in memory], label=key)
-    ax[2].set_ylabel("RSS MiB")
-    ax[2].set_xlabel("seconds")
-    ax[2].legend()
+    plot_rss(ax[2], memory, NODES)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

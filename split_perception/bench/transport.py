@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .common import command_line, frame_size, machine_info, markdown_table, write_results
-from .memory import MemorySampler, slope_per_min
+from .memory import MemorySampler, plot_rss, slope_per_min
 
 WARMUP_S = 3.0  # left out at the start of each width phase (discovery, first frames, switch)
 
@@ -58,11 +58,7 @@ def plot(rec: dict, samples: list[dict], path: Path) -> None:
     ax[0].set_ylabel("end-to-end ms")
     ax[1].step([x["t"] for x in rec["features"]], [x["width"] for x in rec["features"]], where="post")
     ax[1].set_ylabel("width")
-    for key in ("encoder", "decoder"):
-        ax[2].plot([s["t"] for s in samples], [s[key] for s in samples], label=key)
-    ax[2].set_ylabel("RSS MiB")
-    ax[2].set_xlabel("seconds")
-    ax[2].legend()
+    plot_rss(ax[2], samples, ("encoder", "decoder"))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

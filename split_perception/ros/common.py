@@ -51,12 +51,11 @@ def run_node(node_factory, args=None) -> int:
     """Init rclpy, spin the node until Ctrl-C or shutdown, clean up; returns an exit code."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    from rclpy.impl.implementation_singleton import rclpy_implementation
 
     from ..errors import SplitPerceptionError
 
-    from rclpy.impl.implementation_singleton import rclpy_implementation
-
-    RCLError = rclpy_implementation.RCLError
+    RCLError = rclpy_implementation.RCLError  # what rcl raises (not exported under a public name)
 
     node = None
     try:
@@ -69,7 +68,7 @@ def run_node(node_factory, args=None) -> int:
         print(f"[ERROR] {exc}", flush=True)
         return 2
     except RCLError as exc:  # rcl refused: SROS2 keystore/enclave, bad --ros-args, middleware
-        print(f"[ERROR] ROS 2 could not start the node: {exc}", flush=True)
+        print(f"[ERROR] rcl refused to run the node: {exc}", flush=True)
         return 2
     finally:
         if node is not None:
