@@ -161,23 +161,24 @@ def cmd_demo(args) -> int:
 
 
 def cmd_fuzz(args) -> int:
-    from .fuzz import corpus, fuzz
-    from .offboard import OffboardDecoder
-    from .onboard import OnboardEncoder
+    from .fuzz import FINDINGS, run
 
-    _threads(args.threads)
-    seeds = corpus(OnboardEncoder(args.model))
-    res = fuzz(OffboardDecoder(args.model), seeds, args.cases, args.seed, args.hang_ms, Path(args.out),
-               progress=not args.quiet)
-    growth = res["rss_peak_mib"] - res["rss_start_mib"]
-    print(f"{res['cases']} inputs (seed {res['seed']}, mutators {res['by_mutator']}): decoded {res['decoded']}, "
-          f"refused {res['PacketError']} PacketError + {res['ModelMismatchError']} ModelMismatchError; "
-          f"crashes {res['crash']}, slower than {args.hang_ms:g} ms {res['hang']} (slowest "
-          f"{res['slowest_ms']:.1f} ms); peak RSS {res['rss_peak_mib']:.0f} MiB (+{growth:.0f} during the run)")
-    bad = res["crash"] or res["hang"] or growth > args.max_rss_growth_mib
-    if bad:
-        print(f"FAILED: offending inputs are in {args.out}/", file=sys.stderr)
-    return 1 if bad else 0
+    res = run(args.model, args.cases, args.seed, args.hang_ms, args.max_rss_growth_mib, Path(args.out),
+              threads=args.threads, quiet=args.quiet)
+    if res["cases"]:
+        growth = res["rss_peak_mib"] - res["rss_start_mib"]
+        print(f"{res['cases']} inputs (seed {res['seed']}, mutators {res['by_mutator']}): decoded {res['decoded']}, "
+              f"refused {res['PacketError']} PacketError + {res['ModelMismatchError']} ModelMismatchError; "
+              f"slowest {res['slowest_ms']:.1f} ms; peak RSS {res['rss_peak_mib']:.0f} MiB (+{growth:.0f} during "
+              f"the run)")
+    for f in res["findings"]:
+        print(f"FOUND {FINDINGS[Path(f).name.split('-')[0]]}: {f}", file=sys.stderr)
+    if res["exit_code"] or res["findings"] or res["cases"] < args.cases:
+        print(f"FAILED: libFuzzer exit code {res['exit_code']} after {res['cases']} of {args.cases} inputs; "
+              f"inputs that failed are in {args.out}/", file=sys.stderr)
+        return 1
+    print("crashes 0, timeouts 0, out-of-memory 0")
+    return 0
 
 
 def cmd_make_bag(args) -> int:
@@ -262,15 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     s.set_defaults(func=cmd_make_bag)
 
-    s = sub.add_parser("fuzz", help="mutated packets through the offboard decoder: no crash, hang or memory growth")
+    s = sub.add_parser("fuzz", help="coverage-guided fuzzing (atheris) of the offboard decoder: no crash, hang or "
+                                    "memory growth")
     s.add_argument("--cases", type=int, default=100_000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--hang-ms", type=float, default=2000.0, help="a case slower than this counts as a hang")
-    s.add_argument("--max-rss-growth-mib", type=float, default=512.0, help="allowed growth of peak memory")
-    s.add_argument("--out", default="fuzz_findings", help="folder for crashing or slow inputs")
+    s.add_argument("--max-rss-growth-mib", type=float, default=512.0,
+                   help="libFuzzer's memory limit: resident memory after loading the model plus this")
+    s.add_argument("--out", default="fuzz_findings", help="folder for the corpus, counts and failing inputs")
     s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--quiet", action="store_true", help="libFuzzer's progress lines to OUT/libfuzzer.log")
     s.set_defaults(func=cmd_fuzz)
 
     from .bench.cli import add_parsers

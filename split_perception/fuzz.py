@@ -1,28 +1,36 @@
-"""`split-perception fuzz`: mutated packets through the offboard decoder at scale.
+"""`split-perception fuzz`: coverage-guided fuzzing (atheris = libFuzzer for Python) of the
+offboard decoder.
 
-Inputs start from real packets of the model at every width and are mutated (bit flips, byte
-overwrites, truncation, extension, header fields set to random values, splices of two packets,
-pure random bytes); half of the mutants get their CRC recomputed so the fuzzing reaches past the
-checksum into the header checks, the rANS decoder and the network. Every input must decode or be
-refused with PacketError / ModelMismatchError: any other exception is a crash, a case slower than
-`--hang-ms` a hang, and resident memory must stay bounded. Offending inputs are written to
-`--out` so they can be replayed.
+The corpus starts from real packets of the model at every width. Each mutant comes from
+libFuzzer's own mutation (guided by coverage of our instrumented Python code) or from ours,
+which knows the packet (header fields, splices, truncation); the CRC is recomputed on half of
+them so inputs get past the checksum into the header checks, the rANS decoder and the network.
+Every input must decode or be refused with PacketError / ModelMismatchError. libFuzzer stops at
+the first other exception (crash), a case slower than `--hang-ms` (timeout) or resident memory
+above the limit, and writes that input to `--out`. It runs in a child process, because libFuzzer
+ends the process when it is done; the parent reads the counts the child left and reports.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import math
 import resource
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .codec.packet import CRC_SIZE, HEADER_SIZE
-from .errors import ModelMismatchError, PacketError
+from .errors import ConfigError, ModelMismatchError, PacketError
 
-MUTATORS = ("flip", "overwrite", "truncate", "extend", "header", "splice", "random")
+MUTATORS = ("libfuzzer", "flip", "overwrite", "truncate", "extend", "header", "splice", "random")
+DECODER = "split_perception.offboard:OffboardDecoder"
+STATS_EVERY = 500  # cases between two writes of the counts (libFuzzer exits without Python's atexit)
 
 
 def corpus(encoder, frames: int = 3, seed: int = 0) -> list[bytes]:
@@ -39,11 +47,17 @@ def corpus(encoder, frames: int = 3, seed: int = 0) -> list[bytes]:
     return out
 
 
-def mutate(rng: np.random.Generator, seeds: list[bytes]) -> tuple[str, bytes]:
-    """One mutant of a random seed packet; CRC recomputed half of the time."""
-    kind = MUTATORS[rng.integers(len(MUTATORS))]
-    data = bytearray(seeds[rng.integers(len(seeds))])
-    if kind == "flip":
+def mutate(rng: np.random.Generator, data: bytes, seeds: list[bytes], libfuzzer=None) -> tuple[str, bytes]:
+    """One mutant of `data` (libFuzzer's own mutation when `libfuzzer` is given and drawn, else a
+    packet-aware one); the CRC is recomputed half of the time."""
+    from .codec.packet import CRC_SIZE, HEADER_SIZE
+
+    kinds = MUTATORS if libfuzzer else MUTATORS[1:]
+    kind = kinds[rng.integers(len(kinds))]
+    data = bytearray(data or seeds[rng.integers(len(seeds))])
+    if kind == "libfuzzer":
+        data = bytearray(libfuzzer(bytes(data)))
+    elif kind == "flip":
         for _ in range(rng.integers(1, 9)):
             i = rng.integers(len(data) * 8)
             data[i // 8] ^= 1 << (i % 8)
@@ -55,8 +69,8 @@ def mutate(rng: np.random.Generator, seeds: list[bytes]) -> tuple[str, bytes]:
     elif kind == "extend":
         data += rng.bytes(int(rng.integers(1, 512)))
     elif kind == "header":  # one 1..4-byte field of the header set to anything
-        i = int(rng.integers(HEADER_SIZE))
-        n = min(int(rng.choice([1, 2, 4])), HEADER_SIZE - i)
+        i = int(rng.integers(min(HEADER_SIZE, len(data))))
+        n = min(int(rng.choice([1, 2, 4])), len(data) - i)
         data[i: i + n] = rng.bytes(n)
     elif kind == "splice":
         other = seeds[rng.integers(len(seeds))]
@@ -75,40 +89,91 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def fuzz(decoder, seeds: list[bytes], cases: int, seed: int, hang_ms: float, out: Path | None,
-         progress: bool = True) -> dict:
-    """Run `cases` mutants through `decoder.decode`; returns counts, slowest case and memory."""
-    from tqdm import tqdm
+class Harness:
+    """libFuzzer's test callback: decode one input, count the outcome; typed refusals are fine,
+    any other exception propagates and libFuzzer reports it as a crash."""
 
-    rng = np.random.default_rng(seed)
-    counts = {"decoded": 0, "PacketError": 0, "ModelMismatchError": 0, "crash": 0, "hang": 0}
-    by_kind = {k: 0 for k in MUTATORS}
-    slowest, rss0 = 0.0, rss_mib()
-    for n in tqdm(range(cases), desc="fuzz", unit="case", disable=not progress, mininterval=1.0):
-        kind, data = mutate(rng, seeds)
-        by_kind[kind] += 1
+    def __init__(self, decoder, cases: int, stats_path: Path):
+        self.decoder, self.cases, self.stats_path = decoder, cases, stats_path
+        self.counts = {"cases": 0, "decoded": 0, "PacketError": 0, "ModelMismatchError": 0, "slowest_ms": 0.0,
+                       "rss_start_mib": rss_mib(), "rss_peak_mib": rss_mib(), "by_mutator": {k: 0 for k in MUTATORS}}
+
+    def __call__(self, data: bytes) -> None:
+        c = self.counts
+        c["cases"] += 1
         t0 = time.perf_counter()
-        outcome = "decoded"
         try:
-            decoder.decode(data, with_mask=False)
+            self.decoder.decode(data, with_mask=False)
+            c["decoded"] += 1
         except (PacketError, ModelMismatchError) as exc:
-            outcome = type(exc).__name__
-        except Exception as exc:  # noqa: BLE001 - exactly what the fuzzer looks for
-            outcome = "crash"
-            _keep(out, f"crash_{n}", data, f"{type(exc).__name__}: {exc}")
-        ms = 1000.0 * (time.perf_counter() - t0)
-        slowest = max(slowest, ms)
-        if ms > hang_ms:
-            counts["hang"] += 1
-            _keep(out, f"slow_{n}", data, f"{ms:.0f} ms")
-        counts[outcome] += 1
-    return {"cases": cases, "seed": seed, **counts, "by_mutator": by_kind, "slowest_ms": slowest,
-            "rss_start_mib": rss0, "rss_peak_mib": rss_mib()}
+            c[type(exc).__name__] += 1
+        finally:
+            c["slowest_ms"] = max(c["slowest_ms"], 1000.0 * (time.perf_counter() - t0))
+            if c["cases"] % STATS_EVERY == 0 or c["cases"] >= self.cases:
+                self.write()
+
+    def write(self) -> None:
+        self.counts["rss_peak_mib"] = rss_mib()
+        self.stats_path.write_text(json.dumps(self.counts))
 
 
-def _keep(out: Path | None, name: str, data: bytes, why: str) -> None:
-    if out is None:
-        return
+def child(model: str | None, cases: int, seed: int, hang_ms: float, max_rss_growth_mib: float, out: Path,
+          threads: int, target: str = DECODER) -> None:
+    """In the child process: load the decoder (instrumented), seed the corpus, run libFuzzer."""
+    import atheris
+    import torch
+
+    torch.set_num_threads(threads)
+
+    with atheris.instrument_imports(include=["split_perception"]):
+        module, name = target.split(":")
+        decoder = getattr(importlib.import_module(module), name)(model)
+        from .onboard import OnboardEncoder
+
+    seeds = corpus(OnboardEncoder(model))
+    seed_dir = out / "corpus"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(seeds):
+        (seed_dir / f"seed_{i:03d}.spf").write_bytes(s)
+    harness = Harness(decoder, cases, out / "stats.json")
+    rng = np.random.default_rng(seed)
+
+    def mutator(data: bytes, max_size: int, _seed: int) -> bytes:
+        if rng.random() < 0.5:  # half from a whole real packet: the corpus favours short inputs, these go deep
+            data = seeds[rng.integers(len(seeds))]
+        kind, data = mutate(rng, data, seeds, libfuzzer=lambda d: atheris.Mutate(d, max_size))
+        harness.counts["by_mutator"][kind] += 1
+        return data[:max_size]
+
+    rss_limit = int(rss_mib() + max_rss_growth_mib)
+    atheris.Setup([sys.argv[0], f"-runs={cases}", f"-seed={seed}", f"-timeout={max(1, math.ceil(hang_ms / 1000))}",
+                   f"-rss_limit_mb={rss_limit}", f"-max_len={2 * max(map(len, seeds))}", "-reduce_inputs=0",
+                   f"-artifact_prefix={out}/", str(seed_dir)], harness, custom_mutator=mutator)
+    atheris.Fuzz()  # never returns: libFuzzer exits the process
+
+
+FINDINGS = {"crash": "an exception other than PacketError/ModelMismatchError",
+            "timeout": "a case slower than --hang-ms", "oom": "memory above the limit", "leak": "a leak"}
+
+
+def run(model: str | None, cases: int, seed: int, hang_ms: float, max_rss_growth_mib: float, out: Path,
+        threads: int = 1, quiet: bool = False, target: str = DECODER) -> dict:
+    """Fuzz in a child process; returns its counts plus `findings` (artifact files) and `exit_code`."""
+    if importlib.util.find_spec("atheris") is None:
+        raise ConfigError("the fuzz command needs atheris (pip install atheris; x86_64 Linux wheels)")
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.spf").write_bytes(data)
-    (out / f"{name}.txt").write_text(why + "\n")
+    (out / "stats.json").unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "split_perception.fuzz", json.dumps(
+        {"model": model, "cases": cases, "seed": seed, "hang_ms": hang_ms,
+         "max_rss_growth_mib": max_rss_growth_mib, "out": str(out), "threads": threads, "target": target})]
+    with open(out / "libfuzzer.log", "w") as log:  # libFuzzer's progress lines: the terminal, or this file
+        rc = subprocess.run(cmd, stdout=log if quiet else None, stderr=subprocess.STDOUT if quiet else None).returncode
+    stats = json.loads((out / "stats.json").read_text()) if (out / "stats.json").is_file() else {"cases": 0}
+    findings = sorted(str(p) for k in FINDINGS for p in out.glob(f"{k}-*"))
+    return {**stats, "seed": seed, "exit_code": rc, "findings": findings}
+
+
+if __name__ == "__main__":
+    a = json.loads(sys.argv[1])
+    child(a["model"], a["cases"], a["seed"], a["hang_ms"], a["max_rss_growth_mib"], Path(a["out"]), a["threads"],
+          a["target"])

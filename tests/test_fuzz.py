@@ -1,13 +1,19 @@
-"""The fuzz command: mutants reach past the CRC, only typed errors come out, crashes are caught."""
+"""The fuzz command: mutants reach past the CRC, only typed errors pass, libFuzzer catches the rest."""
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 
 from split_perception.cli import main
 from split_perception.codec.packet import parse
 from split_perception.errors import PacketError
-from split_perception.fuzz import MUTATORS, fuzz, mutate
+from split_perception.fuzz import MUTATORS, mutate, run
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_mutants_cover_every_mutator_and_some_pass_the_crc():
@@ -15,7 +21,7 @@ def test_mutants_cover_every_mutator_and_some_pass_the_crc():
     seeds = [bytes(range(256)) * 2]
     kinds, crc_ok = set(), 0
     for _ in range(500):
-        kind, data = mutate(rng, seeds)
+        kind, data = mutate(rng, seeds[0], seeds, libfuzzer=lambda d: d[::-1])
         kinds.add(kind)
         try:
             parse(data)
@@ -27,22 +33,29 @@ def test_mutants_cover_every_mutator_and_some_pass_the_crc():
 class Exploding:
     """A decoder with a bug: raises something other than the typed errors on some inputs."""
 
+    def __init__(self, model=None):
+        pass
+
     def decode(self, data, with_mask=False):
         if len(data) % 3 == 0:
             raise IndexError("out of range")
         raise PacketError("refused")
 
 
-def test_a_crash_is_counted_and_its_input_kept(tmp_path):
-    res = fuzz(Exploding(), [bytes(100)], 60, seed=1, hang_ms=1e9, out=tmp_path, progress=False)
-    assert res["crash"] > 0 and res["crash"] + res["PacketError"] == 60
-    kept = sorted(tmp_path.glob("crash_*.spf"))
-    assert len(kept) == res["crash"] and len(kept[0].read_bytes()) % 3 == 0
-    assert "IndexError" in kept[0].with_suffix(".txt").read_text()
+def test_a_crash_stops_the_run_and_its_input_is_kept(tmp_path, tiny_model_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    res = run(str(tiny_model_path), 200, seed=1, hang_ms=5000, max_rss_growth_mib=2048, out=tmp_path, quiet=True,
+              target="tests.test_fuzz:Exploding")
+    assert res["exit_code"] != 0 and len(res["findings"]) == 1 and "crash-" in res["findings"][0]
+    assert len(Path(res["findings"][0]).read_bytes()) % 3 == 0
+    assert "IndexError: out of range" in (tmp_path / "libfuzzer.log").read_text()
 
 
 def test_fuzz_command_on_the_real_decoder(tmp_path, tiny_model_path, capsys):
     rc = main(["fuzz", "--cases", "400", "--model", str(tiny_model_path), "--out", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
-    assert rc == 0, out
-    assert "crashes 0" in out and "400 inputs" in out and not any(tmp_path.iterdir())
+    assert rc == 0, out + (tmp_path / "libfuzzer.log").read_text()[-3000:]
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["cases"] >= 400 and stats["decoded"] + stats["PacketError"] + stats["ModelMismatchError"] == stats["cases"]
+    assert stats["decoded"] > 0 and stats["PacketError"] > 0  # some mutants get through, most are refused
+    assert "crashes 0" in out and not list(tmp_path.glob("crash-*"))
