@@ -48,3 +48,10 @@ def test_backs_off_on_growing_latency_before_frames_are_lost():
     first_down = next(t for t, w, _ in hist if t >= slow["start"] and w < 1.0)
     assert first_down < first_loss - 3.0
     assert max(w for t, w, _ in hist if first_down <= t < slow["end"]) < 1.0  # stays down while congested
+
+
+def test_no_false_alarm_when_the_stream_fits_every_phase():
+    """Width 0.5 at 10 fps (~0.34 Mbit/s) fits even the 0.5 Mbit/s phase: rate changes of the link
+    alone, with no queue and no loss, must never make the policy back off or throttle."""
+    _, hist = replay("width0.5", start_width=0.5)
+    assert min(w for _, w, _ in hist) >= 0.5 and min(r for _, _, r in hist) == 10.0
