@@ -61,6 +61,20 @@ def test_delivered_ratio_ignores_counting_skew_at_low_frame_rates():
     assert p.decide(1.0, LinkObservation(sent_fps=10, delivered_fps=6)).width == 0.75
 
 
+def test_delivered_ratio_waits_for_the_windows_to_agree_after_a_rate_change():
+    """Seen over DDS: right after the rate went back up, the onboard sent count already shows the new
+    rate while the offboard report still averages the old one, which looked like 1/3 of frames lost."""
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(target_fps=8, up_dwell_s=3, ratio_settle_s=3), start_width=0.25)
+    p.decide(0.0, LinkObservation(loss_rate=0.5))
+    assert p.rate_hz == 4
+    for t in (1, 2, 3, 4):
+        p.decide(t, LinkObservation(sent_fps=4, delivered_fps=4))
+    assert p.rate_hz == 8  # clean for 3 s: rate restored at t=4
+    skew = LinkObservation(sent_fps=8, delivered_fps=5.4)  # 0.67: the old rate still in the offboard window
+    assert p.decide(5, skew).rate_hz == 8 and p.decide(6, skew).rate_hz == 8
+    assert p.decide(7.5, skew).rate_hz == 4  # windows agree by now: a real shortfall throttles again
+
+
 def test_latency_counts_only_above_its_floor():
     p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(latency_rise_ms=150))
     for t in range(20):  # a steady 300 ms link (e.g. satellite) is not congestion

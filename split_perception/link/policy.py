@@ -38,6 +38,7 @@ class PolicyConfig:
     latency_rise_ms: float = 150.0  # latency this far above its floor counts as congestion (queueing)
     latency_down_ms: float = 1000.0  # latency above this counts as congestion whatever the floor
     min_rate_hz: float = 1.0  # never throttle the camera below this
+    ratio_settle_s: float = 3.0  # after a frame-rate change the sent and delivered windows disagree: wait
     max_backoff_s: float = 60.0  # longest wait before retrying a width that congested the link
 
 
@@ -71,6 +72,7 @@ class WidthPolicy:
         self.rate_hz = self.cfg.target_fps
         self.last_reason = ""
         self._last_down = -1e9
+        self._rate_changed = -1e9
         self._clean_since: float | None = None
         self._latency_floor: float | None = None
         self._last_latency: float | None = None
@@ -85,14 +87,15 @@ class WidthPolicy:
         fps = self.cfg.target_fps if fps is None else fps
         return self.bytes[width] * 8.0 * fps * margin <= self.cfg.headroom * capacity_bps
 
-    def congestion(self, obs: LinkObservation) -> str:
+    def congestion(self, now: float, obs: LinkObservation) -> str:
         """Why the link looks congested now ("" = it does not)."""
         c = self.cfg
         if obs.stale:
             return "no link reports"
         if obs.loss_rate > c.loss_down:
             return f"loss {obs.loss_rate:.2f}"
-        if obs.sent_fps and obs.sent_fps >= 1.0 and obs.delivered_fps is not None:
+        settled = now - self._rate_changed >= c.ratio_settle_s  # sent counts the new rate sooner than delivered
+        if settled and obs.sent_fps and obs.sent_fps >= 1.0 and obs.delivered_fps is not None:
             ratio = obs.delivered_fps / obs.sent_fps
             # at a throttled rate a 2 s window holds 2-3 frames: one frame of counting skew is not loss
             if ratio < c.delivered_down and obs.sent_fps - obs.delivered_fps >= MIN_SHORTFALL_FPS:
@@ -113,7 +116,7 @@ class WidthPolicy:
 
     def decide(self, now: float, obs: LinkObservation) -> Decision:
         c = self.cfg
-        why = self.congestion(obs)
+        why = self.congestion(now, obs)
         if why:
             self._clean_since = None
             if now - self._last_down >= c.down_dwell_s:
@@ -162,4 +165,6 @@ class WidthPolicy:
         self._last_down = now
 
     def _step(self, now: float, width: float, rate_hz: float, why: str) -> None:
+        if rate_hz != self.rate_hz:
+            self._rate_changed = now
         self.width, self.rate_hz, self.last_reason = width, rate_hz, why
