@@ -70,11 +70,13 @@ def salvage_messages(path: str | Path) -> Iterator[McapMessage]:
         raise McapDamage(0, "not an MCAP file (bad magic)")
     schemas: dict[int, str] = {}
     channels: dict[int, tuple[str, str]] = {}
-    yield from _records(_Cursor(data, 0), 8, schemas, channels, top=True)
-    raise McapDamage(len(data), "file ends without the MCAP footer (truncated)")
+    complete = yield from _records(_Cursor(data, 0), 8, schemas, channels, top=True)
+    if not complete:  # all records whole, but no data-end/footer record: cut at a record boundary
+        raise McapDamage(len(data), "file ends without the MCAP footer (truncated)")
 
 
-def _records(cur: _Cursor, start: int, schemas: dict, channels: dict, top: bool) -> Iterator[McapMessage]:
+def _records(cur: _Cursor, start: int, schemas: dict, channels: dict, top: bool):
+    """Generator of the messages in `cur`; returns True when it reached the data-end or footer."""
     cur.pos = start
     while not cur.done():
         at = cur.base + cur.pos
@@ -85,7 +87,7 @@ def _records(cur: _Cursor, start: int, schemas: dict, channels: dict, top: bool)
             raise McapDamage(at, f"record (opcode 0x{op:02x}) of {length} bytes runs past the end ({left} left)")
         rec = _Cursor(cur.take(min(length, left)), cur.base + cur.pos - min(length, left))
         if op == OP_FOOTER and top:
-            return
+            return True
         if op == OP_SCHEMA:
             key, name = rec.u16(), rec.string()
             schemas[key] = name
@@ -106,7 +108,8 @@ def _records(cur: _Cursor, start: int, schemas: dict, channels: dict, top: bool)
             if length > left:
                 raise McapDamage(at, f"chunk of {length} bytes cut off after {left}")
         elif op == OP_DATA_END and top:
-            return
+            return True
+    return False
 
 
 def _chunk(rec: _Cursor, at: int, schemas: dict, channels: dict) -> Iterator[McapMessage]:
