@@ -27,7 +27,8 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, switch, transport, soak, link, report")
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, switch, transport, soak, restart, "
+                                         "link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
     s = bsub.add_parser("rate-accuracy", help="bytes/frame vs mAP: our widths vs JPEG/WebP/PNG and PCA features")
@@ -79,6 +80,19 @@ def add_parsers(sub) -> None:
     s.add_argument("--progress-s", type=float, default=30.0, help="print a progress line this often")
     s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
     s.set_defaults(func=_runner("soak"))
+
+    s = bsub.add_parser("restart", help="node killed and relaunched mid-stream: how soon decoding resumes")
+    _common(s, "restart", threads=1)
+    s.add_argument("--runs", type=int, default=5, help="kill-and-restarts per victim and CPU load")
+    s.add_argument("--victims", default="decoder,encoder", help="comma-separated: decoder, encoder")
+    s.add_argument("--cpu-load", default="0,2", help="comma-separated numbers of busy processes run beside")
+    s.add_argument("--fps", type=float, default=5.0, help="camera rate")
+    s.add_argument("--down-s", type=float, default=4.0, help="seconds between the kill and the relaunch")
+    s.add_argument("--seconds", type=float, default=26.0, help="camera stream length per run")
+    s.add_argument("--dds-profile", help="Fast DDS XML profile to compare with the defaults (default: the "
+                                         "package's config/fastdds_rediscovery.xml; '' = defaults only)")
+    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.set_defaults(func=_runner("restart"))
 
     s = bsub.add_parser("link", help="raw / JPEG / fixed widths / adaptive over a real rate-limited link (root)")
     _common(s, "link", threads=1)

@@ -18,6 +18,7 @@ SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("switch", "Width switch vs model reload (`bench switch`)"),
             ("transport", "Throughput through DDS (`bench transport`)"),
             ("soak", "Soak: minutes through DDS (`bench soak`)"),
+            ("restart", "Node killed and relaunched (`bench restart`)"),
             ("link", "Over a real rate-limited link (`bench link`)")]
 
 
