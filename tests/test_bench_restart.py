@@ -9,12 +9,12 @@ import pytest
 
 from split_perception.bench.restart import summarize
 from split_perception.cli import main
-from split_perception.errors import ConfigError
 
 
 def row(victim="decoder", load=0, resume=0.1, alive=True, discovery="Fast DDS default", **extra):
     return {"victim": victim, "cpu_load": load, "discovery": discovery, "ready_after_launch_s": 4.0,
-            "resume_after_ready_s": resume, "resume_after_launch_s": None if resume is None else 4.0 + resume, "other_alive": alive, **extra}
+            "resume_after_ready_s": resume, "resume_after_launch_s": None if resume is None else 4.0 + resume,
+            "other_alive": alive, **extra}
 
 
 def test_summary_per_victim_and_load_counts_runs_that_never_resumed():
