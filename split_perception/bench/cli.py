@@ -83,7 +83,7 @@ def add_parsers(sub) -> None:
 
     s = bsub.add_parser("restart", help="node killed and relaunched mid-stream: how soon decoding resumes")
     _common(s, "restart", threads=1)
-    s.add_argument("--runs", type=int, default=5, help="kill-and-restarts per victim and CPU load")
+    s.add_argument("--runs", type=int, default=5, help="kill-and-restarts per victim, CPU load and DDS setting")
     s.add_argument("--victims", default="decoder,encoder", help="comma-separated: decoder, encoder")
     s.add_argument("--cpu-load", default="0,2", help="comma-separated numbers of busy processes run beside")
     s.add_argument("--fps", type=float, default=5.0, help="camera rate")

@@ -11,7 +11,6 @@ config/fastdds_rediscovery.xml, participant announcements every 0.5 s instead of
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import command_line, machine_info, markdown_table, write_results
+from .common import command_line, machine_info, markdown_table, ros_domain, write_results
 
 
 @contextmanager
@@ -118,7 +117,7 @@ def run(args) -> int:
             raise ConfigError(f"--dds-profile {profile}: no such file")
         profiles.append(profile)
     model = args.model or str(DEFAULT_MODEL)
-    domain = args.domain_id if args.domain_id is not None else 102 + os.getpid() % 60  # tests use 1..100
+    domain = ros_domain(args)
     rows = []
     for victim in victims:
         for load in loads:

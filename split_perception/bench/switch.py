@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .common import command_line, machine_info, markdown_table, write_results
+from .common import DOMAIN_BASE, DOMAIN_COUNT, command_line, machine_info, markdown_table, ros_domain, write_results
 
 SWITCHES_PER_RELOAD = 5  # switches are cheap: more samples of them per (slow) reload
 
@@ -305,9 +305,7 @@ def run(args) -> int:
         from ..codec.checkpoint import DEFAULT_MODEL, read_checkpoint
 
         cfg = read_checkpoint(args.model or DEFAULT_MODEL)["model_config"]
-        # other sessions' tests and benchmarks take domains 1..100; a shared domain would mix their
-        # packets into ours (seen as repeated frame ids), so pick above them and retry on another one
-        domain = args.domain_id if args.domain_id is not None else 102 + os.getpid() % 60
+        domain = ros_domain(args)  # and on another one if that carries someone else's packets
         ros = {}
         for attempt in range(3):
             print(f"ROS: encoder node on ROS_DOMAIN_ID {domain}, {args.switches} width changes at {args.fps:g} fps ...",
@@ -323,7 +321,7 @@ def run(args) -> int:
                 break
             print(f"ROS_DOMAIN_ID {domain} carries another session's packets; retrying on another domain",
                   file=sys.stderr)
-            domain = 102 + (domain - 102 + 17 + attempt) % 60
+            domain = DOMAIN_BASE + (domain - DOMAIN_BASE + 17 + attempt) % DOMAIN_COUNT
     cols = [("width", "new width", "g"), ("new_width_in_packet", "packet's width", "g"),
             ("steady_ms", "steady encode ms", ".1f"), ("switch_ms", "switch + first encode ms", ".1f"),
             ("noop_switch_ms", "same, width unchanged ms", ".1f"),

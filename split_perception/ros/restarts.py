@@ -45,7 +45,6 @@ def kill(proc) -> None:
 class Restart:
     """One kill-and-restart: the probe's record and the wall times of kill, relaunch and ready."""
 
-    victim: str
     rec: dict
     other_alive: bool
     t_kill: float
@@ -94,4 +93,4 @@ def kill_and_restart(work: Path, domain: int, model_path, victim: str, down_s: f
     finally:
         stop(procs)
     t_ready = log_wall_time(work / f"{victim}2.log", f"{victim} ready")
-    return Restart(victim, rec, other_alive, t_kill, t_launch, t_ready)
+    return Restart(rec, other_alive, t_kill, t_launch, t_ready)
