@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
 from .errors import SplitPerceptionError
+from .harness.domains import DOMAIN_HELP, domain_from
 
 MODEL_HELP = "checkpoint path (default: the bundled model)"
 
@@ -156,8 +156,7 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    domain = args.domain_id if args.domain_id is not None else 1 + os.getpid() % 100
-    return run_demo(args.out, args.seconds, args.trace, args.frames, domain, args.model)
+    return run_demo(args.out, args.seconds, args.trace, args.frames, domain_from(args), args.model)
 
 
 def cmd_fuzz(args) -> int:
@@ -249,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: config/link_emulator.yaml's steps)")
     s.add_argument("--frames", type=int, default=100, help="frames in the sample bag (played in a loop)")
     s.add_argument("--out", default="out/demo", help="folder for the bag, logs, plot, annotated frames")
-    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.add_argument("--model", help=MODEL_HELP)
     s.set_defaults(func=cmd_demo)
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from .data.bags import ground_truth_path, read_images, write_sample_bag
 from .link.trace import BandwidthTrace
-from .ros.processes import CONFIG, ros_env, start_node, stop, wait_for_log
+from .harness.processes import CONFIG, python_module, ros_env, start_node, stop, wait_for_log
 
 
 
@@ -128,15 +127,17 @@ def _annotate(rec: dict, bag: Path, offsets: list[int], out: Path, count: int = 
 
 def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, domain_id: int,
              model_path=None) -> int:
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # the nodes and the recorder get absolute paths only
     out.mkdir(parents=True, exist_ok=True)
     trace_spec = trace_spec or default_trace()
     trace = BandwidthTrace.parse(trace_spec)
+    if trace_spec.endswith(".csv"):
+        trace_spec = str(Path(trace_spec).resolve())
     bag = out / "sample_bag"
     if not bag.exists():
         print(f"writing a sample bag of {frames} synthetic 640x480 frames to {bag} ...", flush=True)
         write_sample_bag(bag, frames=frames, fps=10.0)
-    model = {"model_path": str(model_path)} if model_path else {}
+    model = {"model_path": Path(model_path)} if model_path else {}
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     print(f"starting nodes (ROS_DOMAIN_ID={domain_id}); link trace {trace.points} ...", flush=True)
@@ -151,14 +152,14 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
                    log_path=logs / "link_emulator.log"),
         start_node("encoder", domain_id, params=model, params_file=CONFIG / "encoder.yaml",
                    remap={"features": "features_onboard"}, log_path=logs / "encoder.log"),
-        start_node("bag_player", domain_id, params={"bag": str(bag), "loop": True, "wait_for_subscribers": 1},
+        start_node("bag_player", domain_id, params={"bag": bag, "loop": True, "wait_for_subscribers": 1},
                    params_file=CONFIG / "bag_player.yaml", log_path=logs / "bag_player.log"),
     ]
     rec_path = out / "recording.json"
     try:
         wait_for_log(logs / "encoder.log", "encoder ready", 120)
-        recorder = subprocess.run([sys.executable, "-m", "split_perception.ros.demo_recorder", str(seconds),
-                                   str(rec_path)], env=ros_env(domain_id), cwd=str(out), timeout=seconds + 120)
+        recorder = subprocess.run([*python_module("split_perception.harness.demo_recorder"), str(seconds),
+                                   str(rec_path)], env=ros_env(domain_id), timeout=seconds + 120)
         if recorder.returncode != 0:
             print("recorder failed; see logs in", logs)
             return 1

@@ -10,6 +10,7 @@ import argparse
 import importlib
 
 from ..cli import MODEL_HELP
+from ..harness.domains import DOMAIN_HELP
 
 
 def _runner(module: str):
@@ -54,8 +55,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--fps", type=float, default=15.0, help="camera rate the ROS encoder node is fed")
     s.add_argument("--switches", type=int, default=8, help="set_parameters width changes through ROS")
     s.add_argument("--ros-seconds", type=float, default=30.0, help="length of the ROS run (node start included)")
-    s.add_argument("--domain-id", type=int,
-                   help="ROS_DOMAIN_ID (default: 102 + pid %% 60, above the 1..100 that tests use)")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("switch"))
 
     s = bsub.add_parser("transport", help="sustained fps, bytes/s, drops, latency, memory through DDS")
@@ -63,7 +63,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--seconds", type=float, default=30.0, help="run length per width")
     s.add_argument("--fps", type=float, default=30.0, help="camera rate offered to the encoder")
     s.add_argument("--size", default="640x480", help="camera frame size WxH")
-    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("transport"))
 
     s = bsub.add_parser("soak", help="minutes of camera -> encoder -> decoder over DDS: latency and RSS trends")
@@ -78,7 +78,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--max-rss-slope", type=float, default=2.0,
                    help="fail if a node's RSS grows faster than this (MiB/min, second half of the run)")
     s.add_argument("--progress-s", type=float, default=30.0, help="print a progress line this often")
-    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("soak"))
 
     s = bsub.add_parser("restart", help="node killed and relaunched mid-stream: how soon decoding resumes")
@@ -91,7 +91,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--seconds", type=float, default=26.0, help="camera stream length per run")
     s.add_argument("--dds-profile", help="Fast DDS XML profile to compare with the defaults (default: the "
                                          "package's config/fastdds_rediscovery.xml; '' = defaults only)")
-    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("restart"))
 
     s = bsub.add_parser("link", help="raw / JPEG / fixed widths / adaptive over a real rate-limited link (root)")
@@ -103,7 +103,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--fps", type=float, default=10.0, help="camera rate (the adaptive loop's target)")
     s.add_argument("--frames", type=int, default=50, help="dataset frames played in a loop")
     s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset the frames come from")
-    s.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: derived from the process id)")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("link"))
 
     s = bsub.add_parser("report", help="write the README's results section from the benchmark outputs")

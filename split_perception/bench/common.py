@@ -25,16 +25,6 @@ def machine_info(threads: int) -> dict:
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
 
 
-# ROS_DOMAIN_IDs of the benchmarks that pick their own: above the tests' 1..100, so that a test or
-# benchmark running beside them never mixes its packets into theirs (seen as repeated frame ids)
-DOMAIN_BASE, DOMAIN_COUNT = 102, 60
-
-
-def ros_domain(args) -> int:
-    """`--domain-id` if given, else one in the benchmarks' range derived from the process id."""
-    return args.domain_id if args.domain_id is not None else DOMAIN_BASE + os.getpid() % DOMAIN_COUNT
-
-
 def command_line(args) -> str:
     """The `split-perception` command that reproduces `args` (every option spelled out)."""
     parts = ["split-perception", args.command] + ([args.bench] if getattr(args, "bench", None) else [])

@@ -14,7 +14,6 @@ exactly the bytes that crossed the link (computed after the run; the images are 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..harness.domains import domain_from
 from .common import command_line, dataset, machine_info, markdown_table, write_results
 
 DISCOVERY_S = 3.0  # the receiver starts this long before the camera
@@ -60,11 +60,11 @@ def _stamp_ns(stamp) -> int:
 def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, work: Path) -> dict:
     """One mode on a fresh link: start the nodes, play the camera, step the rate; raw records."""
     from ..link.netns import NetnsLink
-    from ..ros.processes import finish_probe, start_node, start_probe, stop, wait_for_log
+    from ..harness.processes import finish_probe, start_node, start_probe, stop, wait_for_log
 
     kind, value = parse_mode(mode, widths)
     work.mkdir(parents=True, exist_ok=True)
-    domain = args.domain_id if args.domain_id is not None else 1 + (os.getpid() * 17) % 100
+    domain = domain_from(args)
     total = sum(s for _, s in schedule)
     model = {"model_path": args.model or "", "threads": args.threads}
     with NetnsLink(rate_bps=schedule[0][0]) as link:
@@ -111,7 +111,7 @@ def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, 
 
 
 def policy_trace(run: dict, window_s: float = 2.0) -> dict:
-    """What the link monitor saw in one run, as replayable observations (tests/data/link_traces).
+    """What the link monitor saw in one run, as replayable observations (test/data/link_traces).
 
     Times are seconds since the first phase began, on the sender's clock (its wall-clock offset is
     estimated from the stamps of the features it recorded onboard, where arrival ~ sending).

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import command_line, machine_info, markdown_table, ros_domain, write_results
+from ..harness.domains import domain_from
+from .common import command_line, machine_info, markdown_table, write_results
 
 
 @contextmanager
@@ -37,7 +38,7 @@ def cpu_hogs(n: int):
 def one_run(model: str, victim: str, load: int, profile: Path | None, domain: int, args) -> dict:
     """One kill-and-restart with `load` busy processes beside it, every process on the Fast DDS
     `profile` (None: Fast DDS defaults); its timings as a row."""
-    from ..ros.restarts import kill_and_restart
+    from ..harness.restarts import kill_and_restart
 
     env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)} if profile else None
     with tempfile.TemporaryDirectory(prefix="sp_restart_") as tmp, cpu_hogs(load):
@@ -100,8 +101,8 @@ def _ints(text: str, what: str) -> list[int]:
 
 def run(args) -> int:
     from ..codec.checkpoint import DEFAULT_MODEL
-    from ..ros.processes import CONFIG
-    from ..ros.restarts import KILL_AT_S
+    from ..harness.processes import CONFIG
+    from ..harness.restarts import KILL_AT_S
 
     victims = [v for v in args.victims.split(",") if v]
     if not victims or set(victims) - {"encoder", "decoder"}:
@@ -117,7 +118,7 @@ def run(args) -> int:
             raise ConfigError(f"--dds-profile {profile}: no such file")
         profiles.append(profile)
     model = args.model or str(DEFAULT_MODEL)
-    domain = ros_domain(args)
+    domain = domain_from(args)
     rows = []
     for victim in victims:
         for load in loads:

@@ -8,7 +8,6 @@ so the verdict does not depend on how fast this machine is. Exit code 1 if a che
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..harness.domains import domain_from
 from .common import command_line, frame_size, machine_info, markdown_table, write_results
 from .memory import MemorySampler, plot_rss, slope_per_min
 
@@ -114,14 +114,14 @@ COLUMNS = [("seconds", "seconds", "d"), ("offered_fps", "offered fps", ".1f"), (
 
 def run(args) -> int:
     from ..codec.checkpoint import DEFAULT_MODEL
-    from ..ros.processes import finish_probe, start_node, start_probe, stop, wait_for_log
+    from ..harness.processes import finish_probe, start_node, start_probe, stop, wait_for_log
 
     w, h = frame_size(args.size)
     seconds = args.minutes * 60.0
     if args.fps <= 0 or seconds < args.warmup_s + 10:
         raise ConfigError(f"--fps must be > 0 and --minutes cover the {args.warmup_s:g} s warm-up + 10 s")
     model = args.model or str(DEFAULT_MODEL)
-    domain = args.domain_id if args.domain_id is not None else 1 + (os.getpid() * 17) % 100
+    domain = domain_from(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = {"seconds": seconds, "fps": args.fps, "size": [h, w], "progress_s": args.progress_s}

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .common import DOMAIN_BASE, DOMAIN_COUNT, command_line, machine_info, markdown_table, ros_domain, write_results
+from ..harness.domains import domain_from, pick_domain
+from .common import command_line, machine_info, markdown_table, write_results
 
 SWITCHES_PER_RELOAD = 5  # switches are cheap: more samples of them per (slow) reload
 
@@ -201,7 +202,7 @@ def switch_delays(rec: dict) -> list[dict]:
 def measure_ros(model_path, threads: int, fps: float, switches: int, seconds: float, domain_id: int,
                 widths: list[float], input_size) -> dict:
     """Encoder node + probe over DDS; the delays from set_parameters to the first packet at the new width."""
-    from ..ros.processes import install_space, run_probe, start_node, stop
+    from ..harness.processes import install_space, run_probe, start_node, stop
 
     install_space()  # ConfigError if not built
     warmup, every = int(round(fps)), max(4, int(round(fps * 0.7)))
@@ -305,7 +306,7 @@ def run(args) -> int:
         from ..codec.checkpoint import DEFAULT_MODEL, read_checkpoint
 
         cfg = read_checkpoint(args.model or DEFAULT_MODEL)["model_config"]
-        domain = ros_domain(args)  # and on another one if that carries someone else's packets
+        domain = domain_from(args)  # and on another one if that carries someone else's packets
         ros = {}
         for attempt in range(3):
             print(f"ROS: encoder node on ROS_DOMAIN_ID {domain}, {args.switches} width changes at {args.fps:g} fps ...",
@@ -321,7 +322,7 @@ def run(args) -> int:
                 break
             print(f"ROS_DOMAIN_ID {domain} carries another session's packets; retrying on another domain",
                   file=sys.stderr)
-            domain = DOMAIN_BASE + (domain - DOMAIN_BASE + 17 + attempt) % DOMAIN_COUNT
+            domain = pick_domain("run")
     cols = [("width", "new width", "g"), ("new_width_in_packet", "packet's width", "g"),
             ("steady_ms", "steady encode ms", ".1f"), ("switch_ms", "switch + first encode ms", ".1f"),
             ("noop_switch_ms", "same, width unchanged ms", ".1f"),

@@ -8,7 +8,6 @@ the camera stream itself: raw bytes/s and the offered frame rate.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..harness.domains import domain_from
 from .common import command_line, frame_size, machine_info, markdown_table, write_results
 from .memory import MemorySampler, plot_rss, slope_per_min
 
@@ -74,14 +74,14 @@ COLUMNS = [("width", "width", ".2f"), ("offered_fps", "offered fps", ".1f"), ("e
 
 def run(args) -> int:
     from ..codec.checkpoint import DEFAULT_MODEL, read_checkpoint
-    from ..ros.processes import run_probe, start_node, stop, wait_for_log
+    from ..harness.processes import run_probe, start_node, stop, wait_for_log
 
     w, h = frame_size(args.size)
     if args.seconds <= WARMUP_S + 2 or args.fps <= 0:
         raise ConfigError(f"--seconds must exceed {WARMUP_S + 2:.0f} and --fps be > 0")
     model = args.model or str(DEFAULT_MODEL)
     widths = [float(x) for x in read_checkpoint(model)["model_config"].widths]
-    domain = args.domain_id if args.domain_id is not None else 1 + (os.getpid() * 13) % 100
+    domain = domain_from(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     calls = [{"at": i * args.seconds, "width": wd} for i, wd in enumerate(widths)]

@@ -1,8 +1,8 @@
 """Checkpoints: fp16 weights, config and the entropy models' integer CDF tables in one file.
 
 The CDF tables are computed once, when the checkpoint is written, and loaded verbatim, so an
-encoder and a decoder on different machines code with identical integer tables (CompressAI
-issues #279/#309 report desyncs when each side recomputes them). Files load with
+encoder and a decoder on different machines code with identical integer tables (CompressAI users
+report corrupted decodes when each side recomputes them). Files load with
 `torch.load(..., weights_only=True)`: nothing in them is executed.
 """
 

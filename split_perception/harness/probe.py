@@ -2,7 +2,7 @@
 the encoder's parameter service, records what the nodes publish (with arrival times and
 latencies), and writes it as JSON. Run with processes.ros_env (own domain id).
 
-Usage: python -m split_perception.ros.probe CONFIG.json OUT.json
+Usage: python -m split_perception.harness.probe CONFIG.json OUT.json
 """
 
 import json

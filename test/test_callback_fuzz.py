@@ -1,20 +1,20 @@
-"""Runs tests/ros_inprocess/decoder_callback_fuzz.py (hypothesis on the decoder node's callbacks)
+"""Runs test/ros_inprocess/decoder_callback_fuzz.py (hypothesis on the decoder node's callbacks)
 in a child pytest with the ROS environment, which the messages need and this process lacks."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from split_perception.ros.processes import ros_env
+from split_perception.harness.processes import ros_env
+from split_perception.harness.domains import pick_domain
 
 HERE = Path(__file__).parent
 
 
 def test_decoder_node_callbacks_under_hypothesis(tiny_model_path, tmp_path):
-    env = {**ros_env(1 + os.getpid() % 100), "SPLIT_PERCEPTION_FUZZ_MODEL": str(tiny_model_path),
+    env = {**ros_env(pick_domain()), "SPLIT_PERCEPTION_FUZZ_MODEL": str(tiny_model_path),
            "SPLIT_PERCEPTION_FUZZ_CASES": "1500"}
     # importlib mode, run from elsewhere: `split_perception` must come from the install space (with msg/)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from split_perception.bench.restart import summarize
 from split_perception.cli import main
+from split_perception.harness.domains import pick_domain
 
 
 def row(victim="decoder", load=0, resume=0.1, alive=True, discovery="Fast DDS default", **extra):
@@ -47,7 +47,7 @@ def test_restart_short_run_over_dds(tmp_path, tiny_model_path):
     decoding resumes and the encoder keeps going."""
     out = tmp_path / "restart"
     rc = main(["bench", "restart", "--runs", "1", "--victims", "decoder", "--cpu-load", "0", "--seconds", "22",
-               "--model", str(tiny_model_path), "--out", str(out), "--domain-id", str(1 + os.getpid() % 90)])
+               "--model", str(tiny_model_path), "--out", str(out), "--domain-id", str(pick_domain())])
     res = json.loads((out / "restart.json").read_text())
     assert rc == 0, res
     assert [r["discovery"] for r in res["rows"]] == ["Fast DDS default", "fastdds_rediscovery.xml"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -11,6 +10,7 @@ from split_perception.bench.link import parse_mode, parse_schedule, summarize
 from split_perception.data.coco import load_coco
 from split_perception.errors import ConfigError
 from split_perception.link.netns import available
+from split_perception.harness.domains import pick_domain
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
@@ -53,7 +53,7 @@ def test_link_bench_short_run(tmp_path, tiny_model_path, tiny_data):
     out = tmp_path / "out"
     rc = main(["bench", "link", "--model", str(tiny_model_path), "--data", str(tiny_data), "--frames", "6",
                "--schedule", "5,0.1", "--phase-seconds", "5", "--fps", "5", "--modes", "jpeg95,width0.25",
-               "--out", str(out), "--domain-id", str(1 + os.getpid() % 97)])
+               "--out", str(out), "--domain-id", str(pick_domain())])
     assert rc == 0
     rows = json.loads((out / "link.json").read_text())["rows"]
     assert [(r["mode"], r["phase"]) for r in rows] == [("jpeg95", 0), ("jpeg95", 1), ("width0.25", 0), ("width0.25", 1)]

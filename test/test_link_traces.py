@@ -1,5 +1,5 @@
 """The width policy replayed on what the link monitor saw over the real tbf link (`bench link`
-traces kept in tests/data/link_traces): it must react to real congestion and ignore a clean link."""
+traces kept in test/data/link_traces): it must react to real congestion and ignore a clean link."""
 
 from __future__ import annotations
 

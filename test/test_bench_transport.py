@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 
 from split_perception.bench.memory import slope_per_min
 from split_perception.bench.transport import WARMUP_S, summarize
 from split_perception.cli import main
+from split_perception.harness.domains import pick_domain
 
 
 def test_summarize_counts_drops_and_latency_per_phase():
@@ -33,7 +33,7 @@ def test_memory_slope_ignores_startup():
 def test_transport_short_run_over_dds(tmp_path, tiny_model_path):
     out = tmp_path / "out"
     rc = main(["bench", "transport", "--model", str(tiny_model_path), "--seconds", "7", "--fps", "8",
-               "--size", "160x120", "--out", str(out), "--domain-id", str(1 + os.getpid() % 90)])
+               "--size", "160x120", "--out", str(out), "--domain-id", str(pick_domain())])
     res = json.loads((out / "transport.json").read_text())
     assert rc == 0, (out / "encoder.log").read_text()[-2000:]
     assert [r["width"] for r in res["rows"]] == [0.25, 0.5, 0.75, 1.0]

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 
-import pytest
 
 from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.codec.packet import Packet
-from split_perception.ros.processes import run_probe, start_node, stop
-
-_ids = itertools.count()
-
-
-@pytest.fixture
-def domain():
-    return 1 + (os.getpid() * 7 + next(_ids)) % 100
-
+from split_perception.harness.processes import run_probe, start_node, stop
 
 def probe(tmp_path, domain, **cfg) -> dict:
     return run_probe(cfg, tmp_path, domain)

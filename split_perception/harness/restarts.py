@@ -1,6 +1,6 @@
 """Kill a node mid-stream and restart it, and read from the probe's record when decoding resumed.
 
-Shared by the fault tests (tests/test_faults.py) and `bench restart`, so both measure the same way.
+Shared by the fault tests (test/test_faults.py) and `bench restart`, so both measure the same way.
 Times are wall-clock seconds: node logs, message stamps and the probe's arrival times share that clock.
 """
 

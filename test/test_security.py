@@ -4,10 +4,10 @@ under SROS2 fails closed (clear error, exit) when it cannot, instead of running 
 from __future__ import annotations
 
 import ast
-import os
 from pathlib import Path
 
-from split_perception.ros.processes import start_node
+from split_perception.harness.processes import start_node
+from split_perception.harness.domains import pick_domain
 
 PACKAGE = Path(__file__).resolve().parents[1] / "split_perception"
 UNSAFE_CALLS = {"eval", "exec", "compile", "__import__"}
@@ -75,7 +75,7 @@ def test_a_node_asked_for_sros2_fails_closed(tmp_path):
                       "permissions.p7s"):
                 (enclave / f).write_text("not a certificate\n")
         log_path = tmp_path / f"encoder_{case}.log"
-        rc = start_node("encoder", 1 + os.getpid() % 100, log_path=log_path, env=env).wait(timeout=120)
+        rc = start_node("encoder", pick_domain(), log_path=log_path, env=env).wait(timeout=120)
         log = log_path.read_text()
         assert rc == 2 and "encoder ready" not in log, log[-2000:]
         assert "[ERROR] rcl refused to run the node" in log, log[-2000:]

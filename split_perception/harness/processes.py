@@ -47,24 +47,26 @@ def start_node(executable: str, domain_id: int, params: dict | None = None, para
                remap: dict | None = None, log_path: Path | None = None, name: str | None = None,
                prefix: list[str] | None = None, env: dict | None = None) -> subprocess.Popen:
     """One node in its own process (stdout+stderr to `log_path`, or inherited); `prefix` wraps the
-    command (e.g. `ip netns exec NS`), `env` adds variables."""
+    command (e.g. `ip netns exec NS`), `env` adds variables. The node runs in the caller's working
+    directory, and `Path` parameters are made absolute, so relative paths mean what the caller meant."""
     exe = install_space() / "lib" / "split_perception" / executable
     cmd = [*(prefix or []), sys.executable, str(exe), "--ros-args"]
     if name:
         cmd += ["-r", f"__node:={name}"]
     if params_file:
-        cmd += ["--params-file", str(params_file)]
+        cmd += ["--params-file", str(Path(params_file).resolve())]
     for k, v in (params or {}).items():
         cmd += ["-p", f"{k}:={_param(v)}"]
     for a, b in (remap or {}).items():
         cmd += ["-r", f"{a}:={b}"]
     out = open(log_path, "w") if log_path else None
     return subprocess.Popen(cmd, env={**ros_env(domain_id), **(env or {})}, stdout=out,
-                            stderr=subprocess.STDOUT if out else None,
-                            cwd=str(log_path.parent if log_path else REPO), start_new_session=True)
+                            stderr=subprocess.STDOUT if out else None, start_new_session=True)
 
 
 def _param(v) -> str:
+    if isinstance(v, Path):
+        return str(v.resolve())
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
@@ -88,12 +90,18 @@ def stop(procs, timeout: float = 10.0) -> None:
             p.wait()
 
 
+def python_module(module: str) -> list[str]:
+    """`python -P -m module`: -P keeps the working directory off sys.path, so the package comes
+    from the install space (with msg/) wherever the process starts."""
+    return [sys.executable, "-P", "-m", module]
+
+
 def start_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | None = None,
                 env: dict | None = None, name: str = "probe") -> subprocess.Popen:
-    """Start the probe process (split_perception.ros.probe); it writes `name`_out.json when done."""
+    """Start the probe process (split_perception.harness.probe); it writes `name`_out.json when done."""
     work_dir = Path(work_dir)
     (work_dir / f"{name}.json").write_text(json.dumps(cfg))
-    cmd = [*(prefix or []), sys.executable, "-m", "split_perception.ros.probe", str(work_dir / f"{name}.json"),
+    cmd = [*(prefix or []), *python_module("split_perception.harness.probe"), str(work_dir / f"{name}.json"),
            str(work_dir / f"{name}_out.json")]
     return subprocess.Popen(cmd, env={**ros_env(domain_id), **(env or {})}, cwd=work_dir, start_new_session=True)
 

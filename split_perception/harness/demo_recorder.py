@@ -1,7 +1,7 @@
 """Demo recorder process: listens to the loop's topics and prints one table row per second
 (bandwidth, width, KB/frame, fps, end-to-end latency, detections); writes everything as JSON.
 
-Usage (started by `split-perception demo`): python -m split_perception.ros.demo_recorder SECONDS OUT.json
+Usage (started by `split-perception demo`): python -m split_perception.harness.demo_recorder SECONDS OUT.json
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import rclpy
 from std_msgs.msg import Float64
 
 from ..msg import Detection2DArray, EncodedFeatures
-from .common import qos_from
+from ..ros.common import qos_from
 
 HEADER = f"{'t[s]':>5} {'link Mbit/s':>11} {'width':>5} {'KB/frame':>8} {'fps':>5} {'latency ms':>10} {'dets/frame':>10}"
 

@@ -52,7 +52,7 @@ def test_switch_in_process(tmp_path, tiny_model_path):
 
 
 def test_switch_reports_missing_ros_install_and_keeps_in_process_results(tmp_path, tiny_model_path, monkeypatch):
-    import split_perception.ros.processes as processes
+    import split_perception.harness.processes as processes
 
     monkeypatch.setattr(processes, "INSTALL", tmp_path / "nowhere")
     out = tmp_path / "sw"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from split_perception.bench.soak import checks, per_second
 from split_perception.cli import main
 from split_perception.errors import ConfigError
+from split_perception.harness.domains import pick_domain
 
 ALIVE = {"encoder": True, "decoder": True}
 
@@ -64,7 +64,7 @@ def test_soak_short_run_over_dds(tmp_path, bundled_model_path):
     out = tmp_path / "soak"
     rc = main(["bench", "soak", "--minutes", "0.75", "--fps", "30", "--size", "320x240", "--warmup-s", "10",
                "--max-rss-slope", "60", "--progress-s", "10", "--out", str(out),
-               "--domain-id", str(1 + os.getpid() % 90)])
+               "--domain-id", str(pick_domain())])
     res = json.loads((out / "soak.json").read_text())
     assert rc == 0, (res["verdict"], (out / "decoder.log").read_text()[-2000:])
     s = res["summary"]

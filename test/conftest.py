@@ -8,6 +8,7 @@ import torch
 from split_perception.codec.checkpoint import DEFAULT_MODEL, save_checkpoint
 from split_perception.config import ModelConfig
 from split_perception.data.synthetic import make_dataset
+from split_perception.harness.domains import pick_domain
 from split_perception.models.split_model import SplitModel
 
 torch.set_num_threads(2)
@@ -39,3 +40,9 @@ def tiny_model_path(tmp_path_factory):
 def bundled_model_path():
     assert DEFAULT_MODEL.is_file(), f"bundled model missing: {DEFAULT_MODEL}"
     return DEFAULT_MODEL
+
+
+@pytest.fixture
+def domain():
+    """A ROS_DOMAIN_ID of this test's own."""
+    return pick_domain()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 
 import pytest
 
 from split_perception.link.netns import LinkError, NetnsLink, available
-from split_perception.ros.processes import finish_probe, run_probe, start_node, start_probe, stop, wait_for_log
+from split_perception.harness.processes import finish_probe, run_probe, start_node, start_probe, stop, wait_for_log
+from split_perception.harness.domains import pick_domain
 
 OK, WHY = available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"no namespaces here: {WHY}")
@@ -30,7 +30,7 @@ def test_namespaces_are_removed_on_error_and_rate_is_validated():
 
 
 def test_features_cross_the_rate_limited_link(tmp_path, tiny_model_path):
-    domain = 1 + (os.getpid() * 11) % 100
+    domain = pick_domain()
     m = {"model_path": str(tiny_model_path)}
     with NetnsLink(rate_bps=5e6) as link:
         env = link.ros_env()
@@ -53,7 +53,7 @@ def test_features_cross_the_rate_limited_link(tmp_path, tiny_model_path):
 
 
 def test_adaptive_loop_recovers_by_itself_after_the_link_is_down_for_5_s(tmp_path, tiny_model_path):
-    domain = 1 + (os.getpid() * 19) % 100
+    domain = pick_domain()
     m = {"model_path": str(tiny_model_path)}
     fps = 5
     with NetnsLink(rate_bps=5e6) as link:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
-from split_perception.ros.processes import finish_probe, start_node, start_probe, stop, wait_for_log
-from split_perception.ros.restarts import kill, kill_and_restart, sent_wall
-
-
-def domain() -> int:
-    return 1 + (os.getpid() * 13 + int(time.monotonic() * 1000)) % 100
+from split_perception.harness.processes import finish_probe, start_node, start_probe, stop, wait_for_log
+from split_perception.harness.restarts import kill, kill_and_restart, sent_wall
+from split_perception.harness.domains import pick_domain
 
 
 def test_decoder_killed_and_restarted_resumes_and_encoder_keeps_going(tmp_path, tiny_model_path):
-    r = kill_and_restart(tmp_path, domain(), tiny_model_path, "decoder", down_s=4, seconds=24)
+    r = kill_and_restart(tmp_path, pick_domain(), tiny_model_path, "decoder", down_s=4, seconds=24)
     # 0.1-2.5 s with Fast DDS defaults: the relaunched node learns of the others from their next announcement,
     # every 3 s (`bench restart`; config/fastdds_rediscovery.xml makes it 0.5 s)
     assert r.resume_s() is not None and r.resume_s() < 3.5, f"decoding resumed {r.resume_s()} s after restart"
@@ -26,7 +22,7 @@ def test_decoder_killed_and_restarted_resumes_and_encoder_keeps_going(tmp_path, 
 
 
 def test_encoder_restart_is_a_new_stream_for_the_decoder(tmp_path, tiny_model_path):
-    r = kill_and_restart(tmp_path, domain(), tiny_model_path, "encoder", down_s=2, seconds=22)
+    r = kill_and_restart(tmp_path, pick_domain(), tiny_model_path, "encoder", down_s=2, seconds=22)
     after = [a for a in r.arrivals_after_ready() if a > r.t_ready + 1.0]
     assert after and len(after) >= 0.6 * 5 * (max(after) - r.t_ready - 1.0), "decoder did not carry on"
     restart_ids = [f["frame_id"] for f in r.rec["features"] if sent_wall(f) > r.t_ready]
@@ -36,7 +32,7 @@ def test_encoder_restart_is_a_new_stream_for_the_decoder(tmp_path, tiny_model_pa
 
 
 def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_model_path):
-    d = domain()
+    d = pick_domain()
     narrow = 1.2 * 2500 * 8 * 8 / 0.8  # only width 0.25 fits at 8 fps
     procs = [start_node("encoder", d, remap={"features": "features_in"}, log_path=tmp_path / "encoder.log"),
              start_node("link_emulator", d, params={"bandwidth": f"{narrow:.0f}"}, log_path=tmp_path / "emu.log"),
@@ -60,7 +56,7 @@ def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_mo
 
 
 def test_decoder_with_another_model_refuses_every_frame_with_one_clear_error(tmp_path, tiny_model_path):
-    d = domain()
+    d = pick_domain()
     enc = start_node("encoder", d, log_path=tmp_path / "encoder.log")  # the bundled model
     dec = start_node("decoder", d, params={"model_path": str(tiny_model_path)}, log_path=tmp_path / "decoder.log")
     cfg = {"seconds": 16, "fps": 5}
@@ -84,7 +80,7 @@ def test_truncated_bag_replays_the_frames_before_the_damage_then_exits_with_a_cl
     bag = write_sample_bag(tmp_path / "bag", frames=12, fps=3, size=(120, 160), storage="mcap")
     mcap = next(bag.glob("*.mcap"))
     mcap.write_bytes(mcap.read_bytes()[: int(mcap.stat().st_size * 0.6)])  # cut mid-file, e.g. a full disk
-    d, m = domain(), {"model_path": str(tiny_model_path)}
+    d, m = pick_domain(), {"model_path": str(tiny_model_path)}
     procs = [start_node(exe, d, params=p, log_path=tmp_path / f"{exe}.log") for exe, p in
              (("encoder", m), ("decoder", m), ("bag_player", {"bag": str(bag), "wait_for_subscribers": 2,
                                                               "start_delay_s": 2.0}))]

@@ -1,6 +1,6 @@
 """Hypothesis against the decoder node's own callbacks, in one process with real rclpy messages.
 
-Not collected on its own (the messages need the ROS environment): tests/test_callback_fuzz.py runs
+Not collected on its own (the messages need the ROS environment): test/test_callback_fuzz.py runs
 it with that environment. Every message field is arbitrary, the packet is random or a mutated real
 one; the node must refuse and count, never raise, and keep publishing valid LinkStatus messages.
 """

@@ -45,7 +45,7 @@ class Exploding:
 def test_a_crash_stops_the_run_and_its_input_is_kept(tmp_path, tiny_model_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     res = run(str(tiny_model_path), 200, seed=1, hang_ms=5000, max_rss_growth_mib=2048, out=tmp_path, quiet=True,
-              target="tests.test_fuzz:Exploding")
+              target="test.test_fuzz:Exploding")
     assert res["exit_code"] != 0 and len(res["findings"]) == 1 and "crash-" in res["findings"][0]
     assert len(Path(res["findings"][0]).read_bytes()) % 3 == 0
     assert "IndexError: out of range" in (tmp_path / "libfuzzer.log").read_text()
