@@ -12,6 +12,14 @@ import yaml
 from .errors import ConfigError
 
 DEFAULT_CLASSES = ("circle", "square", "triangle", "star", "cross")
+# Two widths are the same width within this: widths travel as float32 (messages, parameters) and a
+# model's widths differ by far more.
+WIDTH_TOLERANCE = 1e-3
+
+
+def find_width(widths, width: float) -> int | None:
+    """Index of `width` in `widths` (within WIDTH_TOLERANCE), or None."""
+    return next((i for i, w in enumerate(widths) if abs(float(w) - float(width)) <= WIDTH_TOLERANCE), None)
 
 
 @dataclass

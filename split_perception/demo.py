@@ -18,6 +18,7 @@ import numpy as np
 from .data.bags import ground_truth_path, read_images, write_sample_bag
 from .link.trace import BandwidthTrace
 from .harness.processes import CONFIG, python_module, ros_env, start_node, stop, wait_for_log
+from .stamps import stamp_ns
 
 
 
@@ -107,7 +108,7 @@ def _annotate(rec: dict, bag: Path, offsets: list[int], out: Path, count: int = 
     from .visualize import draw_detections
 
     out.mkdir(parents=True, exist_ok=True)
-    frames = {int(m.msg.header.stamp.sec * 1_000_000_000 + m.msg.header.stamp.nanosec): m.msg
+    frames = {stamp_ns(m.msg.header.stamp): m.msg
               for m in read_images(bag)}
     picked = [d for d in rec["detections"] if d["detections"]][:: max(1, len(rec["detections"]) // (count * 2))][:count]
     written = 0

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .codec.packet import Packet, parse
+from .config import find_width
 from .errors import ModelMismatchError, PacketError
 from .runtime import ModelRuntime
 
@@ -56,8 +57,7 @@ class OffboardDecoder(ModelRuntime):
         if packet.fingerprint != self._fp:
             raise ModelMismatchError(f"packet from model {packet.fingerprint.hex()[:12]}, this decoder runs "
                                      f"{self._fp.hex()[:12]}: load the encoder's checkpoint")
-        if not 0 <= packet.width_index < len(self.cfg.widths) or \
-                abs(self.cfg.widths[packet.width_index] - packet.width) > 1e-3:
+        if find_width(self.cfg.widths, packet.width) != packet.width_index:
             raise ModelMismatchError(f"width {packet.width} (index {packet.width_index}) is not one of "
                                      f"{list(self.cfg.widths)}")
         expect = (self.model.encoder.bottleneck_channels[packet.width_index], *self._latent_hw)

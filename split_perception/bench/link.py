@@ -53,10 +53,6 @@ def parse_mode(mode: str, widths: list[float]) -> tuple[str, float | None]:
     raise ConfigError(f"unknown mode {mode!r}: use raw, jpeg<quality>, width<one of {widths}> or adaptive")
 
 
-def _stamp_ns(stamp) -> int:
-    return stamp[0] * 1_000_000_000 + stamp[1]
-
-
 def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, work: Path) -> dict:
     """One mode on a fresh link: start the nodes, play the camera, step the rate; raw records."""
     from ..link.netns import NetnsLink
@@ -119,7 +115,7 @@ def policy_trace(run: dict, window_s: float = 2.0) -> dict:
     s = run["sender"]
     if not s["features"]:
         return {"mode": run["mode"], "phases": [], "observations": []}
-    offset = float(np.median([_stamp_ns(f["stamp"]) / 1e9 - f["t"] for f in s["features"]]))
+    offset = float(np.median([f["stamp"] / 1e9 - f["t"] for f in s["features"]]))
     t0 = run["phases"][0]["t0_ns"] / 1e9 - offset
     sent = np.array([f["t"] for f in s["features"]])
     obs = [{"t": round(st["t"] - t0, 3), "loss_rate": st["loss"], "latency_ms": st.get("latency_ms"),
@@ -161,18 +157,18 @@ def summarize(run: dict, coco, ids: list[int], offline: dict[int, list[dict]] | 
     cat_ids = sorted(coco.getCatIds())
     from ..evaluation.metrics import coco_map
 
-    sent = {_stamp_ns(s["stamp"]): s["frame"] for s in run["sender"]["sent"]}
+    sent = {s["stamp"]: s["frame"] for s in run["sender"]["sent"]}
     arrivals = run["receiver"]["images"] if run["kind"] in ("raw", "jpeg") else run["receiver"]["detections"]
-    widths = sorted((_stamp_ns(f["stamp"]), f["width"]) for f in run["sender"]["features"])
+    widths = sorted((f["stamp"], f["width"]) for f in run["sender"]["features"])
     rows = []
     for k, ph in enumerate(run["phases"]):
         span = (ph["t1_ns"] - ph["t0_ns"]) / 1e9
         inside = lambda ns: ph["t0_ns"] <= ns < ph["t1_ns"]  # noqa: E731 - by the frame's send time
-        got = [a for a in arrivals if inside(_stamp_ns(a["stamp"])) and _stamp_ns(a["stamp"]) in sent]
+        got = [a for a in arrivals if inside(a["stamp"]) and a["stamp"] in sent]
         lat = [a["latency_ms"] for a in got]
         seen, res = set(), []
         for a in got:
-            image_id = ids[sent[_stamp_ns(a["stamp"])]]
+            image_id = ids[sent[a["stamp"]]]
             if image_id in seen:
                 continue
             seen.add(image_id)
@@ -210,7 +206,7 @@ def plot(runs: list[dict], rows: list[dict], path: Path) -> None:
         t0 = run["phases"][0]["t0_ns"]
         f = run["sender"]["features"]
         if run["kind"] == "adaptive" and f:
-            ax[1].step([(_stamp_ns(x["stamp"]) - t0) / 1e9 for x in f], [x["width"] for x in f], where="post")
+            ax[1].step([(x["stamp"] - t0) / 1e9 for x in f], [x["width"] for x in f], where="post")
     ax[1].set_ylabel("adaptive width")
     for mode in dict.fromkeys(r["mode"] for r in rows):
         rs = [r for r in rows if r["mode"] == mode]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..config import find_width
 from ..harness.domains import domain_from, pick_domain
 from .common import command_line, machine_info, markdown_table, write_results
 
@@ -133,7 +134,7 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
 
     ckpt = torch.load(model_path or DEFAULT_MODEL, map_location="cpu", weights_only=True, mmap=True)
     cfg = model_config_from_dict(ckpt["model_config"])
-    i = next(k for k, v in enumerate(cfg.widths) if abs(v - width) < 1e-6)
+    i = find_width(cfg.widths, width)
 
     def part(prefix: str) -> dict:
         return {k[len(prefix):]: v.float() if v.is_floating_point() else v
@@ -181,7 +182,7 @@ def switch_delays(rec: dict) -> list[dict]:
     for s in sorted(rec["set_results"], key=lambda s: s["t_call"]):
         if not s["ok"]:
             continue
-        new = lambda f: abs(f["width"] - s["width"]) < 1e-3  # noqa: E731
+        new = lambda f: find_width([s["width"]], f["width"]) is not None  # noqa: E731
         first = next((f for f in feats if f["t"] >= s["t_call"] and new(f)), None)
         d = {"width": s["width"], "t_call": s["t_call"], "reply_ms": 1000.0 * (s["t"] - s["t_call"]),
              "first_packet_ms": None, "wait_frame_ms": None, "first_latency_ms": None,

@@ -24,14 +24,14 @@ WARMUP_S = 3.0  # left out at the start of each width phase (discovery, first fr
 
 def summarize(rec: dict, widths: list[float], phase_s: float, frame_bytes: int) -> list[dict]:
     """Per width phase: offered/encoded/delivered fps, bytes/s, drops, latency percentiles."""
-    det_latency = {tuple(d["stamp"]): d["latency_ms"] for d in rec["detections"]}
+    det_latency = {d["stamp"]: d["latency_ms"] for d in rec["detections"]}
     rows = []
     for i, w in enumerate(widths):
         lo, hi = i * phase_s + WARMUP_S, (i + 1) * phase_s
         span = hi - lo
         sent = [s for s in rec["sent"] if lo <= s["t"] < hi]
         feats = [f for f in rec["features"] if lo <= f["t"] < hi and f["width"] == w]
-        lat = [det_latency[tuple(f["stamp"])] for f in feats if tuple(f["stamp"]) in det_latency]
+        lat = [det_latency[f["stamp"]] for f in feats if f["stamp"] in det_latency]
         encoded = (feats[-1]["frame_id"] - feats[0]["frame_id"] + 1) if feats else 0
         row = {"width": w, "seconds": span, "offered_fps": len(sent) / span, "encoded_fps": encoded / span,
                "delivered_fps": len(lat) / span, "features_bytes_per_s": sum(f["bytes"] for f in feats) / span,
@@ -52,9 +52,9 @@ def plot(rec: dict, samples: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
-    det = {tuple(d["stamp"]): d["latency_ms"] for d in rec["detections"]}
-    f = [x for x in rec["features"] if tuple(x["stamp"]) in det]
-    ax[0].plot([x["t"] for x in f], [det[tuple(x["stamp"])] for x in f], ".", ms=2)
+    det = {d["stamp"]: d["latency_ms"] for d in rec["detections"]}
+    f = [x for x in rec["features"] if x["stamp"] in det]
+    ax[0].plot([x["t"] for x in f], [det[x["stamp"]] for x in f], ".", ms=2)
     ax[0].set_ylabel("end-to-end ms")
     ax[1].step([x["t"] for x in rec["features"]], [x["width"] for x in rec["features"]], where="post")
     ax[1].set_ylabel("width")

@@ -17,6 +17,7 @@ import numpy as np
 from ..config import DEFAULT_CLASSES
 from ..errors import SplitPerceptionError
 from .synthetic import render_scene
+from ..stamps import split_ns
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -59,7 +60,7 @@ def write_sample_bag(path: str | Path, frames: int = 60, seed: int = 7, size=(48
         for i in range(frames):
             rgb, objects = render_scene(rng, tuple(size), tuple(class_names))
             stamp = t0 + int(i * 1e9 / fps)
-            msg = Image(header=Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="camera"),
+            msg = Image(header=Header(stamp=Time(*split_ns(stamp)), frame_id="camera"),
                         height=size[0], width=size[1], encoding="rgb8", is_bigendian=0, step=size[1] * 3,
                         data=np.ascontiguousarray(rgb).reshape(-1))
             writer.write(conn, stamp, ts.serialize_cdr(msg, Image.__msgtype__))

@@ -15,6 +15,7 @@ from std_msgs.msg import Float64
 
 from ..msg import Detection2DArray, EncodedFeatures
 from ..ros.common import qos_from
+from ..stamps import stamp_ns
 
 HEADER = f"{'t[s]':>5} {'link Mbit/s':>11} {'width':>5} {'KB/frame':>8} {'fps':>5} {'latency ms':>10} {'dets/frame':>10}"
 
@@ -28,11 +29,11 @@ def main() -> int:
 
     def on_features(m: EncodedFeatures) -> None:
         frames.append({"t": time.monotonic() - t0, "width": round(m.width, 3), "bytes": len(m.packet),
-                       "frame_id": m.frame_id, "stamp_ns": m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec})
+                       "frame_id": m.frame_id, "stamp_ns": stamp_ns(m.header.stamp)})
 
     def on_dets(m: Detection2DArray) -> None:
-        stamp_ns = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
-        dets.append({"t": time.monotonic() - t0, "stamp_ns": stamp_ns, "latency_ms": (time.time_ns() - stamp_ns) / 1e6,
+        ns = stamp_ns(m.header.stamp)
+        dets.append({"t": time.monotonic() - t0, "stamp_ns": ns, "latency_ms": (time.time_ns() - ns) / 1e6,
                      "detections": [{"class_id": d.class_id, "label": d.id, "score": d.score,
                                      "bbox": [d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.size_x, d.size_y]}
                                     for d in m.detections]})

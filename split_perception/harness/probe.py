@@ -22,6 +22,7 @@ from split_perception.data.image_codecs import encode_image
 from split_perception.data.synthetic import render_scene
 from split_perception.msg import Detection2DArray, EncodedFeatures, LinkStatus
 from split_perception.ros.common import qos_from
+from split_perception.stamps import split_ns, stamp_ns
 
 
 def load_frames(cfg: dict) -> list[np.ndarray]:
@@ -40,23 +41,23 @@ def main() -> int:
     rec = {"detections": [], "features": [], "link_status": [], "bandwidth": [], "set_results": [], "sent": [], "images": []}
     t0 = time.monotonic()
     now = lambda: time.monotonic() - t0  # noqa: E731
-    age_ms = lambda stamp: (time.time_ns() - stamp.sec * 1_000_000_000 - stamp.nanosec) / 1e6  # noqa: E731
+    age_ms = lambda stamp: (time.time_ns() - stamp_ns(stamp)) / 1e6  # noqa: E731
     node.create_subscription(Detection2DArray, "detections", lambda m: rec["detections"].append(
-        {"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec], "n": len(m.detections),
+        {"t": now(), "stamp": stamp_ns(m.header.stamp), "n": len(m.detections),
          "latency_ms": age_ms(m.header.stamp),
          "boxes": [[d.class_id, d.score, d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.size_x, d.size_y]
                    for d in m.detections] if cfg.get("record_boxes") else None}), 50)
     if cfg.get("features_topic", "features"):  # "" = none (a reader across a link would double its load)
         node.create_subscription(EncodedFeatures, cfg.get("features_topic", "features"), lambda m: rec["features"].append(
             {"t": now(), "width": round(m.width, 3), "bytes": len(m.packet), "frame_id": m.frame_id,
-             "stamp": [m.header.stamp.sec, m.header.stamp.nanosec],
+             "stamp": stamp_ns(m.header.stamp),
              "encode_ms": m.encode_ms, "latency_ms": age_ms(m.header.stamp)}), qos_from("best_effort", 50))
     node.create_subscription(LinkStatus, "link_status", lambda m: rec["link_status"].append(
         {"t": now(), "bad": m.bad_packets, "fps": m.fps, "width": m.width, "loss": m.loss_rate,
          "received": m.frames_received, "throughput_bps": m.throughput_bps, "latency_ms": m.latency_ms,
          "bytes_per_frame": m.bytes_per_frame}), 10)
     node.create_subscription(Float64, "link_bandwidth", lambda m: rec["bandwidth"].append({"t": now(), "bps": m.data}), 10)
-    arrival = lambda m: {"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec],  # noqa: E731
+    arrival = lambda m: {"t": now(), "stamp": stamp_ns(m.header.stamp),  # noqa: E731
                          "bytes": len(m.data), "latency_ms": age_ms(m.header.stamp)}
     if cfg.get("listen_images"):  # counts as an image subscriber, so a bag player can wait for the probe
         node.create_subscription(Image, "image", lambda m: rec["images"].append(arrival(m)), qos_profile_sensor_data)
@@ -86,8 +87,7 @@ def main() -> int:
         if publish != "none" and now() >= next_frame:
             k = i % len(frames)
             m = CompressedImage() if jpegs else Image()
-            stamp = time.time_ns()
-            m.header.stamp.sec, m.header.stamp.nanosec = stamp // 1_000_000_000, stamp % 1_000_000_000
+            m.header.stamp.sec, m.header.stamp.nanosec = split_ns(time.time_ns())
             m.header.frame_id = "cam"
             if jpegs:
                 m.format, m.data = "jpeg", jpegs[k]
@@ -97,7 +97,7 @@ def main() -> int:
                 m.height, m.width, m.encoding, m.step = h, w, "rgb8", w * 3
                 m.data = frames[k].tobytes()
                 img_pub.publish(m)
-            rec["sent"].append({"t": now(), "stamp": [m.header.stamp.sec, m.header.stamp.nanosec], "frame": k,
+            rec["sent"].append({"t": now(), "stamp": stamp_ns(m.header.stamp), "frame": k,
                                 "bytes": len(m.data)})
             i += 1
             next_frame += 1.0 / fps

@@ -27,7 +27,7 @@ def log_wall_time(log: Path, text: str) -> float:
 
 def sent_wall(f: dict) -> float:
     """Capture time (the header stamp) of a recorded message."""
-    return f["stamp"][0] + f["stamp"][1] / 1e9
+    return f["stamp"] / 1e9
 
 
 def arrival_wall(d: dict) -> float:

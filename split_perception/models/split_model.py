@@ -10,7 +10,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, find_width
 from ..errors import CheckpointError, PacketError, WidthError
 from .decoder import FeatureDecoder
 from .encoder import SlimmableEncoder
@@ -51,9 +51,9 @@ class SplitModel(nn.Module):
         return self._state.index
 
     def width_index_of(self, width: float) -> int:
-        for i, w in enumerate(self.cfg.widths):
-            if abs(w - float(width)) < 1e-6:
-                return i
+        i = find_width(self.cfg.widths, width)
+        if i is not None:
+            return i
         raise WidthError(f"width {width} is not one of this model's widths {list(self.cfg.widths)}")
 
     def set_width(self, width: float) -> None:

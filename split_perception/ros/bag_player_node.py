@@ -19,10 +19,12 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ..data.bags import BagError, read_images
 from .common import run_node
+from ..stamps import split_ns, stamp_ns
 
 
 def _stamp(ns: int) -> Time:
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+    sec, nanosec = split_ns(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 class BagPlayerNode(Node):
@@ -88,8 +90,7 @@ class BagPlayerNode(Node):
         if self._t_first is None:
             self._t_first, self._wall_first = item.timestamp_ns, time.monotonic()
             if self.restamp:
-                s = item.msg.header.stamp
-                self._offset = time.time_ns() - (s.sec * 1_000_000_000 + s.nanosec)
+                self._offset = time.time_ns() - stamp_ns(item.msg.header.stamp)
                 self.get_logger().info(f"replay offset_ns={self._offset}")
         due = self._wall_first + (item.timestamp_ns - self._t_first) / 1e9 / self.rate
         if time.monotonic() < due:
@@ -99,7 +100,7 @@ class BagPlayerNode(Node):
 
     def _publish(self, item) -> None:
         src = item.msg
-        stamp_ns = src.header.stamp.sec * 1_000_000_000 + src.header.stamp.nanosec + self._offset
+        ns = stamp_ns(src.header.stamp) + self._offset
         if item.msgtype.endswith("CompressedImage"):
             msg = CompressedImage()
             msg.format = src.format
@@ -112,7 +113,7 @@ class BagPlayerNode(Node):
             msg.data = np.asarray(src.data, np.uint8).tobytes()
             pub = self.raw_pub
         msg.header.frame_id = src.header.frame_id
-        msg.header.stamp = _stamp(stamp_ns)
+        msg.header.stamp = _stamp(ns)
         pub.publish(msg)
         self.published += 1
 

@@ -22,6 +22,7 @@ from ..offboard import OffboardDecoder
 from ..visualize import draw_detections
 from .common import LatestSlot, qos_from, run_node
 from .image_conversion import rgb_to_image
+from ..stamps import stamp_ns
 
 MAX_PLAUSIBLE_LATENCY_MS = 60_000.0
 
@@ -79,8 +80,7 @@ class DecoderNode(Node):
         self.get_logger().info(f"decoder ready: model {self.decoder.fingerprint[:12]}")
 
     def _on_features(self, msg: EncodedFeatures) -> None:
-        now = time.time()
-        latency_ms = 1000.0 * (now - msg.header.stamp.sec - 1e-9 * msg.header.stamp.nanosec)
+        latency_ms = (time.time_ns() - stamp_ns(msg.header.stamp)) / 1e6
         if not 0.0 <= latency_ms < MAX_PLAUSIBLE_LATENCY_MS:
             latency_ms = None  # replayed stamps or unsynchronised clocks: not a link latency
         with self._lock:

@@ -16,12 +16,14 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
+from ..config import find_width
 from ..errors import ImageError
 from ..link.trace import TokenBucket
 from ..msg import EncodedFeatures
 from ..onboard import OnboardEncoder
 from .common import LatestSlot, qos_from, run_node
 from .image_conversion import compressed_to_rgb, image_to_rgb
+from ..stamps import stamp_ns
 
 
 class EncoderNode(Node):
@@ -72,7 +74,7 @@ class EncoderNode(Node):
     # ---- parameters -------------------------------------------------------------------
     def _validate(self, params) -> SetParametersResult:
         for p in params:
-            if p.name == "width" and not any(abs(p.value - w) < 1e-6 for w in self.encoder.widths):
+            if p.name == "width" and find_width(self.encoder.widths, p.value) is None:
                 return SetParametersResult(successful=False,
                                            reason=f"width {p.value} is not one of {list(self.encoder.widths)}")
             if p.name == "max_rate_hz" and p.value < 0:
@@ -119,11 +121,11 @@ class EncoderNode(Node):
                                       throttle_duration_sec=5.0)
             return
         self.frame_id += 1
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        ns = stamp_ns(msg.header.stamp)
         t0 = time.perf_counter()
         with self._model_lock:
             width = self.encoder.width
-            packet = self.encoder.encode(rgb, frame_id=self.frame_id, stamp_ns=stamp_ns)
+            packet = self.encoder.encode(rgb, frame_id=self.frame_id, stamp_ns=ns)
         out = EncodedFeatures()
         out.header = msg.header
         out.model_fingerprint = self.encoder.fingerprint
