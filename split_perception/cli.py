@@ -134,9 +134,9 @@ def cmd_decode(args) -> int:
 
 def cmd_eval(args) -> int:
     from .evaluation.evaluate import evaluate_split, evaluate_teacher
+    from .evaluation.report import format_table
     from .offboard import OffboardDecoder
     from .onboard import OnboardEncoder
-    from .evaluation.report import format_table
 
     _threads(args.threads)
     enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model)

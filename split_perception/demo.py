@@ -16,10 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from .data.bags import ground_truth_path, read_images, write_sample_bag
+from .harness.processes import (
+    CONFIG,
+    python_module,
+    ros_env,
+    start_node,
+    stop,
+    wait_for_log,
+)
 from .link.trace import BandwidthTrace
-from .harness.processes import CONFIG, python_module, ros_env, start_node, stop, wait_for_log
 from .stamps import stamp_ns
-
 
 
 def default_trace() -> str:

@@ -50,7 +50,10 @@ def corpus(encoder, frames: int = 3, seed: int = 0) -> list[bytes]:
 def mutate(rng: np.random.Generator, data: bytes, seeds: list[bytes], libfuzzer=None) -> tuple[str, bytes]:
     """One mutant of `data` (libFuzzer's own mutation when `libfuzzer` is given and drawn, else a
     packet-aware one); the CRC is recomputed half of the time."""
-    from .codec.packet import CRC_SIZE, HEADER_SIZE  # here, not at the top: the child imports it instrumented
+    from .codec.packet import (  # here, not at the top: the child imports it instrumented
+        CRC_SIZE,
+        HEADER_SIZE,
+    )
 
     kinds = MUTATORS if libfuzzer else MUTATORS[1:]
     kind = kinds[rng.integers(len(kinds))]

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from split_perception.harness.processes import ros_env
 from split_perception.harness.domains import pick_domain
+from split_perception.harness.processes import ros_env
 
 HERE = Path(__file__).parent
 

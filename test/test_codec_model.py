@@ -13,10 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import split_perception.codec.checkpoint as ckpt_mod
-from split_perception.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+from split_perception.codec.checkpoint import (
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from split_perception.codec.packet import parse
 from split_perception.data.synthetic import render_scene
-from split_perception.errors import CheckpointError, ModelMismatchError, PacketError, WidthError, ImageError
+from split_perception.errors import (
+    CheckpointError,
+    ImageError,
+    ModelMismatchError,
+    PacketError,
+    WidthError,
+)
 from split_perception.models.split_model import SplitModel
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder

@@ -5,9 +5,15 @@ from __future__ import annotations
 import re
 import time
 
-from split_perception.harness.processes import finish_probe, start_node, start_probe, stop, wait_for_log
-from split_perception.harness.restarts import kill, kill_and_restart, sent_wall
 from split_perception.harness.domains import pick_domain
+from split_perception.harness.processes import (
+    finish_probe,
+    start_node,
+    start_probe,
+    stop,
+    wait_for_log,
+)
+from split_perception.harness.restarts import kill, kill_and_restart, sent_wall
 
 
 def test_decoder_killed_and_restarted_resumes_and_encoder_keeps_going(tmp_path, tiny_model_path):

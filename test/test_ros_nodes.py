@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-
 from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.codec.packet import Packet
 from split_perception.harness.processes import run_probe, start_node, stop
+
 
 def probe(tmp_path, domain, **cfg) -> dict:
     return run_probe(cfg, tmp_path, domain)

@@ -61,10 +61,14 @@ def test_launch_files_load_with_real_launch(name):
 
 
 def test_image_conversion_encodings():
-    from sensor_msgs.msg import CompressedImage, Image
     import cv2
+    from sensor_msgs.msg import CompressedImage, Image
 
-    from split_perception.ros.image_conversion import compressed_to_rgb, image_to_rgb, rgb_to_image
+    from split_perception.ros.image_conversion import (
+        compressed_to_rgb,
+        image_to_rgb,
+        rgb_to_image,
+    )
 
     rgb = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
     msg = rgb_to_image(rgb, Image().header)
@@ -97,7 +101,12 @@ def test_image_conversion_encodings():
 
 
 def test_bags_round_trip_and_broken_bag(tmp_path):
-    from split_perception.data.bags import BagError, ground_truth_path, read_images, write_sample_bag
+    from split_perception.data.bags import (
+        BagError,
+        ground_truth_path,
+        read_images,
+        write_sample_bag,
+    )
 
     for storage in ("mcap", "sqlite3"):
         bag = write_sample_bag(tmp_path / storage, frames=4, size=(48, 64), storage=storage)

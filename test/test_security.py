@@ -6,8 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from split_perception.harness.processes import start_node
 from split_perception.harness.domains import pick_domain
+from split_perception.harness.processes import start_node
 
 PACKAGE = Path(__file__).resolve().parents[1] / "split_perception"
 UNSAFE_CALLS = {"eval", "exec", "compile", "__import__"}

@@ -20,7 +20,14 @@ from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_teacher
 from ..models.teacher import LOW_INDEX
 from . import pca_codec
-from .common import command_line, count_macs, dataset, machine_info, markdown_table, write_results
+from .common import (
+    command_line,
+    count_macs,
+    dataset,
+    machine_info,
+    markdown_table,
+    write_results,
+)
 from .rate_accuracy import log_kb_axis, pareto_front
 
 CANDIDATES = tuple(range(1, LOW_INDEX + 2))

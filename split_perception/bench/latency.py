@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 from . import e2e
-from .common import command_line, count_macs, dataset, machine_info, markdown_table, write_results
+from .common import (
+    command_line,
+    count_macs,
+    dataset,
+    machine_info,
+    markdown_table,
+    write_results,
+)
 
 JPEG_QUALITIES = (95, 75)
 BANDWIDTH_RANGE = (0.5, 50.0)  # Mbit/s

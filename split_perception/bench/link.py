@@ -55,8 +55,14 @@ def parse_mode(mode: str, widths: list[float]) -> tuple[str, float | None]:
 
 def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, work: Path) -> dict:
     """One mode on a fresh link: start the nodes, play the camera, step the rate; raw records."""
+    from ..harness.processes import (
+        finish_probe,
+        start_node,
+        start_probe,
+        stop,
+        wait_for_log,
+    )
     from ..link.netns import NetnsLink
-    from ..harness.processes import finish_probe, start_node, start_probe, stop, wait_for_log
 
     kind, value = parse_mode(mode, widths)
     work.mkdir(parents=True, exist_ok=True)

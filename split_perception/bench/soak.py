@@ -16,7 +16,13 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..harness.domains import domain_from
-from .common import command_line, frame_size, machine_info, markdown_table, write_results
+from .common import (
+    command_line,
+    frame_size,
+    machine_info,
+    markdown_table,
+    write_results,
+)
 from .memory import MemorySampler, plot_rss, slope_per_min
 
 NODES = ("encoder", "decoder")
@@ -114,7 +120,13 @@ COLUMNS = [("seconds", "seconds", "d"), ("offered_fps", "offered fps", ".1f"), (
 
 def run(args) -> int:
     from ..codec.checkpoint import DEFAULT_MODEL
-    from ..harness.processes import finish_probe, start_node, start_probe, stop, wait_for_log
+    from ..harness.processes import (
+        finish_probe,
+        start_node,
+        start_probe,
+        stop,
+        wait_for_log,
+    )
 
     w, h = frame_size(args.size)
     seconds = args.minutes * 60.0

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from ..config import find_width
+from ..errors import ConfigError
 from ..harness.domains import domain_from, pick_domain
 from .common import command_line, machine_info, markdown_table, write_results
 

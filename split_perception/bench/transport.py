@@ -16,7 +16,13 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..harness.domains import domain_from
-from .common import command_line, frame_size, machine_info, markdown_table, write_results
+from .common import (
+    command_line,
+    frame_size,
+    machine_info,
+    markdown_table,
+    write_results,
+)
 from .memory import MemorySampler, plot_rss, slope_per_min
 
 WARMUP_S = 3.0  # left out at the start of each width phase (discovery, first frames, switch)

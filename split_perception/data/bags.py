@@ -16,8 +16,8 @@ import numpy as np
 
 from ..config import DEFAULT_CLASSES
 from ..errors import SplitPerceptionError
-from .synthetic import render_scene
 from ..stamps import split_ns
+from .synthetic import render_scene
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 

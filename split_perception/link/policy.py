@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 MIN_SHORTFALL_FPS = 1.0  # the delivered ratio counts only when this many frames/s are missing
 
 

@@ -18,7 +18,11 @@ from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.ssd import SSD
-from torchvision.models.detection.ssdlite import SSDLiteHead, _mobilenet_extractor, _normal_init
+from torchvision.models.detection.ssdlite import (
+    SSDLiteHead,
+    _mobilenet_extractor,
+    _normal_init,
+)
 from torchvision.models.segmentation.lraspp import LRASPPHead
 from torchvision.ops import boxes as box_ops
 

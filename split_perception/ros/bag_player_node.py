@@ -18,8 +18,8 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..data.bags import BagError, read_images
-from .common import run_node
 from ..stamps import split_ns, stamp_ns
+from .common import run_node
 
 
 def _stamp(ns: int) -> Time:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..errors import ConfigError
 

@@ -19,10 +19,10 @@ from ..errors import ModelMismatchError, PacketError
 from ..link.stats import LinkStats
 from ..msg import Detection2D, Detection2DArray, EncodedFeatures, LinkStatus
 from ..offboard import OffboardDecoder
+from ..stamps import stamp_ns
 from ..visualize import draw_detections
 from .common import LatestSlot, qos_from, run_node
 from .image_conversion import rgb_to_image
-from ..stamps import stamp_ns
 
 MAX_PLAUSIBLE_LATENCY_MS = 60_000.0
 

@@ -11,7 +11,11 @@ import threading
 import time
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -21,9 +25,9 @@ from ..errors import ImageError
 from ..link.trace import TokenBucket
 from ..msg import EncodedFeatures
 from ..onboard import OnboardEncoder
+from ..stamps import stamp_ns
 from .common import LatestSlot, qos_from, run_node
 from .image_conversion import compressed_to_rgb, image_to_rgb
-from ..stamps import stamp_ns
 
 
 class EncoderNode(Node):

@@ -8,7 +8,12 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from rcl_interfaces.msg import Parameter, ParameterDescriptor, ParameterType, ParameterValue
+from rcl_interfaces.msg import (
+    Parameter,
+    ParameterDescriptor,
+    ParameterType,
+    ParameterValue,
+)
 from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
 from std_msgs.msg import Float64
