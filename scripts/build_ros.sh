@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${1:-.venv}
 PY="$(cd "$VENV/bin" && pwd)/python"
-# The wheels' CMake targets name build-machine paths; point them at this venv (ros-on-pip.md).
+# The wheels' CMake targets name the paths of the machine they were built on; point them at this venv.
 mkdir -p /opt/python/cp311-cp311/include /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core
 ln -sfn "$("$PY" -c 'import sysconfig;print(sysconfig.get_paths()["include"])')" /opt/python/cp311-cp311/include/python3.11
 ln -sfn "$("$PY" -c 'import numpy;print(numpy.get_include())')" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include

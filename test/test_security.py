@@ -63,7 +63,7 @@ def test_no_unpickling_or_evaluation_in_the_package():
 def test_a_node_asked_for_sros2_fails_closed(tmp_path):
     """Enforce mode: without the enclave, and with an enclave of invalid files, the node exits with
     one clear error and never comes up unsecured. (The pip Fast DDS has no security plugins, so a
-    real keystore fails the same way here: see README, Security.)"""
+    real keystore fails the same way here: see docs/robustness.md, Security.)"""
     keystore = tmp_path / "keystore"
     env = {"ROS_SECURITY_ENABLE": "true", "ROS_SECURITY_STRATEGY": "Enforce", "ROS_SECURITY_KEYSTORE": str(keystore),
            "ROS_SECURITY_ENCLAVE_OVERRIDE": "/split_perception/onboard"}

@@ -106,10 +106,10 @@ def add_parsers(sub) -> None:
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("link"))
 
-    s = bsub.add_parser("report", help="write the README's results section from the benchmark outputs")
+    s = bsub.add_parser("report", help="write the tables of docs/results.md from the benchmark outputs")
     s.add_argument("--results", default="results/bench", help="folder holding the benchmark output folders")
-    s.add_argument("--readme", default="README.md", help="file with the bench-results markers")
-    s.add_argument("--print", action="store_true", help="print the section instead of editing the README")
+    s.add_argument("--doc", default="docs/results.md", help="page with the bench-results markers")
+    s.add_argument("--print", action="store_true", help="print the tables instead of editing the page")
     s.set_defaults(func=_runner("report"))
 
     s = sub.add_parser("analyze-split", help="PCA study of candidate split layers: components, bytes, accuracy")

@@ -1,12 +1,13 @@
-"""`bench report`: the README's "Results" section, generated from the benchmark output folders.
+"""`bench report`: the benchmark tables of docs/results.md, generated from the benchmark output folders.
 
 Each folder's `table.md` is taken as written, headed by the command and machine recorded in its
-JSON, and linked to its plot; the section replaces the text between the two markers in README.
+JSON, and linked to its plot; the section replaces the text between the two markers in the page.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -51,22 +52,22 @@ def section(results: Path, link_base: str) -> str:
     return "\n".join(parts)
 
 
-def update_readme(readme: Path, text: str) -> None:
-    doc = readme.read_text()
+def update_page(page: Path, text: str) -> None:
+    """Replace the text between the markers of `page` with `text`."""
+    doc = page.read_text()
     if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
-        raise ConfigError(f"{readme} has no '{BEGIN}' ... '{END}' markers")
+        raise ConfigError(f"{page} has no '{BEGIN}' ... '{END}' markers")
     head, rest = doc.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    page.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 def run(args) -> int:
-    results = Path(args.results)
-    readme = Path(args.readme)
-    text = section(results, results.as_posix())
+    results, page = Path(args.results).resolve(), Path(args.doc).resolve()
+    text = section(results, Path(os.path.relpath(results, page.parent)).as_posix())  # links work on GitHub
     if args.print:
         print(text)
     else:
-        update_readme(readme, text)
-        print(f"updated the results section of {readme} from {results}")
+        update_page(page, text)
+        print(f"updated the benchmark tables of {args.doc} from {args.results}")
     return 0
