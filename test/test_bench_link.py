@@ -30,12 +30,12 @@ def test_summarize_counts_deliveries_by_send_time(tiny_data):
     coco = load_coco(tiny_data / "annotations.json")
     ids = sorted(coco.getImgIds())[:2]
     s = 1_000_000_000
-    sent = [{"stamp": [10 + k, 0], "frame": k % 2} for k in range(4)]  # frames sent at 10, 11 s | 12, 13 s
+    sent = [{"stamp": (10 + k) * s, "frame": k % 2} for k in range(4)]  # frames sent at 10, 11 s | 12, 13 s
     run = {"mode": "jpeg75", "kind": "jpeg", "phases": [{"bps": 1e6, "t0_ns": 10 * s, "t1_ns": 12 * s, "wire_bytes": 1000},
                                                           {"bps": 2e5, "t0_ns": 12 * s, "t1_ns": 14 * s, "wire_bytes": 500}],
            "sender": {"sent": sent, "features": []},
-           "receiver": {"images": [{"stamp": [10, 0], "latency_ms": 5.0}, {"stamp": [11, 0], "latency_ms": 7.0},
-                                   {"stamp": [13, 0], "latency_ms": 900.0}]}}
+           "receiver": {"images": [{"stamp": 10 * s, "latency_ms": 5.0}, {"stamp": 11 * s, "latency_ms": 7.0},
+                                   {"stamp": 13 * s, "latency_ms": 900.0}]}}
     truth = {i: [{"image_id": i, "category_id": a["category_id"], "score": 0.9,
                   "bbox": a["bbox"]} for a in coco.loadAnns(coco.getAnnIds(imgIds=i))] for i in ids}
     rows = summarize(run, coco, ids, truth, target_fps=1.0)

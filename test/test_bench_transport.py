@@ -13,9 +13,9 @@ from split_perception.harness.domains import pick_domain
 def test_summarize_counts_drops_and_latency_per_phase():
     phase = 10.0
     sent = [{"t": WARMUP_S + 0.1 * i} for i in range(50)]  # 5 s of a 10 fps camera in phase 0
-    feats = [{"t": WARMUP_S + 0.2 * i, "width": 0.5, "frame_id": 100 + i, "bytes": 1000, "stamp": [i, 0],
+    feats = [{"t": WARMUP_S + 0.2 * i, "width": 0.5, "frame_id": 100 + i, "bytes": 1000, "stamp": i * 10**9,
               "encode_ms": 3.0} for i in range(25)]  # the encoder kept every second frame
-    dets = [{"stamp": [i, 0], "latency_ms": float(i)} for i in range(0, 25, 5)]  # decoder kept every fifth
+    dets = [{"stamp": i * 10**9, "latency_ms": float(i)} for i in range(0, 25, 5)]  # decoder kept every fifth
     rec = {"sent": sent, "features": feats, "detections": dets}
     row = summarize(rec, [0.5], phase, frame_bytes=300)[0]
     span = phase - WARMUP_S
