@@ -15,7 +15,8 @@ from split_perception.harness.processes import ros_env
 
 HERE = Path(__file__).parent
 CHILD = HERE / "ros_inprocess" / "decoder_callback_fuzz.py"
-CHILD_TESTS = {"test_any_message_is_decoded_or_refused_and_counted", "test_real_packets_decoded_and_corrupt_ones_refused"}
+CHILD_TESTS = {"test_any_message_is_decoded_or_refused_and_counted",
+               "test_real_packets_decoded_and_corrupt_ones_refused"}
 
 
 def junit_outcomes(path: Path) -> dict[str, str]:
