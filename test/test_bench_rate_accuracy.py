@@ -8,6 +8,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from split_perception.bench import rate_accuracy as ra
 from split_perception.bench.pca_codec import HEADER, PCA, PCACodec, positions
@@ -92,6 +94,57 @@ def test_bytes_at_equal_accuracy_by_hand():
     assert "| 1 | 1000 | 60.0 | 2000 | > 3000 |" in ra.headline_table([h])
 
 
+# distinct byte counts: measured means of different settings never tie
+curves = st.lists(st.tuples(st.integers(100, 100_000).map(float), st.floats(0.0, 1.0)), min_size=1, max_size=8,
+                  unique_by=lambda p: p[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(curves, st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_bytes_at_stays_within_its_bracketing_front_points_and_grows_with_the_target(points, t1, t2):
+    front = ra.pareto_front(points)
+    assert all(b0 < b1 and m0 < m1 for (b0, m0), (b1, m1) in zip(front, front[1:])), front
+    assert all(any(fb <= b and fm >= m for fb, fm in front) for b, m in points)  # every point is dominated
+    low, high = sorted((t1, t2))
+    lo, hi = ra.bytes_at(points, low)
+    assert lo <= hi
+    reached = [b for b, m in front if m >= low]
+    if not reached:
+        assert (lo, hi) == (front[-1][0], math.inf)
+    elif reached[0] == front[0][0]:
+        assert (lo, hi) == (0.0, front[0][0])
+    else:
+        prev = max(b for b, _ in front if b < reached[0])
+        assert lo == hi and prev * (1 - 1e-9) <= lo <= reached[0] * (1 + 1e-9)
+    lo2, hi2 = ra.bytes_at(points, high)  # a higher target never costs fewer bytes
+    assert lo2 >= lo * (1 - 1e-9) and hi2 >= hi * (1 - 1e-9)
+
+
+def _assert_headline_follows_the_rows(h: dict, rows: list[dict]) -> None:
+    """One width's headline against the measured rows: our bytes and mAP, each family's bytes for
+    that mAP bracketed by its own front points, ratios to our bytes, best image = the cheaper of JPEG/WebP."""
+    mine = next(r for r in rows if r["method"] == "ours" and r["width"] == h["width"])
+    assert (h["ours_bytes"], h["ours_map"]) == (mine["bytes_mean"], mine["map"])
+    target = mine["map"]
+    for family in ra.HEADLINE_FAMILIES:
+        front = ra.pareto_front([(r["bytes_mean"], r["map"]) for r in rows if r["method"] == family])
+        lo, hi = h[f"{family}_bytes_min"], h[f"{family}_bytes_max"]
+        reached = [b for b, m in front if m >= target]
+        if not reached:  # its best point stays below: at least that point's bytes, no upper bound
+            assert hi is None and lo == front[-1][0], (family, h, front)
+        elif reached[0] == front[0][0]:  # its cheapest point already gets there: at most that
+            assert lo == 0.0 and hi == front[0][0], (family, h, front)
+        else:  # interpolated between the two front points that bracket the target
+            i = [b for b, _ in front].index(reached[0])
+            (b0, m0), (b1, m1) = front[i - 1], front[i]
+            assert m0 < target <= m1 and lo == hi and b0 < lo <= b1, (family, h, front)
+        assert h[f"{family}_ratio_min"] == pytest.approx(lo / mine["bytes_mean"])
+        assert h[f"{family}_ratio_max"] == (None if hi is None else pytest.approx(hi / mine["bytes_mean"]))
+    inf = math.inf
+    assert h["best_image_bytes_min"] == min(h["jpeg_bytes_min"], h["webp_bytes_min"])
+    assert (h["best_image_bytes_max"] or inf) == min(h["jpeg_bytes_max"] or inf, h["webp_bytes_max"] or inf)
+
+
 def test_rate_accuracy_command_small_run(tmp_path, tiny_model_path, tiny_data):
     out = tmp_path / "ra"
     rc = main(["bench", "rate-accuracy", "--model", str(tiny_model_path), "--data", str(tiny_data),
@@ -114,7 +167,10 @@ def test_rate_accuracy_command_small_run(tmp_path, tiny_model_path, tiny_data):
     ours = sorted((r["width"], r["bytes_mean"]) for r in rows if r["method"] == "ours")
     assert [w for w, _ in ours] == [0.25, 0.5, 0.75, 1.0]
     heads = res["headline"]
-    assert len(heads) == 4 and all(h["jpeg_bytes_min"] >= 0 and h["best_image_ratio_min"] >= 0 for h in heads)
+    assert [h["width"] for h in heads] == [w for w, _ in ours]
+    assert json.loads((out / "headline.json").read_text())["rows"] == heads
+    for h in heads:
+        _assert_headline_follows_the_rows(h, rows)
     text = (out / "table.md").read_text()
     assert "| jpeg | q95 |" in text and "Bytes at equal accuracy" in text
 
@@ -132,10 +188,11 @@ def test_analyze_split_command_small_run(tmp_path, tiny_model_path, tiny_data):
     for s in res["splits"]:
         assert 1 <= s["components_90"] <= s["components_95"] <= s["components_99"] <= s["channels"]
         assert s["onboard_mmacs"] > 0
-        pts = sorted((r["components"], r["bytes_mean"]) for r in res["rows"] if r["split"] == s["split"])
-        assert len(pts) == 2 and pts[0][1] > HEADER.size
-        if pts[0][0] < pts[1][0]:
-            assert pts[0][1] < pts[1][1]  # same step, more components: more bytes
+        pts = sorted((r["components"], r["bytes_mean"], r["nmse_fit"])
+                     for r in res["rows"] if r["split"] == s["split"])
+        assert [n for n, _, _ in pts] == [s["components_90"], s["components_99"]] and pts[0][1] > HEADER.size
+        assert pts[0][0] < pts[1][0], pts  # the tiny model's features need more components for 99% than for 90%
+        assert pts[0][1] < pts[1][1] and pts[0][2] > pts[1][2], pts  # more components: more bytes, less error
     assert res["splits"][0]["onboard_mmacs"] < res["splits"][1]["onboard_mmacs"]
     assert "Suggested split" in (out / "table.md").read_text()
 

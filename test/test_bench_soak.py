@@ -59,15 +59,17 @@ def test_per_second_bins_the_probe_record():
     assert [(r["delivered"], r["latency_p50_ms"]) for r in stalled] == [(0, None), (0, None)]
 
 
-def test_soak_short_run_over_dds(tmp_path, bundled_model_path):
-    """40 s at 30 fps (faster than 2 cores decode): latency stays flat because frames are dropped."""
+@pytest.mark.parametrize("minutes", [0.75, pytest.param(5.0, marks=pytest.mark.slow)])
+def test_soak_run_over_dds(tmp_path, bundled_model_path, minutes):
+    """At 30 fps (faster than 2 cores decode): latency stays flat because frames are dropped."""
     out = tmp_path / "soak"
-    rc = main(["bench", "soak", "--minutes", "0.75", "--fps", "30", "--size", "320x240", "--warmup-s", "10",
+    rc = main(["bench", "soak", "--minutes", f"{minutes:g}", "--fps", "30", "--size", "320x240", "--warmup-s", "10",
                "--max-rss-slope", "60", "--progress-s", "10", "--out", str(out),
                "--domain-id", str(pick_domain())])
     res = json.loads((out / "soak.json").read_text())
     assert rc == 0, (res["verdict"], (out / "decoder.log").read_text()[-2000:])
     s = res["summary"]
-    assert len(res["rows"]) == 45 and len(res["memory"]) >= 40  # one sample per second
+    seconds = round(60 * minutes)
+    assert len(res["rows"]) == seconds and len(res["memory"]) >= seconds - 5  # one sample per second
     assert s["delivered_fps"] > 2 and s["offered_fps"] > 25
     assert (out / "soak.png").stat().st_size > 0 and "pass: latency grew" in (out / "table.md").read_text()

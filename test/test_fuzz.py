@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from split_perception.cli import main
 from split_perception.codec.packet import parse
@@ -51,11 +52,13 @@ def test_a_crash_stops_the_run_and_its_input_is_kept(tmp_path, tiny_model_path, 
     assert "IndexError: out of range" in (tmp_path / "libfuzzer.log").read_text()
 
 
-def test_fuzz_command_on_the_real_decoder(tmp_path, tiny_model_path, capsys):
-    rc = main(["fuzz", "--cases", "400", "--model", str(tiny_model_path), "--out", str(tmp_path), "--quiet"])
+@pytest.mark.parametrize("cases", [400, pytest.param(20_000, marks=pytest.mark.slow)])
+def test_fuzz_command_on_the_real_decoder(tmp_path, tiny_model_path, capsys, cases):
+    rc = main(["fuzz", "--cases", str(cases), "--model", str(tiny_model_path), "--out", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0, out + (tmp_path / "libfuzzer.log").read_text()[-3000:]
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert stats["cases"] >= 400 and stats["decoded"] + stats["PacketError"] + stats["ModelMismatchError"] == stats["cases"]
+    assert stats["cases"] >= cases
+    assert stats["decoded"] + stats["PacketError"] + stats["ModelMismatchError"] == stats["cases"]
     assert stats["decoded"] > 0 and stats["PacketError"] > 0  # some mutants get through, most are refused
     assert "crashes 0" in out and not list(tmp_path.glob("crash-*"))

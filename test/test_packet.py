@@ -7,7 +7,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from split_perception.codec.packet import HEADER_SIZE, MAX_PAYLOAD, Packet, parse
+from split_perception.codec.packet import (
+    HEADER_SIZE,
+    MAX_CHANNELS,
+    MAX_DIM,
+    MAX_PAYLOAD,
+    Packet,
+    parse,
+)
 from split_perception.errors import PacketError
 
 FP = bytes(range(16))
@@ -68,12 +75,26 @@ def test_random_bytes_never_crash(data):
         pass
 
 
+sides = st.integers(0, MAX_DIM + 10)
+
+
 @settings(max_examples=500, deadline=None)
-@given(st.binary(max_size=200), st.integers(0, 2**32 - 1))
-def test_random_body_with_valid_crc_is_refused_or_well_formed(body, _):
+@given(st.integers(0, 255), st.integers(0, 2**16 - 1), st.binary(min_size=16, max_size=16), st.integers(0, 2**64 - 1),
+       st.integers(-2**63, 2**63 - 1), sides, sides, st.integers(0, MAX_CHANNELS + 10), sides, sides,
+       st.binary(max_size=200), st.one_of(st.none(), st.integers(0, 2**32 - 1)))
+def test_header_with_valid_crc_is_accepted_exactly_when_length_and_shapes_hold(
+        width_index, width_milli, fp, frame_id, stamp_ns, ih, iw, c, lh, lw, payload, claimed_len):
+    """Any header (claimed payload length included: the true one or any u32) behind a valid CRC."""
+    length = len(payload) if claimed_len is None else claimed_len
+    body = struct.pack("<4sBBH16sQqHHHHHI", b"SPFC", 1, width_index, width_milli, fp, frame_id, stamp_ns,
+                       ih, iw, c, lh, lw, length) + payload
     data = body + struct.pack("<I", zlib.crc32(body))
-    try:
-        p = parse(data)
-    except PacketError:
+    plausible = all(1 <= v <= MAX_DIM for v in (ih, iw, lh, lw)) and 1 <= c <= MAX_CHANNELS
+    if length != len(payload) or not plausible:
+        with pytest.raises(PacketError):
+            parse(data)
         return
+    p = parse(data)
+    assert (p.fingerprint, p.width_index, p.frame_id, p.stamp_ns) == (fp, width_index, frame_id, stamp_ns)
+    assert (p.image_size, p.latent_shape, p.payload) == ((ih, iw), (c, lh, lw), payload)
     assert p.to_bytes() == data
