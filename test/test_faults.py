@@ -14,6 +14,7 @@ from split_perception.harness.processes import (
     start_probe,
     stop,
     wait_for_log,
+    wait_ready,
 )
 from split_perception.harness.restarts import kill, kill_and_restart, sent_wall
 
@@ -52,8 +53,10 @@ def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_mo
     monitor = start_node("link_monitor", d, params={"target_fps": 8.0}, remap={"features": "features_in"},
                          log_path=tmp_path / "link_monitor.log")
     cfg = {"seconds": 26, "fps": 8, "features_topic": "features_in"}
-    probe = start_probe(cfg, tmp_path, d)
+    probe = None
     try:
+        wait_ready(tmp_path, "encoder", "decoder")
+        probe = start_probe(cfg, tmp_path, d)
         wait_for_log(tmp_path / "link_monitor.log", "width -> 0.25", 40)
         time.sleep(2)
         kill(monitor)
@@ -61,7 +64,7 @@ def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_mo
         rec = finish_probe(probe, cfg, tmp_path)
         encoder_alive = procs[0].poll() is None
     finally:
-        stop([*procs, monitor, probe])
+        stop([p for p in (*procs, monitor, probe) if p is not None])
     after = [f for f in rec["features"] if sent_wall(f) > t_dead + 0.5]
     assert len(after) >= 10 and {f["width"] for f in after} == {0.25}  # (its frame rate may be throttled too)
     assert encoder_alive
@@ -73,6 +76,7 @@ def test_decoder_with_another_model_refuses_every_frame_with_one_clear_error(tmp
     dec = start_node("decoder", d, params={"model_path": str(tiny_model_path)}, log_path=tmp_path / "decoder.log")
     cfg = {"seconds": 16, "fps": 5}
     try:
+        wait_ready(tmp_path, "encoder", "decoder")
         rec = finish_probe(start_probe(cfg, tmp_path, d), cfg, tmp_path)
         decoder_alive = dec.poll() is None
     finally:
@@ -98,6 +102,7 @@ def test_truncated_bag_replays_the_frames_before_the_damage_then_exits_with_a_cl
                                                               "start_delay_s": 2.0}))]
     cfg = {"seconds": 16, "publish": "none", "listen_images": True}
     try:
+        wait_ready(tmp_path, "encoder", "decoder")
         rec = finish_probe(start_probe(cfg, tmp_path, d), cfg, tmp_path)
         procs[2].wait(timeout=30)
         decoder_alive = procs[1].poll() is None

@@ -6,7 +6,13 @@ import os
 
 from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.codec.packet import Packet
-from split_perception.harness.processes import run_probe, start_node, stop
+from split_perception.harness.processes import (
+    READY,
+    run_probe,
+    start_node,
+    stop,
+    wait_ready,
+)
 
 
 def probe(tmp_path, domain, **cfg) -> dict:
@@ -14,8 +20,15 @@ def probe(tmp_path, domain, **cfg) -> dict:
 
 
 def nodes(tmp_path, domain, specs):
-    return [start_node(exe, domain, params=params, remap=remap, log_path=tmp_path / f"{exe}.log")
-            for exe, params, remap in specs]
+    """Start the nodes and wait until the encoder/decoder among them are ready (stopped again on failure)."""
+    procs = [start_node(exe, domain, params=params, remap=remap, log_path=tmp_path / f"{exe}.log")
+             for exe, params, remap in specs]
+    try:
+        wait_ready(tmp_path, *[exe for exe, _, _ in specs if exe in READY])
+    except BaseException:
+        stop(procs)
+        raise
+    return procs
 
 
 def logs(tmp_path) -> str:

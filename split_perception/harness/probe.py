@@ -6,6 +6,7 @@ Usage: python -m split_perception.harness.probe CONFIG.json OUT.json
 """
 
 import json
+import os
 import sys
 import time
 
@@ -77,7 +78,8 @@ def main() -> int:
     next_frame, i = 0.0, 0
     pending = []
     progress_s, next_progress, shown = cfg.get("progress_s", 0), cfg.get("progress_s", 0), 0
-    while now() < seconds:
+    stop_file = cfg.get("stop_file")  # ends the run early when this file appears
+    while now() < seconds and not (stop_file and os.path.exists(stop_file)):
         if progress_s and now() >= next_progress:  # one line per interval: what arrived since the last
             new = rec["detections"][shown:]
             lat = sorted(d["latency_ms"] for d in new)

@@ -124,6 +124,16 @@ def run_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | Non
     return finish_probe(start_probe(cfg, work_dir, domain_id, prefix, env), cfg, work_dir)
 
 
+READY = ("encoder", "decoder")  # the nodes that log "<name> ready" once their model is loaded
+READY_TIMEOUT_S = 180.0  # a loaded 2-core machine takes many times the ~5 s of a quiet one
+
+
+def wait_ready(log_dir: Path, *nodes: str, timeout: float = READY_TIMEOUT_S) -> None:
+    """Until each node's log (`log_dir`/<node>.log) says it is ready: start the camera after this."""
+    for n in nodes:
+        wait_for_log(Path(log_dir) / f"{n}.log", f"{n} ready", timeout)
+
+
 def wait_for_log(log: Path, text: str, timeout: float) -> None:
     """Block until a node's log contains `text` (e.g. "encoder ready"); TimeoutError with its tail."""
     deadline = time.monotonic() + timeout

@@ -13,7 +13,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import finish_probe, start_node, start_probe, stop, wait_for_log
+from .processes import (
+    READY_TIMEOUT_S,
+    finish_probe,
+    start_node,
+    start_probe,
+    stop,
+    wait_for_log,
+    wait_ready,
+)
 
 NODES = ("encoder", "decoder")
 KILL_AT_S = 6.0  # into the camera stream: every node is ready and frames flow
@@ -66,9 +74,11 @@ class Restart:
 
 def kill_and_restart(work: Path, domain: int, model_path, victim: str, down_s: float, seconds: float,
                      fps: float = 5.0, kill_at_s: float = KILL_AT_S, threads: int = 2,
-                     env: dict | None = None) -> Restart:
-    """Encoder + decoder (`threads` torch threads each), then a camera probe at `fps` for `seconds`;
-    `kill_at_s` into it SIGKILL `victim` and relaunch it `down_s` later. `env` goes to every process."""
+                     env: dict | None = None, ready_timeout_s: float = READY_TIMEOUT_S) -> Restart:
+    """Encoder + decoder (`threads` torch threads each), then a camera probe at `fps`; `kill_at_s`
+    into it SIGKILL `victim` and relaunch it `down_s` later. The stream goes on until the relaunched
+    node has been ready for as long as `seconds` leaves after the relaunch, however slowly it starts
+    (a loaded machine). `env` goes to every process."""
     if victim not in NODES:
         raise ValueError(f"victim must be one of {NODES}, got {victim!r}")
     work = Path(work)
@@ -76,9 +86,9 @@ def kill_and_restart(work: Path, domain: int, model_path, victim: str, down_s: f
     nodes = {n: start_node(n, domain, params=m, log_path=work / f"{n}.log", env=env) for n in NODES}
     procs = list(nodes.values())
     try:
-        for n in NODES:
-            wait_for_log(work / f"{n}.log", f"{n} ready", 180)
-        cfg = {"seconds": seconds, "fps": fps}
+        wait_ready(work, *NODES)
+        stop_file = work / "probe.stop"
+        cfg = {"seconds": seconds + ready_timeout_s, "fps": fps, "stop_file": str(stop_file)}
         probe = start_probe(cfg, work, domain, env=env)
         procs.append(probe)
         time.sleep(kill_at_s)
@@ -87,7 +97,9 @@ def kill_and_restart(work: Path, domain: int, model_path, victim: str, down_s: f
         time.sleep(down_s)
         t_launch = time.time()
         procs.append(start_node(victim, domain, params=m, log_path=work / f"{victim}2.log", env=env))
-        wait_for_log(work / f"{victim}2.log", f"{victim} ready", seconds)
+        wait_for_log(work / f"{victim}2.log", f"{victim} ready", ready_timeout_s)
+        time.sleep(max(seconds - kill_at_s - down_s, 1.0))
+        stop_file.touch()
         rec = finish_probe(probe, cfg, work)
         other_alive = nodes[NODES[1 - NODES.index(victim)]].poll() is None
     finally:
