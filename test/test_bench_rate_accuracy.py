@@ -72,6 +72,11 @@ def test_more_components_cost_more_bytes_and_reconstruct_better(fitted):
     assert len(coarse.encode(z)) < len(fine.encode(z)) and coarse.nmse(positions(z)) > fine.nmse(positions(z))
 
 
+def test_front_of_tied_bytes_keeps_the_better_point():
+    assert ra.pareto_front([(100.0, 0.0), (100.0, 1.0)]) == [(100.0, 1.0)]
+    assert ra.bytes_at([(100.0, 0.0), (100.0, 1.0)], 1.0) == (0.0, 100.0)
+
+
 def test_bytes_at_equal_accuracy_by_hand():
     pts = [(1000, 0.5), (4000, 0.7), (2000, 0.4)]  # the 2000-byte point is dominated
     assert ra.pareto_front(pts) == [(1000, 0.5), (4000, 0.7)]
@@ -94,9 +99,8 @@ def test_bytes_at_equal_accuracy_by_hand():
     assert "| 1 | 1000 | 60.0 | 2000 | > 3000 |" in ra.headline_table([h])
 
 
-# distinct byte counts: measured means of different settings never tie
-curves = st.lists(st.tuples(st.integers(100, 100_000).map(float), st.floats(0.0, 1.0)), min_size=1, max_size=8,
-                  unique_by=lambda p: p[0])
+# byte counts may tie (two settings of one codec with the same mean)
+curves = st.lists(st.tuples(st.integers(100, 2000).map(float), st.floats(0.0, 1.0)), min_size=1, max_size=8)
 
 
 @settings(max_examples=300, deadline=None)

@@ -57,7 +57,7 @@ def image_codec(fmt: str, quality: int, input_size: tuple[int, int]):
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """(bytes, mAP) points sorted by bytes, keeping each that beats the mAP of every cheaper one."""
     front = []
-    for b, m in sorted(points):
+    for b, m in sorted(points, key=lambda p: (p[0], -p[1])):  # of equal bytes, the best comes first
         if not front or m > front[-1][1]:
             front.append((b, m))
     return front
