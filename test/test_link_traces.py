@@ -35,7 +35,8 @@ def phase(phases, mbps):
 def test_no_false_alarm_on_a_wide_link():
     phases, hist = replay("width1.0")
     fast = phase(phases, 20)
-    assert all(w == 1.0 and r == 10.0 for t, w, r in hist if fast["start"] + 2 <= t < fast["end"])
+    window = [(w, r) for t, w, r in hist if fast["start"] + 2 <= t < fast["end"]]
+    assert len(window) >= 5 and all(w == 1.0 and r == 10.0 for w, r in window)
 
 
 def test_backs_off_on_growing_latency_before_frames_are_lost():
