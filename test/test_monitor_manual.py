@@ -3,7 +3,7 @@ the monitor pauses for `manual_hold_s` instead of undoing it, then resumes; `aut
 
 from __future__ import annotations
 
-from split_perception.harness.processes import run_probe, start_node, stop
+from split_perception.harness.processes import run_probe, start_node, stop, wait_for_log
 
 FPS = 5
 HIGH = 200e3  # bit/s: every width of the tiny model fits at FPS, with the policy's headroom and up margin
@@ -20,7 +20,10 @@ def run(tmp_path, domain, model, trace: str, monitor: dict, seconds: float, set_
              ("link_monitor", {**m, "target_fps": float(FPS), "up_dwell_s": 2.0, **monitor},
               {"features": "features_in"})]
     procs = [start_node(exe, domain, params=p, remap=r, log_path=tmp_path / f"{exe}.log") for exe, p, r in specs]
-    try:
+    try:  # the probe's clock starts once the monitor has read the encoder's width and the decoder is up
+        wait_for_log(tmp_path / "link_monitor.log", "/encoder has width 1", 120)
+        wait_for_log(tmp_path / "encoder.log", "encoder ready", 120)
+        wait_for_log(tmp_path / "decoder.log", "decoder ready", 120)
         rec = run_probe({"seconds": seconds, "fps": FPS, "features_topic": "features_out",
                          "set_width": [{"at": set_at, "after_features": 10, "width": 0.25}]}, tmp_path, domain)
     finally:
@@ -48,7 +51,7 @@ def test_a_width_set_by_hand_is_kept_while_the_link_narrows(tmp_path, domain, ti
 
 def test_after_the_hold_the_monitor_resumes_from_the_manual_width(tmp_path, domain, tiny_model_path):
     hold = 4.0
-    widths, log, res = run(tmp_path, domain, tiny_model_path, f"{HIGH:.0f}", {"manual_hold_s": hold},
+    widths, log, res = run(tmp_path, domain, tiny_model_path, f"steps:{HIGH:.0f}@0", {"manual_hold_s": hold},
                            seconds=32, set_at=8)
     held = [w for t, w in widths if res["t"] + 1.0 < t < res["t_call"] + hold]
     assert held and set(held) == {0.25}, (widths, log)
@@ -63,7 +66,7 @@ def test_after_the_hold_the_monitor_resumes_from_the_manual_width(tmp_path, doma
 def test_auto_off_only_observes(tmp_path, domain, tiny_model_path):
     """On a link too narrow for 1.0 the monitor would step down at once; with auto:=false the width
     stays 1.0 until set by hand, then stays at that."""
-    widths, log, res = run(tmp_path, domain, tiny_model_path, f"{MID:.0f}", {"auto": False}, seconds=24, set_at=10)
+    widths, log, res = run(tmp_path, domain, tiny_model_path, f"steps:{MID:.0f}@0", {"auto": False}, seconds=24, set_at=10)
     before = [w for t, w in widths if t < res["t_call"]]
     after = [w for t, w in widths if t > res["t"] + 1.0]
     assert len(before) >= 10 and set(before) == {1.0}, (widths, log)

@@ -105,6 +105,8 @@ class LinkMonitorNode(Node):
         except ConfigError as exc:
             self.get_logger().error(f"{self.encoder_fqn}: {exc}", throttle_duration_sec=5.0)
             return
+        if initial:
+            self.get_logger().info(f"{self.encoder_fqn} has " + ", ".join(f"{k} {v:g}" for k, v in values.items()))
         if manual:
             hold = self.policy.cfg.manual_hold_s
             self._paused = hold > 0 and self.policy.auto
@@ -129,9 +131,6 @@ class LinkMonitorNode(Node):
             if result is not None and len(result.values) == len(ENCODER_PARAMS):
                 self._observe({n: parameter_value_to_python(v) for n, v in zip(ENCODER_PARAMS, result.values)},
                               initial=True)
-                a = self.policy.actual
-                self.get_logger().info(f"{self.encoder_fqn}: width {a.width:g}, "
-                                       f"max_rate_hz {self.policy.max_rate_hz(a.rate_hz):g}")
 
     # ---- what the link carries ---------------------------------------------------------
     def _on_sent(self, msg: EncodedFeatures) -> None:
