@@ -163,8 +163,9 @@ class LinkMonitorNode(Node):
     # ---- decisions ---------------------------------------------------------------------
     def _tick(self) -> None:
         now = time.monotonic()
-        if self.policy.actual is None:
-            return self._read_encoder()
+        if self.policy.actual is None:  # decisions start from the encoder's setting: read it first
+            self._read_encoder()
+            return
         if self._inflight is not None and not self._wait_for_answer(now):
             return  # one request at a time: the next decision starts from its outcome
         if self._paused and not self.policy.held(now):
