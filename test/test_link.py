@@ -117,6 +117,80 @@ def test_a_width_that_keeps_congesting_is_retried_ever_more_rarely():
     assert sum(w == 0.75 for _, w, _ in hist) > 0.8 * len(hist)
 
 
+
+def test_a_step_down_starts_from_the_encoders_actual_width_never_raising_it():
+    """The policy thinks 1.0; the encoder was set to 0.25 (or 0.5) elsewhere: congestion must not raise it."""
+    for actual, expected in ((0.25, (0.25, 5.0)), (0.5, (0.25, 10.0))):
+        p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(target_fps=10, manual_hold_s=0))
+        p.observe_encoder(0.0, width=actual)
+        hist = [p.decide(t, LinkObservation(loss_rate=0.5)) for t in (1.0, 2.5, 4.0)]
+        assert (hist[0].width, hist[0].rate_hz) == expected
+        assert max(d.width for d in hist) <= actual and max(d.rate_hz for d in hist) <= 10.0
+
+
+def test_a_step_up_starts_from_the_encoders_actual_width_never_lowering_it():
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(up_dwell_s=2, manual_hold_s=0), start_width=0.25)
+    p.observe_encoder(0.0, width=0.75)
+    hist = run(p, lambda t: LinkObservation(capacity_bps=1e6), 10)
+    assert min(w for _, w, _ in hist) == 0.75 and hist[-1][1] == 1.0
+
+
+def test_own_requests_are_not_manual_even_when_their_events_come_late():
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(down_dwell_s=1))
+    assert p.observe_encoder(0.0, width=1.0, max_rate_hz=0.0, initial=True) == ""
+    a = p.decide(1.0, LinkObservation(loss_rate=0.5))
+    p.requested(a)
+    p.request_done(1.1, a, True, True)  # the reply came before the parameter events
+    b = p.decide(2.5, LinkObservation(loss_rate=0.5))
+    p.requested(b)
+    assert (a.width, b.width) == (0.75, 0.5)
+    assert p.observe_encoder(2.6, width=0.75) == "" and p.width == 0.5  # a's event, late: b still stands
+    assert p.observe_encoder(2.6, max_rate_hz=0.0) == "" and p.observe_encoder(2.7, width=0.5) == ""
+    assert not p.held(3.0) and p.actual.width == 0.5
+
+
+def test_a_refused_or_unanswered_request_leaves_the_policy_at_the_encoders_width():
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(down_dwell_s=1))
+    p.observe_encoder(0.0, width=1.0, max_rate_hz=0.0, initial=True)
+    d = p.decide(1.0, LinkObservation(loss_rate=0.5))
+    p.requested(d)
+    p.request_done(1.1, d, False, True)
+    assert (d.width, p.width) == (0.75, 1.0)
+    assert p.decide(2.5, LinkObservation(loss_rate=0.5)).width == 0.75  # tried again from 1.0, not from 0.75
+    assert p.observe_encoder(2.6, width=1.0) == ""  # what the encoder still has is not someone else's change
+
+
+def test_a_manual_setting_pauses_the_policy_then_it_resumes_from_there():
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(up_dwell_s=2, manual_hold_s=60))
+    p.observe_encoder(0.0, width=1.0, max_rate_hz=0.0, initial=True)
+    assert p.observe_encoder(5.0, width=0.25) == "width 0.25" and p.held(5.0)
+    assert p.observe_encoder(6.0, max_rate_hz=4.0) == "max_rate_hz 4" and p.rate_hz == 4.0
+    clean = run(p, lambda t: LinkObservation(loss_rate=0.5 if t < 30 else 0.0), 66)
+    assert {(w, r) for t, w, r in clean if t > 6} == {(0.25, 4.0)}  # neither congestion nor a clean link moves it
+    later = [p.decide(t, LinkObservation()) for t in (66.0, 67.0, 68.5)]
+    assert later[0].rate_hz == 4.0 and later[-1].rate_hz == 8.0  # resumed: the up dwell counts from the hold's end
+    assert all(d.width == 0.25 for d in later)
+
+
+def test_manual_hold_zero_never_pauses_and_auto_off_never_changes_anything():
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(manual_hold_s=0, down_dwell_s=1))
+    assert p.observe_encoder(0.0, width=0.5) == "width 0.5" and not p.held(0.0)
+    assert p.decide(1.0, LinkObservation(loss_rate=0.5)).width == 0.25
+    q = WidthPolicy(WIDTHS, BYTES, PolicyConfig(up_dwell_s=2))
+    q.auto = False
+    assert {(q.decide(t, LinkObservation(loss_rate=0.9 if t < 5 else 0.0)).width) for t in range(20)} == {1.0}
+    q.observe_encoder(20.0, width=0.5, initial=True)
+    q.auto = True
+    assert q.decide(21.0, LinkObservation()).width == 0.5  # clean for long while off: the dwell starts now
+    assert q.decide(23.5, LinkObservation()).width == 0.75
+
+
+def test_an_encoder_width_the_policy_does_not_know_is_a_config_error():
+    p = WidthPolicy(WIDTHS, BYTES)
+    with pytest.raises(ConfigError, match="model_path"):
+        p.observe_encoder(0.0, width=0.6)
+
+
 def test_link_stats_counts_gaps_and_restarts():
     s = LinkStats(window_s=1.0)
     for i, fid in enumerate([1, 2, 3, 6, 7, 1, 2]):  # 4,5 lost; then an encoder restart

@@ -16,11 +16,21 @@ link is down both ways, reports that stop arriving. Rules, in order:
    bytes/frame x target fps fits `headroom` x capacity; going up needs `up_margin` more room and
    `up_dwell_s` of it.
 3. Clean for long enough: raise the frame rate first (back to the target), then one width up.
+
+Every decision starts from the encoder's actual setting (`observe_encoder`), never from what the
+policy last asked for: a request the encoder refused leaves the policy where the encoder is, a
+step down never raises the width and a step up never lowers it. A setting the policy did not ask
+for (an operator's `ros2 param set /encoder width 0.25`) pauses it for `manual_hold_s`; it then
+resumes from that setting.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from ..config import find_width
+from ..errors import ConfigError
 
 MIN_SHORTFALL_FPS = 1.0  # the delivered ratio counts only when this many frames/s are missing
 
@@ -39,6 +49,7 @@ class PolicyConfig:
     min_rate_hz: float = 1.0  # never throttle the camera below this
     ratio_settle_s: float = 3.0  # after a frame-rate change the sent and delivered windows disagree: wait
     max_backoff_s: float = 60.0  # longest wait before retrying a width that congested the link
+    manual_hold_s: float = 60.0  # a setting made by someone else pauses the policy this long (0 = never)
 
 
 @dataclass
@@ -60,6 +71,9 @@ class Decision:
     rate_hz: float  # frame rate to allow the encoder; the target when not throttled
 
 
+MAX_OWN = 8  # own requests remembered until their parameter events come back (an encoder may send none)
+
+
 class WidthPolicy:
     """Stateful chooser; `decide` returns the width and frame rate to use now (possibly unchanged)."""
 
@@ -76,6 +90,91 @@ class WidthPolicy:
         self._latency_floor: float | None = None
         self._last_latency: float | None = None
         self._backoff = {w: 0.0 for w in self.widths}  # extra clean time before retrying a width
+        self.auto = True  # False: observe only, never change the setting
+        self.hold_until = -math.inf  # paused until then by a setting someone else made
+        self.actual: Decision | None = None  # the encoder's setting as it last reported it
+        self._own: dict[str, list[float]] = {"width": [], "max_rate_hz": []}  # requested, event not seen yet
+
+    def max_rate_hz(self, rate_hz: float) -> float:
+        """The encoder's `max_rate_hz` for a frame rate: 0 (every camera frame) at the target."""
+        return 0.0 if rate_hz >= self.cfg.target_fps else rate_hz
+
+    def held(self, now: float) -> bool:
+        """Paused: `auto` is off, or someone else set the encoder less than `manual_hold_s` ago."""
+        return not self.auto or now < self.hold_until
+
+    def observe_encoder(self, now: float, width: float | None = None, max_rate_hz: float | None = None,
+                        initial: bool = False) -> str:
+        """The encoder's actual width and/or max_rate_hz (its parameter events; `initial`: read at start
+        or declared by a (re)started encoder). Returns what someone else changed ("" = nothing)."""
+        if self.actual is None:
+            self.actual = Decision(self.width, self.rate_hz)
+        manual = []
+        if width is not None:
+            i = find_width(self.widths, width)
+            if i is None:
+                raise ConfigError(f"encoder width {width} is not one of {self.widths}: "
+                                  "is model_path the encoder's checkpoint?")
+            if self._observe(now, "width", self.widths[i], self.actual.width, initial):
+                manual.append(f"width {self.widths[i]:g}")
+        if max_rate_hz is not None:
+            if self._observe(now, "max_rate_hz", max_rate_hz, self.max_rate_hz(self.actual.rate_hz), initial):
+                manual.append(f"max_rate_hz {max_rate_hz:g}")
+        if manual and self.cfg.manual_hold_s > 0:
+            self.hold_until = now + self.cfg.manual_hold_s
+        if manual or initial:
+            self._clean_since = None  # a new starting point: the up dwell starts again
+        return ", ".join(manual)
+
+    def _observe(self, now: float, name: str, value: float, was: float, initial: bool) -> bool:
+        """Record one reported value; True if it changed and nobody here asked for it."""
+        own = self._own[name]
+        match = next((k for k, v in enumerate(own) if math.isclose(v, value)), None)
+        if match is not None:
+            del own[:match + 1]  # this request and any older ones are done
+            self._set_actual(now, name, value, pending=bool(own))
+            return False
+        foreign = not initial and not math.isclose(value, was)
+        own.clear()  # whatever the policy asked for before, this value came later
+        self._set_actual(now, name, value, pending=False)
+        return foreign
+
+    def _set_actual(self, now: float, name: str, value: float, pending: bool) -> None:
+        """Store the encoder's value; unless a later own request is still out, decisions start from it."""
+        if name == "width":
+            self.actual.width = value
+            if not pending:
+                self.width = value
+        else:
+            rate = self.cfg.target_fps if value <= 0 else min(value, self.cfg.target_fps)
+            if rate != self.actual.rate_hz:
+                self._rate_changed = now
+            self.actual.rate_hz = rate
+            if not pending:
+                self.rate_hz = rate
+
+    def requested(self, d: Decision) -> None:
+        """The node sent `d` to the encoder: its parameter events are this policy's own."""
+        for name, v in (("width", d.width), ("max_rate_hz", self.max_rate_hz(d.rate_hz))):
+            self._own[name] = (self._own[name] + [v])[-MAX_OWN:]
+
+    def request_done(self, now: float, d: Decision, width_ok: bool, rate_ok: bool) -> None:
+        """The encoder answered a request for `d` (False: refused, failed or no answer): a refused
+        value is dropped and the policy goes back to the encoder's actual value."""
+        if self.actual is None:
+            self.actual = Decision(self.width, self.rate_hz)
+        for name, ok, v in (("width", width_ok, d.width), ("max_rate_hz", rate_ok, self.max_rate_hz(d.rate_hz))):
+            if ok:
+                self._set_actual(now, name, v, pending=False)
+                continue
+            own = self._own[name]
+            k = next((k for k in range(len(own) - 1, -1, -1) if math.isclose(own[k], v)), None)
+            if k is not None:
+                del own[k]
+            if name == "width":
+                self.width = self.actual.width
+            else:
+                self.rate_hz = self.actual.rate_hz
 
     def observe_bytes(self, width: float, bytes_per_frame: float, alpha: float = 0.2) -> None:
         """Track the real packet sizes per width (EMA), so budgets follow the scene content."""
@@ -115,7 +214,10 @@ class WidthPolicy:
 
     def decide(self, now: float, obs: LinkObservation) -> Decision:
         c = self.cfg
-        why = self.congestion(now, obs)
+        why = self.congestion(now, obs)  # also while paused: the latency floor keeps up
+        if self.held(now):
+            self._clean_since = None  # resuming starts the up dwell afresh, from the actual setting
+            return Decision(self.width, self.rate_hz)
         if why:
             self._clean_since = None
             if now - self._last_down >= c.down_dwell_s:
@@ -125,7 +227,7 @@ class WidthPolicy:
             fitting = [w for w in self.widths if self.fits(w, obs.capacity_bps)]
             target = fitting[-1] if fitting else self.widths[0]
             if target < self.width and now - self._last_down >= c.down_dwell_s:
-                self._step(now, target, self.rate_hz, f"capacity {obs.capacity_bps:.0f} bit/s")
+                self._step(now, target, self.rate_hz, f"capacity {obs.capacity_bps:.0f} bit/s", down=True)
                 self._last_down = now
                 return Decision(self.width, self.rate_hz)
         if self._clean_since is None:
@@ -135,7 +237,7 @@ class WidthPolicy:
             self._backoff[self.width] = 0.0  # this width has proven itself: forget its failures
         if self.rate_hz < c.target_fps:
             if clean_for >= c.up_dwell_s:  # frame rate first, doubling back to the target
-                self._step(now, self.width, min(c.target_fps, 2 * self.rate_hz), "clean link")
+                self._step(now, self.width, min(c.target_fps, 2 * self.rate_hz), "clean link", down=False)
                 self._clean_since = now
             return Decision(self.width, self.rate_hz)
         i = self.widths.index(self.width)
@@ -144,7 +246,7 @@ class WidthPolicy:
             if obs.capacity_bps is not None and not self.fits(up, obs.capacity_bps, c.up_margin):
                 self._clean_since = now  # the wider width must have had room for the whole dwell
             elif clean_for >= c.up_dwell_s + self._backoff[up]:
-                self._step(now, up, self.rate_hz, "clean link")  # one step at a time: probe up slowly
+                self._step(now, up, self.rate_hz, "clean link", down=False)  # one step at a time: probe up slowly
                 self._clean_since = now
         return Decision(self.width, self.rate_hz)
 
@@ -156,14 +258,16 @@ class WidthPolicy:
             rate = self.rate_hz / 2
             if capacity:
                 rate = min(rate, c.headroom * capacity / (8.0 * self.bytes[self.width]))
-            self._step(now, self.width, max(c.min_rate_hz, rate), why)
+            self._step(now, self.width, min(self.rate_hz, max(c.min_rate_hz, rate)), why, down=True)
         else:
             fitting = [w for w in self.widths[:i] if capacity and self.fits(w, capacity, fps=self.rate_hz)]
             self._backoff[self.width] = min(c.max_backoff_s, max(c.up_dwell_s, 2 * self._backoff[self.width]))
-            self._step(now, fitting[-1] if fitting else self.widths[i - 1], self.rate_hz, why)
+            self._step(now, fitting[-1] if fitting else self.widths[i - 1], self.rate_hz, why, down=True)
         self._last_down = now
 
-    def _step(self, now: float, width: float, rate_hz: float, why: str) -> None:
+    def _step(self, now: float, width: float, rate_hz: float, why: str, down: bool) -> None:
+        sign = -1 if down else 1  # a step down never raises the width or rate, a step up never lowers them
+        assert sign * (width - self.width) >= 0 and sign * (rate_hz - self.rate_hz) >= 0, (self.width, width, down)
         if rate_hz != self.rate_hz:
             self._rate_changed = now
         self.width, self.rate_hz, self.last_reason = width, rate_hz, why
