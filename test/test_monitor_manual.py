@@ -3,7 +3,14 @@ the monitor pauses for `manual_hold_s` instead of undoing it, then resumes; `aut
 
 from __future__ import annotations
 
-from split_perception.harness.processes import run_probe, start_node, stop, wait_for_log
+from split_perception.harness.processes import (
+    READY_TIMEOUT_S,
+    run_probe,
+    start_node,
+    stop,
+    wait_for_log,
+    wait_ready,
+)
 
 FPS = 5
 HIGH = 200e3  # bit/s: every width of the tiny model fits at FPS, with the policy's headroom and up margin
@@ -21,9 +28,8 @@ def run(tmp_path, domain, model, trace: str, monitor: dict, seconds: float, set_
               {"features": "features_in"})]
     procs = [start_node(exe, domain, params=p, remap=r, log_path=tmp_path / f"{exe}.log") for exe, p, r in specs]
     try:  # the probe's clock starts once the monitor has read the encoder's width and the decoder is up
-        wait_for_log(tmp_path / "link_monitor.log", "/encoder has width 1", 120)
-        wait_for_log(tmp_path / "encoder.log", "encoder ready", 120)
-        wait_for_log(tmp_path / "decoder.log", "decoder ready", 120)
+        wait_for_log(tmp_path / "link_monitor.log", "/encoder has width 1", READY_TIMEOUT_S)
+        wait_ready(tmp_path, "encoder", "decoder")
         rec = run_probe({"seconds": seconds, "fps": FPS, "features_topic": "features_out",
                          "set_width": [{"at": set_at, "after_features": 10, "width": 0.25}]}, tmp_path, domain)
     finally:
