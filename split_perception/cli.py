@@ -291,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: out/eval_bag/<bag name>)")
     s.add_argument("--max-frames", dest="max_frames", type=int, default=0, help="0 = all frames")
     s.add_argument("--annotate", type=int, default=4, help="annotated frames to write (teacher | each width)")
+    s.add_argument("--score-thresh", type=float, default=None,
+                   help="teacher detections at or above this score are the reference (default: the model's)")
     s.add_argument("--threads", type=int, default=2)
     s.set_defaults(func=cmd_eval_bag)
 

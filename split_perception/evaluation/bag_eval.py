@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from ..data.bags import BagError, ground_truth_path, read_images
 from ..data.coco import load_coco
 from ..data.image_codecs import decode_image, encode_image
 from ..data.image_messages import encoding_of, message_to_rgb
-from ..errors import ImageError
+from ..errors import ConfigError, ImageError
 from ..offboard import Detection, OffboardDecoder
 from ..onboard import OnboardEncoder
 from ..stamps import stamp_ns
@@ -137,11 +138,12 @@ def _panel(rgb: np.ndarray, dets: list[Detection], mask: np.ndarray, title: str,
 class BagEvaluation:
     """Runs the teacher, every width and the JPEG baselines on each frame and accumulates the results."""
 
-    def __init__(self, model_path=None, annotate: int = 4):
+    def __init__(self, model_path=None, annotate: int = 4, score_thresh: float | None = None):
         self.enc, self.dec = OnboardEncoder(model_path), OffboardDecoder(model_path)
         self.cfg = self.enc.cfg
         self.teacher = self.dec.model.teacher
-        self.ref_thresh = self.cfg.score_thresh  # the reference: what the decoder node would publish
+        # the reference: the teacher's detections the decoder node would publish (its score threshold)
+        self.ref_thresh = self.cfg.score_thresh if score_thresh is None else score_thresh
         self.label_ids = list(range(1, len(self.cfg.class_names) + 1))  # agreement: category id = label id
         self.picker = _Picker(annotate)
 
@@ -168,11 +170,13 @@ class BagEvaluation:
         frame_ids, sizes, truth_ids = [], [], []
         encodings, skipped, errors = Counter(), Counter(), {}
         topic_read, stopped, resolution = None, None, Counter()
+        items = read_images(bag, topic, first_topic=False)
+        first = next(items, None)  # a missing bag or topic fails here, before any progress bar
         saved = self.teacher.det.score_thresh
         self.teacher.det.score_thresh = EVAL_SCORE_THRESH  # COCO mAP wants the low-score tail too
         bar = tqdm(total=max_frames or None, desc=f"eval-bag {bag.name}", unit="frame", disable=not progress)
         try:
-            for item in read_images(bag, topic, first_topic=False):
+            for item in itertools.chain([first] if first else [], items):
                 topic_read = item.topic
                 enc_name = encoding_of(item.msgtype, item.msg)
                 encodings[enc_name] += 1
@@ -300,7 +304,8 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
         ax.set_ylabel(label)
         ax.set_ylim(0, 1.05)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -317,7 +322,9 @@ def run(args) -> int:
         raise BagError(f"bag not found: {bag}")
     out = Path(args.out).resolve() if args.out else default_out(bag)
     t0 = time.perf_counter()
-    ev = BagEvaluation(args.model, args.annotate)
+    if args.max_frames < 0 or args.annotate < 0 or args.threads < 1:
+        raise ConfigError("--max-frames and --annotate must be >= 0, --threads >= 1")
+    ev = BagEvaluation(args.model, args.annotate, args.score_thresh)
     res = ev.run(bag, args.topic, args.max_frames, progress=True)
     rows = res.pop("rows")
     columns = COLUMNS + (TRUTH_COLUMNS if res["ground_truth"] else [])
