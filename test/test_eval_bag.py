@@ -124,16 +124,16 @@ def test_agreement_is_one_for_the_reference_and_drops_for_a_broken_one():
 
 def test_third_party_mcap_counts_unsupported_encodings(tmp_path, capsys, tiny_model_path):
     bag = tmp_path / "robot.mcap"
-    _third_party_mcap(bag, bgr=3, mono=2, depth=2)
+    _third_party_mcap(bag, bgr=2, mono=1, depth=2)
     code, res, out, err = _eval(capsys, bag, tmp_path / "out", tiny_model_path, "--annotate", "2")
     assert code == 0, err
-    assert res["frames"] == 5 and res["topic"] == "/front/image_raw"
-    assert res["encodings"] == {"bgr8": 3, "mono8": 2, "16UC1": 2}
+    assert res["frames"] == 3 and res["topic"] == "/front/image_raw"
+    assert res["encodings"] == {"bgr8": 2, "mono8": 1, "16UC1": 2}
     assert res["skipped"] == {"16UC1": 2} and "16UC1" in res["skip_reasons"]["16UC1"]
-    assert res["resolution"] == {"160x120": 5} and res["stopped"] is None
+    assert res["resolution"] == {"160x120": 3} and res["stopped"] is None
     assert res["ground_truth"] is None and "map" not in res["rows"][0]
     raw = res["rows"][0]["bytes_mean"]
-    assert raw == pytest.approx((3 * 160 * 120 * 3 + 2 * 160 * 120) / 5)  # the bag's own message sizes
+    assert raw == pytest.approx((2 * 160 * 120 * 3 + 160 * 120) / 3)  # the bag's own message sizes
     _check_outputs(tmp_path / "out", res, annotated=2)
     assert "| ours | w=1 |" in out and "2 16UC1" in out
 
@@ -148,7 +148,7 @@ def test_sqlite3_bag_of_compressed_images(tmp_path, capsys, tiny_model_path):
     bag = tmp_path / "jpeg_bag"
     with Writer(bag, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
         conn = w.add_connection("/cam/image/compressed", Compressed.__msgtype__, typestore=ts)
-        for i, rgb in enumerate(_scenes(4, size=(90, 130), seed=9)):
+        for i, rgb in enumerate(_scenes(2, size=(90, 130), seed=9)):
             ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
             msg = Compressed(header=Header(stamp=Time(*split_ns(T0 + i)), frame_id="cam"), format="jpeg",
                              data=np.frombuffer(jpg.tobytes(), np.uint8))
@@ -156,22 +156,22 @@ def test_sqlite3_bag_of_compressed_images(tmp_path, capsys, tiny_model_path):
     assert (bag / "jpeg_bag.db3").is_file()
     code, res, _, err = _eval(capsys, bag, tmp_path / "out", tiny_model_path)
     assert code == 0, err
-    assert res["frames"] == 4 and res["encodings"] == {"jpeg": 4} and res["skipped"] == {}
-    assert res["resolution"] == {"130x90": 4}
-    _check_outputs(tmp_path / "out", res, annotated=4)
+    assert res["frames"] == 2 and res["encodings"] == {"jpeg": 2} and res["skipped"] == {}
+    assert res["resolution"] == {"130x90": 2}
+    _check_outputs(tmp_path / "out", res, annotated=2)
 
 
 def test_make_bag_with_ground_truth_reports_map(tmp_path, capsys, tiny_model_path):
-    bag = write_sample_bag(tmp_path / "gt_bag", frames=5, size=(96, 128), storage="sqlite3")
-    code, res, out, err = _eval(capsys, bag, tmp_path / "out", tiny_model_path, "--max-frames", "4")
+    bag = write_sample_bag(tmp_path / "gt_bag", frames=4, size=(96, 128), storage="sqlite3")
+    code, res, out, err = _eval(capsys, bag, tmp_path / "out", tiny_model_path, "--max-frames", "2")
     assert code == 0, err
-    assert res["frames"] == 4 and res["frames_matched_to_ground_truth"] == 4
+    assert res["frames"] == 2 and res["frames_matched_to_ground_truth"] == 2
     assert res["reference"] == "ground truth + teacher"
     for r in res["rows"]:
         assert 0.0 <= r["map"] <= 1.0 and 0.0 <= r["map50"] <= 1.0 and 0.0 <= r["miou"] <= 1.0
         assert r["map"] <= r["map50"] + 1e-9
     assert "mAP@[.5:.95] (ground truth)" in out
-    _check_outputs(tmp_path / "out", res, annotated=4)
+    _check_outputs(tmp_path / "out", res, annotated=2)
 
 
 def test_missing_bag_and_several_camera_topics_are_one_error_line(tmp_path, capsys, tiny_model_path):
