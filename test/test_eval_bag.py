@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -257,3 +260,11 @@ def test_decode_bag_matches_the_offboard_decoder_and_counts_bad_packets(tmp_path
     assert res["frames"] == expect_frames
     assert expect_dets and res["detections"] == expect_dets
     assert sorted({f["width"] for f in res["frames"]}) == sorted({enc.widths[i % len(enc.widths)] for i in (0, 2, 3)})
+
+
+def test_bag_commands_import_no_ros():
+    code = ("import sys; import split_perception.evaluation.bag_eval, split_perception.evaluation.feature_bag; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'sensor_msgs', 'cv_bridge')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "[]"

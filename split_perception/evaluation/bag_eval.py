@@ -86,6 +86,7 @@ class Method:
     name: str
     setting: str
     width: float | None = None
+    quality: int | None = None  # JPEG quality
     sizes: list[int] = field(default_factory=list)
     encode_s: list[float] = field(default_factory=list)
     detections: list[list[Detection]] = field(default_factory=list)
@@ -163,7 +164,7 @@ class BagEvaluation:
         classes = self.cfg.num_classes + 1
         methods = [Method("teacher", "uncompressed frame")]
         methods += [Method("ours", f"w={w:g}", width=w) for w in self.enc.widths]
-        methods += [Method("jpeg", f"q{q}") for q in JPEG_QUALITIES]
+        methods += [Method("jpeg", f"q{q}", quality=q) for q in JPEG_QUALITIES]
         for m in methods:
             m.mask_agreement = ConfusionMatrix(classes)
             m.truth_masks = ConfusionMatrix(classes) if truth else None
@@ -202,8 +203,10 @@ class BagEvaluation:
         finally:
             bar.close()
             self.teacher.det.score_thresh = saved
+        if not encodings:
+            raise BagError(f"{bag}: no camera message{' on ' + topic if topic else ''}")
         if not frame_ids:
-            raise BagError(f"{bag}: no frame of {topic_read or topic} could be converted "
+            raise BagError(f"{bag}: no frame of {topic_read} could be converted "
                            f"({dict(skipped)}; {'; '.join(errors.values())})")
         ref = [[d for d in dets if d.score >= self.ref_thresh] for dets in methods[0].detections]
         ref_coco = detections_coco(frame_ids, ref, sizes, self.cfg.class_names)
@@ -230,7 +233,7 @@ class BagEvaluation:
                 outputs[m.setting] = (frame.detections, frame.mask, len(data), dt)
             else:
                 t0 = time.perf_counter()
-                data = encode_image(rgb, "jpeg", int(m.setting[1:]))
+                data = encode_image(rgb, "jpeg", m.quality)
                 dt = time.perf_counter() - t0
                 dets, mask = self._teacher(decode_image(data))
                 outputs[m.setting] = (dets, mask, len(data), dt)
@@ -249,7 +252,7 @@ class BagEvaluation:
                 m.truth_masks.update(sem, mask)
         if self.picker.wants(index):
             panels = [_panel(rgb, d, mk, "teacher" if k == "teacher" else k, self.ref_thresh)
-                      for k, (d, mk, _, _) in outputs.items() if not k.startswith("q")]
+                      for (k, (d, mk, _, _)), m in zip(outputs.items(), methods) if m.quality is None]
             self.picker.keep(index, np.concatenate(panels, axis=1))
 
     def _row(self, m: Method, ref_coco: COCO, frame_ids: list[int], truth: GroundTruth | None,
