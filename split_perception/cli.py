@@ -1,5 +1,5 @@
 """`split-perception` command line: info, make-dataset, train, encode, decode, eval, demo, make-bag,
-fuzz, bench, analyze-split."""
+eval-bag, decode-bag, fuzz, bench, analyze-split."""
 
 from __future__ import annotations
 
@@ -189,6 +189,27 @@ def cmd_make_bag(args) -> int:
     return 0
 
 
+def _one_line_error(run, args) -> int:
+    """Run a bag command; a bag that is missing, unreadable or has no such topic is one `[ERROR]` line, exit 2."""
+    try:
+        return run(args)
+    except SplitPerceptionError as exc:
+        print("[ERROR] " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+
+
+def cmd_eval_bag(args) -> int:
+    from .evaluation.bag_eval import run
+
+    return _one_line_error(run, args)
+
+
+def cmd_decode_bag(args) -> int:
+    from .evaluation.feature_bag import run
+
+    return _one_line_error(run, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="split-perception", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -261,6 +282,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=640)
     s.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     s.set_defaults(func=cmd_make_bag)
+
+    s = sub.add_parser("eval-bag", help="any camera bag: bytes/frame, encode ms and accuracy lost per width, "
+                                        "against JPEG (no ROS needed)")
+    s.add_argument("bag", help="rosbag2 folder (mcap or sqlite3), a bare .mcap or .db3 file")
+    s.add_argument("--topic", help="camera topic (Image or CompressedImage); needed when the bag has several")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--out", help="output folder (default: out/eval_bag/<bag name>)")
+    s.add_argument("--max-frames", dest="max_frames", type=int, default=0, help="0 = all frames")
+    s.add_argument("--annotate", type=int, default=4, help="annotated frames to write (teacher | each width)")
+    s.add_argument("--score-thresh", type=float, default=None,
+                   help="teacher detections at or above this score are the reference (default: the model's)")
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_eval_bag)
+
+    s = sub.add_parser("decode-bag", help="a bag of EncodedFeatures messages -> COCO-style detections json "
+                                          "(no ROS needed)")
+    s.add_argument("bag", help="rosbag2 folder (as `ros2 bag record /features` writes it) or a bare .mcap/.db3")
+    s.add_argument("-o", "--out", default="results.json")
+    s.add_argument("--topic", help="EncodedFeatures topic; needed when the bag has several")
+    s.add_argument("--score-thresh", type=float, default=None, help="default: the model's")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_decode_bag)
 
     s = sub.add_parser("fuzz", help="coverage-guided fuzzing (atheris) of the offboard decoder: no crash, hang or "
                                     "memory growth")

@@ -87,8 +87,9 @@ class BagImage:
     msg: object  # rosbags message (same fields as the ROS message)
 
 
-def read_images(path: str | Path, topic: str | None = None) -> Iterator[BagImage]:
-    """Yield Image/CompressedImage messages in recording order (first camera topic if none given).
+def read_images(path: str | Path, topic: str | None = None, first_topic: bool = True) -> Iterator[BagImage]:
+    """Yield Image/CompressedImage messages in recording order (first camera topic if none given;
+    with `first_topic=False` a bag of several camera topics raises BagError listing them).
 
     A damaged mcap bag that rosbags cannot index is scanned from the start instead, so the frames
     before the damage still come out; the BagError at the end names the file and byte offset."""
@@ -104,6 +105,9 @@ def read_images(path: str | Path, topic: str | None = None) -> Iterator[BagImage
             if not conns:
                 found = sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections})
                 raise BagError(f"{path}: no image topic{' ' + topic if topic else ''}; topics: {found}")
+            topics = sorted({c.topic for c in conns})
+            if len(topics) > 1 and not first_topic:
+                raise BagError(f"{path}: {len(topics)} camera topics, name one of them: {topics}")
             conns = [c for c in conns if c.topic == conns[0].topic]
             for conn, ts, raw in reader.messages(connections=conns):
                 yield BagImage(conn.topic, ts, conn.msgtype, reader.deserialize(raw, conn.msgtype))

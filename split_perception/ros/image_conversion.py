@@ -1,14 +1,15 @@
-"""sensor_msgs Image/CompressedImage <-> RGB numpy, with cv_bridge when importable.
+"""sensor_msgs Image/CompressedImage <-> RGB numpy for the nodes: cv_bridge when importable.
 
-cv_bridge for ROS 2 is not on PyPI, so the common encodings (rgb8, bgr8, mono8, rgba8, bgra8 and
-jpeg/png CompressedImage) have an own converter; anything else raises ImageError.
+cv_bridge for ROS 2 is not on PyPI; without it, and for the common encodings always, the core's
+converter (split_perception.data.image_messages) does the work.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+from ..data import image_messages
+from ..data.image_messages import CHANNELS, compressed_to_rgb
 from ..errors import ImageError
 
 try:  # a ROS distro install has it; pip-only installs do not
@@ -18,40 +19,17 @@ try:  # a ROS distro install has it; pip-only installs do not
 except Exception:  # noqa: BLE001 - any import failure means "not available"
     _BRIDGE = None
 
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+__all__ = ["compressed_to_rgb", "image_to_rgb", "rgb_to_image"]
 
 
 def image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/Image -> RGB uint8 HxWx3."""
-    enc = msg.encoding.lower()
-    if _BRIDGE is not None and enc not in _CHANNELS:
+    """sensor_msgs/Image -> RGB uint8 HxWx3 (cv_bridge for encodings the core does not convert)."""
+    if _BRIDGE is not None and msg.encoding.lower() not in CHANNELS:
         try:
             return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8")
         except Exception as exc:  # noqa: BLE001
             raise ImageError(f"cv_bridge cannot convert encoding {msg.encoding!r}: {exc}") from None
-    if enc not in _CHANNELS:
-        raise ImageError(f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(_CHANNELS)})")
-    c = _CHANNELS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h < 1 or w < 1 or step < w * c or len(msg.data) < step * h:
-        raise ImageError(f"{msg.encoding} image {w}x{h} with step {step} has {len(msg.data)} bytes")
-    buf = np.frombuffer(bytes(msg.data), np.uint8)[: step * h].reshape(h, step)[:, : w * c].reshape(h, w, c)
-    if enc == "rgb8":
-        return buf.copy()
-    if enc == "bgr8":
-        return cv2.cvtColor(buf, cv2.COLOR_BGR2RGB)
-    if enc == "mono8":
-        return cv2.cvtColor(buf, cv2.COLOR_GRAY2RGB)
-    return cv2.cvtColor(buf, cv2.COLOR_RGBA2RGB if enc == "rgba8" else cv2.COLOR_BGRA2RGB)
-
-
-def compressed_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> RGB uint8 HxWx3."""
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise ImageError(f"cannot decode CompressedImage of format {msg.format!r} ({data.size} bytes)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image_messages.image_to_rgb(msg)
 
 
 def rgb_to_image(rgb: np.ndarray, header, encoding: str = "rgb8"):
