@@ -237,14 +237,15 @@ def test_decode_bag_matches_the_offboard_decoder_and_counts_bad_packets(tmp_path
                       width=1.0, frame_id=i, image_height=96, image_width=128, encode_ms=1.0,
                       packet=np.frombuffer(p, np.uint8))
             w.write(conn, T0 + i, ts.serialize_cdr(msg, MSGTYPE))
+        w.write(conn, T0 + len(sent), b"\x00\x01\x00\x00\xff")  # a message cut short: not CDR of the type
 
     out = tmp_path / "results.json"
     assert main(["decode-bag", str(bag), "-o", str(out), "--model", str(tiny_model_path),
                  "--score-thresh", str(SCORE)]) == 0
     printed = capsys.readouterr().out
     res = json.loads(out.read_text())
-    assert res["messages"] == 5 and res["decoded"] == 3
-    assert res["refused"] == {"PacketError": 1, "ModelMismatchError": 1}
+    assert res["messages"] == 6 and res["decoded"] == 3
+    assert res["refused"] == {"PacketError": 1, "ModelMismatchError": 1, "unreadable message": 1}
     assert "1 PacketError" in printed and "1 ModelMismatchError" in printed
 
     dec = OffboardDecoder(tiny_model_path, score_thresh=SCORE)

@@ -36,7 +36,7 @@ from ..onboard import OnboardEncoder
 from ..stamps import stamp_ns
 from ..visualize import draw_detections
 from .evaluate import EVAL_SCORE_THRESH
-from .metrics import ConfusionMatrix, coco_map
+from .metrics import ConfusionMatrix, coco_map, semantic_truth
 
 JPEG_QUALITIES = (95, 75)  # compressed_image_transport's default and a common lower setting
 PANEL_WIDTH = 320  # annotated frames: each panel scaled to this width
@@ -69,14 +69,6 @@ def coco_results(image_id: int, dets: list[Detection], cat_ids) -> list[dict]:
     """Detections -> COCO results (xywh boxes, the dataset's category ids)."""
     return [{"image_id": image_id, "category_id": cat_ids[d.label_id - 1],
              "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]], "score": d.score} for d in dets]
-
-
-def semantic_truth(coco: COCO, label_of: dict, image_id: int, size: tuple[int, int]) -> np.ndarray:
-    """Class-id mask (0 = background) of an image's ground-truth instance masks."""
-    sem = np.zeros(size, np.uint8)
-    for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
-        sem[coco.annToMask(a).astype(bool)] = label_of[a["category_id"]]
-    return sem
 
 
 @dataclass

@@ -18,19 +18,12 @@ from ..models.teacher import Teacher
 from ..offboard import OffboardDecoder
 from ..onboard import OnboardEncoder
 from ..preprocess import to_input_tensor
-from .metrics import ConfusionMatrix, coco_map
+from .metrics import ConfusionMatrix, coco_map, semantic_truth
 
 EVAL_SCORE_THRESH = 0.01  # COCO mAP wants the low-score tail too
 
 ImageCodec = Callable[[np.ndarray], tuple[np.ndarray, int]]  # RGB -> (decoded RGB, bytes)
 FeatureCodec = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # features -> (decoded, bytes)
-
-
-def _semantic_truth(ds: CocoSceneDataset, image_id: int, size: tuple[int, int]) -> np.ndarray:
-    sem = np.zeros(size, np.uint8)
-    for a in ds.coco.loadAnns(ds.coco.getAnnIds(imgIds=image_id, iscrowd=False)):
-        sem[ds.coco.annToMask(a).astype(bool)] = ds.label_of[a["category_id"]]
-    return sem
 
 
 def coco_results(cat_ids, image_id: int, boxes, labels, scores) -> list[dict]:
@@ -73,7 +66,7 @@ def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool
             det = teacher.postprocess(teacher.back(z, split_index), [rgb.shape[:2]])[0]
             results += coco_results(ds.cat_ids, image_id, det["boxes"].tolist(), det["labels"].tolist(),
                                     det["scores"].tolist())
-            conf.update(_semantic_truth(ds, image_id, rgb.shape[:2]), det["mask"].numpy())
+            conf.update(semantic_truth(ds.coco, ds.label_of, image_id, rgb.shape[:2]), det["mask"].numpy())
             sizes.append(nbytes)
     finally:
         teacher.det.score_thresh = old
@@ -109,7 +102,7 @@ def evaluate_split(encoder: OnboardEncoder, decoder: OffboardDecoder, root, widt
                 d = frame.detections
                 results += coco_results(ds.cat_ids, image_id, [x.box for x in d], [x.label_id for x in d],
                                         [x.score for x in d])
-                conf.update(_semantic_truth(ds, image_id, rgb.shape[:2]), frame.mask)
+                conf.update(semantic_truth(ds.coco, ds.label_of, image_id, rgb.shape[:2]), frame.mask)
             out[width] = _summary(ds, results, conf, ds.ids, {
                 "bytes_mean": float(np.mean(sizes)), "bytes_p95": float(np.percentile(sizes, 95)),
                 "encode_ms": 1000 * float(np.median(t_enc)), "decode_ms": 1000 * float(np.median(t_dec)),

@@ -41,7 +41,8 @@ def typestore():
 
 
 def read_features(path: str | Path, topic: str | None = None) -> Iterator[tuple[str, object]]:
-    """(topic, message) of every EncodedFeatures message; the topic is auto-detected when there is one."""
+    """(topic, message) of every EncodedFeatures message, message None when it does not deserialize;
+    the topic is auto-detected when there is one."""
     from rosbags.highlevel import AnyReader
 
     path = Path(path)
@@ -58,7 +59,11 @@ def read_features(path: str | Path, topic: str | None = None) -> Iterator[tuple[
             if len(topics) > 1:
                 raise BagError(f"{path}: {len(topics)} {MSGTYPE} topics, name one of them: {topics}")
             for conn, _, raw in reader.messages(connections=conns):
-                yield conn.topic, reader.deserialize(raw, conn.msgtype)
+                try:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                except Exception:  # noqa: BLE001 - one bad message: counted by the caller, the rest still read
+                    msg = None
+                yield conn.topic, msg
                 count += 1
     except BagError:
         raise
@@ -79,6 +84,9 @@ def decode_bag(path: str | Path, model_path=None, topic: str | None = None, scor
     try:
         for used, msg in read_features(path, topic):
             bar.update()
+            if msg is None:
+                refused["unreadable message"] += 1
+                continue
             stamp, header_frame = stamp_ns(msg.header.stamp), msg.header.frame_id
             try:
                 frame = dec.decode(bytes(msg.packet), with_mask=False)

@@ -40,3 +40,11 @@ class ConfusionMatrix:
         union = self.m.sum(0) + self.m.sum(1) - inter
         valid = union > 0
         return float((inter[valid] / union[valid]).mean()) if valid.any() else 0.0
+
+
+def semantic_truth(coco: COCO, label_of: dict, image_id: int, size: tuple[int, int]) -> np.ndarray:
+    """Class-id mask (0 = background) of an image's ground-truth instance masks."""
+    sem = np.zeros(size, np.uint8)
+    for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
+        sem[coco.annToMask(a).astype(bool)] = label_of[a["category_id"]]
+    return sem
