@@ -184,8 +184,9 @@ def cmd_make_bag(args) -> int:
     from .data.bags import ground_truth_path, write_sample_bag
 
     path = write_sample_bag(args.out, frames=args.frames, seed=args.seed, size=(args.height, args.width),
-                            fps=args.fps, storage=args.storage)
-    print(f"wrote {args.frames} frames to {path} ({args.storage}); ground truth: {ground_truth_path(path)}")
+                            fps=args.fps, storage=args.storage, image_format=args.image_format)
+    print(f"wrote {args.frames} {args.image_format} frames to {path} ({args.storage}); "
+          f"ground truth: {ground_truth_path(path)}")
     return 0
 
 
@@ -281,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=480)
     s.add_argument("--width", type=int, default=640)
     s.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    s.add_argument("--image-format", choices=("rgb8", "jpeg", "png"), default="rgb8",
+                   help="sensor_msgs/Image rgb8, or CompressedImage (JPEG q95 / PNG) on <topic>/compressed")
     s.set_defaults(func=cmd_make_bag)
 
     s = sub.add_parser("eval-bag", help="any camera bag: bytes/frame, encode ms and accuracy lost per width, "

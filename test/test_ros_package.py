@@ -107,11 +107,16 @@ def test_bags_round_trip_and_broken_bag(tmp_path):
         read_images,
         write_sample_bag,
     )
+    from split_perception.data.image_messages import compressed_to_rgb
 
     for storage in ("mcap", "sqlite3"):
         bag = write_sample_bag(tmp_path / storage, frames=4, size=(48, 64), storage=storage)
         imgs = list(read_images(bag))
         assert len(imgs) == 4 and imgs[0].msg.encoding == "rgb8" and ground_truth_path(bag).is_file()
+    jpeg = write_sample_bag(tmp_path / "jpeg", frames=3, size=(48, 64), storage="sqlite3", image_format="jpeg")
+    imgs = list(read_images(jpeg))
+    assert [(m.topic, m.msg.format) for m in imgs] == [("/camera/image_raw/compressed", "jpeg")] * 3
+    assert compressed_to_rgb(imgs[0].msg).shape == (48, 64, 3)
     mcap = next((tmp_path / "mcap").glob("*.mcap"))
     data = mcap.read_bytes()
     mcap.write_bytes(data[: len(data) // 2])  # truncated file: no footer, no index

@@ -39,8 +39,11 @@ def ground_truth_path(bag: str | Path) -> Path:
 
 def write_sample_bag(path: str | Path, frames: int = 60, seed: int = 7, size=(480, 640), fps: float = 10.0,
                      storage: str = "mcap", topic: str = "/camera/image_raw",
-                     class_names=DEFAULT_CLASSES) -> Path:
-    """Synthetic rgb8 frames at `fps` into a rosbag2 folder; COCO ground truth written beside it."""
+                     class_names=DEFAULT_CLASSES, image_format: str = "rgb8") -> Path:
+    """Synthetic frames at `fps` into a rosbag2 folder, as rgb8 `Image` or as `CompressedImage`
+    (`image_format` "jpeg" or "png", on `topic`/compressed); COCO ground truth written beside it."""
+    from .image_codecs import encode_image
+
     from pycocotools import mask as mask_utils
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -48,22 +51,32 @@ def write_sample_bag(path: str | Path, frames: int = 60, seed: int = 7, size=(48
     if path.exists():
         raise BagError(f"{path} exists; rosbag2 writes a new folder")
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    if image_format not in ("rgb8", "jpeg", "png"):
+        raise BagError(f"image_format must be rgb8, jpeg or png, got {image_format!r}")
     ts = _typestore()
     Image = ts.types["sensor_msgs/msg/Image"]
+    Compressed = ts.types["sensor_msgs/msg/CompressedImage"]
+    msgtype = Image.__msgtype__ if image_format == "rgb8" else Compressed.__msgtype__
     Header = ts.types["std_msgs/msg/Header"]
     Time = ts.types["builtin_interfaces/msg/Time"]
     rng = np.random.default_rng(seed)
     images, annotations = [], []
     t0 = 1_700_000_000_000_000_000
     with Writer(path, version=9, storage_plugin=plugin) as writer:
-        conn = writer.add_connection(topic, Image.__msgtype__, typestore=ts)
+        conn = writer.add_connection(topic if image_format == "rgb8" else f"{topic}/compressed", msgtype,
+                                     typestore=ts)
         for i in range(frames):
             rgb, objects = render_scene(rng, tuple(size), tuple(class_names))
             stamp = t0 + int(i * 1e9 / fps)
-            msg = Image(header=Header(stamp=Time(*split_ns(stamp)), frame_id="camera"),
-                        height=size[0], width=size[1], encoding="rgb8", is_bigendian=0, step=size[1] * 3,
-                        data=np.ascontiguousarray(rgb).reshape(-1))
-            writer.write(conn, stamp, ts.serialize_cdr(msg, Image.__msgtype__))
+            header = Header(stamp=Time(*split_ns(stamp)), frame_id="camera")
+            if image_format == "rgb8":
+                msg = Image(header=header, height=size[0], width=size[1], encoding="rgb8", is_bigendian=0,
+                            step=size[1] * 3, data=np.ascontiguousarray(rgb).reshape(-1))
+            else:
+                msg = Compressed(header=header, format=image_format,
+                                 data=np.frombuffer(encode_image(rgb, image_format, 95 if image_format == "jpeg" else 3),
+                                                    np.uint8))
+            writer.write(conn, stamp, ts.serialize_cdr(msg, msgtype))
             images.append({"id": i + 1, "file_name": f"frame{i:06d}", "height": size[0], "width": size[1],
                            "stamp_ns": stamp})
             for obj in objects:
