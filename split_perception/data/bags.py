@@ -42,10 +42,10 @@ def write_sample_bag(path: str | Path, frames: int = 60, seed: int = 7, size=(48
                      class_names=DEFAULT_CLASSES, image_format: str = "rgb8") -> Path:
     """Synthetic frames at `fps` into a rosbag2 folder, as rgb8 `Image` or as `CompressedImage`
     (`image_format` "jpeg" or "png", on `topic`/compressed); COCO ground truth written beside it."""
-    from .image_codecs import encode_image
-
     from pycocotools import mask as mask_utils
     from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from .image_codecs import encode_image
 
     path = Path(path)
     if path.exists():
