@@ -16,12 +16,14 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ..errors import ModelMismatchError, PacketError
+from ..health import Counters
 from ..link.stats import LinkStats
 from ..msg import Detection2D, Detection2DArray, EncodedFeatures, LinkStatus
 from ..offboard import OffboardDecoder
 from ..stamps import stamp_ns
 from ..visualize import draw_detections
 from .common import LatestSlot, qos_from, run_node
+from .diagnostics import Diagnostics
 from .image_conversion import rgb_to_image
 
 MAX_PLAUSIBLE_LATENCY_MS = 60_000.0
@@ -64,8 +66,9 @@ class DecoderNode(Node):
         torch.set_num_threads(int(threads))
         self.decoder = OffboardDecoder(model_path or None, score_thresh=score if score >= 0 else None)
         self.stats = LinkStats(window)
-        self.bad_packets = 0
-        self.decoded = 0
+        self.bad_packets = self.mismatched = self.decoded = 0
+        self.decode_ms_total = 0.0
+        self.width = 0.0  # of the latest decoded frame
         self.slot = LatestSlot()
         self.create_subscription(EncodedFeatures, "features", self._on_features, qos_from(reliability))
         self.det_pub = self.create_publisher(Detection2DArray, "detections", 10)
@@ -77,6 +80,8 @@ class DecoderNode(Node):
         self._running = True
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
+        self.diagnostics = Diagnostics(self, self._diagnostics, self.decoder.fingerprint[:12], input_name="packets",
+                                       bad_name="bad packets", busy_key="decode_ms")
         self.get_logger().info(f"decoder ready: model {self.decoder.fingerprint[:12]}")
 
     def _on_features(self, msg: EncodedFeatures) -> None:
@@ -100,14 +105,20 @@ class DecoderNode(Node):
 
     def _decode_one(self, msg: EncodedFeatures) -> None:
         """Decode one packet and publish detections (+ mask, annotated image); count refusals."""
+        t0 = time.perf_counter()
         try:
             frame = self.decoder.decode(bytes(msg.packet), with_mask=self.publish_mask or self.publish_annotated)
         except (PacketError, ModelMismatchError) as exc:
-            self.bad_packets += 1
-            self.get_logger().error(f"packet refused ({self.bad_packets} so far): {exc}",
+            if isinstance(exc, ModelMismatchError):
+                self.mismatched += 1
+            else:
+                self.bad_packets += 1
+            self.get_logger().error(f"packet refused ({self.bad_packets + self.mismatched} so far): {exc}",
                                     throttle_duration_sec=5.0)
             return
+        self.decode_ms_total += 1000.0 * (time.perf_counter() - t0)
         self.decoded += 1
+        self.width = frame.width
         self.det_pub.publish(to_detection_array(frame, msg.header))
         if self.publish_mask:
             self.mask_pub.publish(rgb_to_image(frame.mask, msg.header, "mono8"))
@@ -122,15 +133,29 @@ class DecoderNode(Node):
         m.header.stamp = self.get_clock().now().to_msg()
         m.throughput_bps, m.latency_ms, m.loss_rate, m.fps = s.throughput_bps, s.latency_ms, s.loss_rate, s.fps
         m.bytes_per_frame, m.width = s.bytes_per_frame, s.width
-        m.frames_received, m.frames_lost, m.bad_packets = s.frames_received, s.frames_lost, self.bad_packets
+        m.frames_received, m.frames_lost = s.frames_received, s.frames_lost
+        m.bad_packets = self.bad_packets + self.mismatched
         self.status_pub.publish(m)
+
+    def _diagnostics(self) -> tuple[Counters, dict[str, str]]:
+        with self._lock:
+            s = self.stats.snapshot(time.monotonic())
+        counters = Counters(received=s.frames_received, done=self.decoded, dropped=self.slot.dropped,
+                            bad=self.bad_packets, mismatched=self.mismatched, busy_ms=self.decode_ms_total,
+                            worker_alive=self._worker.is_alive())
+        return counters, {
+            "frames_decoded": str(self.decoded), "bad_packets": str(self.bad_packets),
+            "model_mismatches": str(self.mismatched), "width": str(self.width),
+            "model_fingerprint": self.decoder.fingerprint, "throughput_bps": f"{s.throughput_bps:.0f}",
+            "loss_rate": f"{s.loss_rate:.3f}", "latency_ms": f"{s.latency_ms:.1f}",
+            "frames_lost": str(s.frames_lost), "bytes_per_frame": f"{s.bytes_per_frame:.0f}"}
 
     def close(self) -> None:
         self._running = False
         self.slot.close()
         self._worker.join(timeout=2.0)
-        self.get_logger().info(f"decoded {self.decoded} frames, refused {self.bad_packets} packets, "
-                               f"dropped {self.slot.dropped} (decoder busy)")
+        self.get_logger().info(f"decoded {self.decoded} frames, refused {self.bad_packets} bad packets + "
+                               f"{self.mismatched} from another model, dropped {self.slot.dropped} (decoder busy)")
 
 
 def main(args=None) -> int:
