@@ -66,7 +66,7 @@ class DecoderNode(Node):
         torch.set_num_threads(int(threads))
         self.decoder = OffboardDecoder(model_path or None, score_thresh=score if score >= 0 else None)
         self.stats = LinkStats(window)
-        self.bad_packets = self.mismatched = self.decoded = 0
+        self.corrupt = self.mismatched = self.decoded = 0  # refused: corrupt / another model's
         self.decode_ms_total = 0.0
         self.width = 0.0  # of the latest decoded frame
         self.slot = LatestSlot()
@@ -83,6 +83,11 @@ class DecoderNode(Node):
         self.diagnostics = Diagnostics(self, self._diagnostics, self.decoder.fingerprint[:12], input_name="packets",
                                        bad_name="bad packets", busy_key="decode_ms")
         self.get_logger().info(f"decoder ready: model {self.decoder.fingerprint[:12]}")
+
+    @property
+    def bad_packets(self) -> int:
+        """Every refused packet, as LinkStatus.bad_packets counts them."""
+        return self.corrupt + self.mismatched
 
     def _on_features(self, msg: EncodedFeatures) -> None:
         latency_ms = (time.time_ns() - stamp_ns(msg.header.stamp)) / 1e6
@@ -112,8 +117,8 @@ class DecoderNode(Node):
             if isinstance(exc, ModelMismatchError):
                 self.mismatched += 1
             else:
-                self.bad_packets += 1
-            self.get_logger().error(f"packet refused ({self.bad_packets + self.mismatched} so far): {exc}",
+                self.corrupt += 1
+            self.get_logger().error(f"packet refused ({self.bad_packets} so far): {exc}",
                                     throttle_duration_sec=5.0)
             return
         self.decode_ms_total += 1000.0 * (time.perf_counter() - t0)
@@ -133,15 +138,14 @@ class DecoderNode(Node):
         m.header.stamp = self.get_clock().now().to_msg()
         m.throughput_bps, m.latency_ms, m.loss_rate, m.fps = s.throughput_bps, s.latency_ms, s.loss_rate, s.fps
         m.bytes_per_frame, m.width = s.bytes_per_frame, s.width
-        m.frames_received, m.frames_lost = s.frames_received, s.frames_lost
-        m.bad_packets = self.bad_packets + self.mismatched
+        m.frames_received, m.frames_lost, m.bad_packets = s.frames_received, s.frames_lost, self.bad_packets
         self.status_pub.publish(m)
 
     def _diagnostics(self) -> tuple[Counters, dict[str, str]]:
         with self._lock:
             s = self.stats.snapshot(time.monotonic())
         counters = Counters(received=s.frames_received, done=self.decoded, dropped=self.slot.dropped,
-                            bad=self.bad_packets, mismatched=self.mismatched, busy_ms=self.decode_ms_total,
+                            bad=self.corrupt, mismatched=self.mismatched, busy_ms=self.decode_ms_total,
                             worker_alive=self._worker.is_alive())
         return counters, {
             "frames_decoded": str(self.decoded), "bad_packets": str(self.bad_packets),
@@ -154,8 +158,8 @@ class DecoderNode(Node):
         self._running = False
         self.slot.close()
         self._worker.join(timeout=2.0)
-        self.get_logger().info(f"decoded {self.decoded} frames, refused {self.bad_packets} bad packets + "
-                               f"{self.mismatched} from another model, dropped {self.slot.dropped} (decoder busy)")
+        self.get_logger().info(f"decoded {self.decoded} frames, refused {self.bad_packets} packets "
+                               f"({self.mismatched} from another model), dropped {self.slot.dropped} (decoder busy)")
 
 
 def main(args=None) -> int:
