@@ -157,3 +157,14 @@ def test_sigint_logs_final_statistics_and_exits_cleanly(tmp_path, domain, tiny_m
         if exe in final:
             last = [line for line in log.splitlines() if f"]: {final[exe]}" in line]
             assert last and not last[-1].split(final[exe])[1].startswith("0 "), f"{exe}:\n{log[-3000:]}"
+
+
+def test_negative_diagnostics_period_is_refused_with_a_clear_line(tmp_path, domain, tiny_model_path):
+    proc = start_node("decoder", domain, params={"model_path": str(tiny_model_path), "diagnostics_period_s": -1.0},
+                      log_path=tmp_path / "decoder.log")
+    try:
+        proc.wait(timeout=120)
+    finally:
+        stop([proc])
+    log = (tmp_path / "decoder.log").read_text()
+    assert proc.returncode == 2 and "[ERROR] diagnostics_period_s must be >= 0" in log, log[-2000:]

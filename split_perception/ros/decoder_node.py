@@ -61,6 +61,8 @@ class DecoderNode(Node):
         window = self.declare_parameter("stats_window_s", 2.0, desc(
             description="window of the link statistics", read_only=True)).value
         threads = self.declare_parameter("threads", 2, desc(description="torch CPU threads", read_only=True)).value
+        diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, desc(
+            description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
         import torch
 
         torch.set_num_threads(int(threads))
@@ -80,8 +82,8 @@ class DecoderNode(Node):
         self._running = True
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
-        self.diagnostics = Diagnostics(self, self._diagnostics, self.decoder.fingerprint[:12], input_name="packets",
-                                       bad_name="bad packets", busy_key="decode_ms")
+        self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, self.decoder.fingerprint[:12],
+                                       input_name="packets", bad_name="bad packets", busy_key="decode_ms")
         self.get_logger().info(f"decoder ready: model {self.decoder.fingerprint[:12]}")
 
     @property

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from ..errors import ConfigError
@@ -14,13 +13,11 @@ from ..health import Counters, HealthMonitor
 
 
 class Diagnostics:
-    """Declares `diagnostics_period_s` and publishes what `sample()` returns (counters, extra values)
-    on `/diagnostics`, named `split_perception: <node's fully qualified name>`."""
+    """Every `period` s (0 = never), publishes what `sample()` returns (counters, extra values) on
+    `/diagnostics`, named `split_perception: <node's fully qualified name>`."""
 
-    def __init__(self, node: Node, sample: Callable[[], tuple[Counters, dict[str, str]]], hardware_id: str,
-                 **names):
-        period = node.declare_parameter("diagnostics_period_s", 1.0, ParameterDescriptor(
-            description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
+    def __init__(self, node: Node, period: float, sample: Callable[[], tuple[Counters, dict[str, str]]],
+                 hardware_id: str, **names):
         if period < 0:
             raise ConfigError(f"diagnostics_period_s must be >= 0, got {period}")
         self._node, self._sample, self.hardware_id = node, sample, hardware_id

@@ -55,6 +55,8 @@ class EncoderNode(Node):
             description="QoS reliability of `features`: best_effort or reliable", read_only=True)).value
         threads = self.declare_parameter("threads", 2, ParameterDescriptor(
             description="torch CPU threads", read_only=True)).value
+        diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, ParameterDescriptor(
+            description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
         import torch
 
         torch.set_num_threads(int(threads))
@@ -76,8 +78,8 @@ class EncoderNode(Node):
         self._running = True
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
-        self.diagnostics = Diagnostics(self, self._diagnostics, self.encoder.fingerprint[:12], input_name="images",
-                                       bad_name="bad images", busy_key="encode_ms")
+        self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, self.encoder.fingerprint[:12],
+                                       input_name="images", bad_name="bad images", busy_key="encode_ms")
         self.get_logger().info(f"encoder ready: model {self.encoder.fingerprint[:12]}, widths {widths}, "
                                f"width {self.encoder.width}, input {input_type}")
 
