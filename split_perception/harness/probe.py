@@ -13,6 +13,7 @@ import time
 import cv2
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
@@ -39,7 +40,8 @@ def main() -> int:
     cfg = json.loads(open(sys.argv[1]).read())
     rclpy.init()
     node = rclpy.create_node("probe")
-    rec = {"detections": [], "features": [], "link_status": [], "bandwidth": [], "set_results": [], "sent": [], "images": []}
+    rec = {"detections": [], "features": [], "link_status": [], "bandwidth": [], "set_results": [], "sent": [],
+           "images": [], "diagnostics": []}
     t0 = time.monotonic()
     now = lambda: time.monotonic() - t0  # noqa: E731
     age_ms = lambda stamp: (time.time_ns() - stamp_ns(stamp)) / 1e6  # noqa: E731
@@ -58,6 +60,10 @@ def main() -> int:
          "received": m.frames_received, "throughput_bps": m.throughput_bps, "latency_ms": m.latency_ms,
          "bytes_per_frame": m.bytes_per_frame}), 10)
     node.create_subscription(Float64, "link_bandwidth", lambda m: rec["bandwidth"].append({"t": now(), "bps": m.data}), 10)
+    if cfg.get("record_diagnostics"):
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: rec["diagnostics"].extend(
+            {"t": now(), "name": s.name, "level": s.level[0], "message": s.message, "hardware_id": s.hardware_id,
+             "values": {kv.key: kv.value for kv in s.values}} for s in m.status), 50)
     arrival = lambda m: {"t": now(), "stamp": stamp_ns(m.header.stamp),  # noqa: E731
                          "bytes": len(m.data), "latency_ms": age_ms(m.header.stamp)}
     if cfg.get("listen_images"):  # counts as an image subscriber, so a bag player can wait for the probe
@@ -73,6 +79,7 @@ def main() -> int:
     publish = cfg.get("publish", "raw")  # raw Image, "jpeg" CompressedImage, or "none"
     jpegs = [encode_image(f, "jpeg", cfg.get("jpeg_quality", 95)) for f in frames] if publish == "jpeg" else None
     fps, seconds = cfg.get("fps", 5.0), cfg["seconds"]
+    publish_until = cfg.get("publish_until", seconds)  # images stop then; garbage and recording go on
     calls = sorted(cfg.get("set_width", []), key=lambda c: c["at"])
     garbage = cfg.get("garbage", [])
     next_frame, i = 0.0, 0
@@ -86,7 +93,7 @@ def main() -> int:
             print(f"probe t={now():.0f}s: sent {len(rec['sent'])}, delivered {len(new) / progress_s:.1f} fps, "
                   f"latency p50 {lat[len(lat) // 2] if lat else float('nan'):.0f} ms", flush=True)
             shown, next_progress = len(rec["detections"]), next_progress + progress_s
-        if publish != "none" and now() >= next_frame:
+        if publish != "none" and next_frame <= now() < publish_until:
             k = i % len(frames)
             m = CompressedImage() if jpegs else Image()
             m.header.stamp.sec, m.header.stamp.nanosec = split_ns(time.time_ns())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..errors import ConfigError
+
+SIGNAL_POLL_S = 0.1  # the spin loop wakes this often to see a signal (rcl_wait does not return for one)
 
 
 def qos_from(reliability: str, depth: int = 5) -> QoSProfile:
@@ -48,28 +51,47 @@ class LatestSlot:
 
 
 def run_node(node_factory, args=None) -> int:
-    """Init rclpy, spin the node until Ctrl-C or shutdown, clean up; returns an exit code."""
+    """Init rclpy, spin the node until SIGINT/SIGTERM or shutdown, clean up; returns an exit code.
+
+    rclpy's own signal handler would shut the context down before the node's `close()` runs (its
+    final log lines then fail on rosout); here a signal only stops the spin loop, `close()` runs
+    with the context valid, then the node is destroyed and rclpy shut down. A second signal
+    interrupts a `close()` that hangs."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.impl.implementation_singleton import rclpy_implementation
+    from rclpy.signals import SignalHandlerOptions
 
     from ..errors import SplitPerceptionError
 
     RCLError = rclpy_implementation.RCLError  # what rcl raises (not exported under a public name)
 
-    node = None
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    node, code = None, 0
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = node_factory()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except SystemExit as exc:  # a node that is done (bag player at the end of its bag)
+        code = exc.code if isinstance(exc.code, int) else 1
     except SplitPerceptionError as exc:  # bad parameter, model or bag: one clear line, exit 2
         print(f"[ERROR] {exc}", flush=True)
-        return 2
+        code = 2
     except RCLError as exc:  # rcl refused: SROS2 keystore/enclave, bad --ros-args, middleware
         print(f"[ERROR] rcl refused to run the node: {exc}", flush=True)
-        return 2
+        code = 2
     finally:
         if node is not None:
             close = getattr(node, "close", None)
@@ -78,7 +100,9 @@ def run_node(node_factory, args=None) -> int:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code
 
 
 def exit_now(code: int) -> None:

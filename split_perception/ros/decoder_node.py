@@ -16,12 +16,14 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ..errors import ModelMismatchError, PacketError
+from ..health import Counters
 from ..link.stats import LinkStats
 from ..msg import Detection2D, Detection2DArray, EncodedFeatures, LinkStatus
 from ..offboard import OffboardDecoder
 from ..stamps import stamp_ns
 from ..visualize import draw_detections
 from .common import LatestSlot, qos_from, run_node
+from .diagnostics import Diagnostics
 from .image_conversion import rgb_to_image
 
 MAX_PLAUSIBLE_LATENCY_MS = 60_000.0
@@ -59,13 +61,16 @@ class DecoderNode(Node):
         window = self.declare_parameter("stats_window_s", 2.0, desc(
             description="window of the link statistics", read_only=True)).value
         threads = self.declare_parameter("threads", 2, desc(description="torch CPU threads", read_only=True)).value
+        diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, desc(
+            description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
         import torch
 
         torch.set_num_threads(int(threads))
         self.decoder = OffboardDecoder(model_path or None, score_thresh=score if score >= 0 else None)
         self.stats = LinkStats(window)
-        self.bad_packets = 0
-        self.decoded = 0
+        self.corrupt = self.mismatched = self.decoded = 0  # refused: corrupt / another model's
+        self.decode_ms_total = 0.0
+        self.width = 0.0  # of the latest decoded frame
         self.slot = LatestSlot()
         self.create_subscription(EncodedFeatures, "features", self._on_features, qos_from(reliability))
         self.det_pub = self.create_publisher(Detection2DArray, "detections", 10)
@@ -77,7 +82,14 @@ class DecoderNode(Node):
         self._running = True
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
+        self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, self.decoder.fingerprint[:12],
+                                       input_name="packets", bad_name="bad packets", busy_key="decode_ms")
         self.get_logger().info(f"decoder ready: model {self.decoder.fingerprint[:12]}")
+
+    @property
+    def bad_packets(self) -> int:
+        """Every refused packet, as LinkStatus.bad_packets counts them."""
+        return self.corrupt + self.mismatched
 
     def _on_features(self, msg: EncodedFeatures) -> None:
         latency_ms = (time.time_ns() - stamp_ns(msg.header.stamp)) / 1e6
@@ -100,14 +112,20 @@ class DecoderNode(Node):
 
     def _decode_one(self, msg: EncodedFeatures) -> None:
         """Decode one packet and publish detections (+ mask, annotated image); count refusals."""
+        t0 = time.perf_counter()
         try:
             frame = self.decoder.decode(bytes(msg.packet), with_mask=self.publish_mask or self.publish_annotated)
         except (PacketError, ModelMismatchError) as exc:
-            self.bad_packets += 1
+            if isinstance(exc, ModelMismatchError):
+                self.mismatched += 1
+            else:
+                self.corrupt += 1
             self.get_logger().error(f"packet refused ({self.bad_packets} so far): {exc}",
                                     throttle_duration_sec=5.0)
             return
+        self.decode_ms_total += 1000.0 * (time.perf_counter() - t0)
         self.decoded += 1
+        self.width = frame.width
         self.det_pub.publish(to_detection_array(frame, msg.header))
         if self.publish_mask:
             self.mask_pub.publish(rgb_to_image(frame.mask, msg.header, "mono8"))
@@ -125,12 +143,25 @@ class DecoderNode(Node):
         m.frames_received, m.frames_lost, m.bad_packets = s.frames_received, s.frames_lost, self.bad_packets
         self.status_pub.publish(m)
 
+    def _diagnostics(self) -> tuple[Counters, dict[str, str]]:
+        with self._lock:
+            s = self.stats.snapshot(time.monotonic())
+        counters = Counters(received=s.frames_received, done=self.decoded, dropped=self.slot.dropped,
+                            bad=self.corrupt, mismatched=self.mismatched, busy_ms=self.decode_ms_total,
+                            worker_alive=self._worker.is_alive())
+        return counters, {
+            "frames_decoded": str(self.decoded), "bad_packets": str(self.bad_packets),
+            "model_mismatches": str(self.mismatched), "width": str(self.width),
+            "model_fingerprint": self.decoder.fingerprint, "throughput_bps": f"{s.throughput_bps:.0f}",
+            "loss_rate": f"{s.loss_rate:.3f}", "latency_ms": f"{s.latency_ms:.1f}",
+            "frames_lost": str(s.frames_lost), "bytes_per_frame": f"{s.bytes_per_frame:.0f}"}
+
     def close(self) -> None:
         self._running = False
         self.slot.close()
         self._worker.join(timeout=2.0)
-        self.get_logger().info(f"decoded {self.decoded} frames, refused {self.bad_packets} packets, "
-                               f"dropped {self.slot.dropped} (decoder busy)")
+        self.get_logger().info(f"decoded {self.decoded} frames, refused {self.bad_packets} packets "
+                               f"({self.mismatched} from another model), dropped {self.slot.dropped} (decoder busy)")
 
 
 def main(args=None) -> int:

@@ -22,11 +22,13 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ..config import find_width
 from ..errors import ImageError
+from ..health import Counters
 from ..link.trace import TokenBucket
 from ..msg import EncodedFeatures
 from ..onboard import OnboardEncoder
 from ..stamps import stamp_ns
 from .common import LatestSlot, qos_from, run_node
+from .diagnostics import Diagnostics
 from .image_conversion import compressed_to_rgb, image_to_rgb
 
 
@@ -53,6 +55,8 @@ class EncoderNode(Node):
             description="QoS reliability of `features`: best_effort or reliable", read_only=True)).value
         threads = self.declare_parameter("threads", 2, ParameterDescriptor(
             description="torch CPU threads", read_only=True)).value
+        diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, ParameterDescriptor(
+            description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
         import torch
 
         torch.set_num_threads(int(threads))
@@ -67,11 +71,15 @@ class EncoderNode(Node):
             raise ValueError(f"input_type must be 'raw' or 'compressed', got {input_type!r}")
         self.slot = LatestSlot()
         self.frame_id = 0
-        self.bad_images = 0
+        self.received = self.encoded = self.bad_images = self.skipped = 0
+        self.encode_ms_total = 0.0
+        self.input_type = input_type
         self._rate_bucket = TokenBucket(burst_bytes=2)  # max_rate_hz: one token per frame, bursts of 2 absorb jitter
         self._running = True
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
+        self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, self.encoder.fingerprint[:12],
+                                       input_name="images", bad_name="bad images", busy_key="encode_ms")
         self.get_logger().info(f"encoder ready: model {self.encoder.fingerprint[:12]}, widths {widths}, "
                                f"width {self.encoder.width}, input {input_type}")
 
@@ -94,9 +102,11 @@ class EncoderNode(Node):
 
     # ---- frames -----------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
+        self.received += 1
         self.slot.put((msg, image_to_rgb))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
+        self.received += 1
         self.slot.put((msg, compressed_to_rgb))
 
     def _work(self) -> None:
@@ -116,6 +126,7 @@ class EncoderNode(Node):
         if rate > 0:
             self._rate_bucket.refill(time.monotonic(), 8.0 * rate)  # the bucket counts "bytes": 1 per frame
             if not self._rate_bucket.take(1):
+                self.skipped += 1
                 return  # over the rate limit: this frame is skipped
         try:
             rgb = convert(msg)
@@ -139,13 +150,22 @@ class EncoderNode(Node):
         out.encode_ms = 1000.0 * (time.perf_counter() - t0)
         out.packet = packet
         self.pub.publish(out)
+        self.encoded += 1
+        self.encode_ms_total += out.encode_ms
+
+    def _diagnostics(self) -> tuple[Counters, dict[str, str]]:
+        counters = Counters(received=self.received, done=self.encoded, dropped=self.slot.dropped,
+                            bad=self.bad_images, busy_ms=self.encode_ms_total, worker_alive=self._worker.is_alive())
+        return counters, {"frames_encoded": str(self.encoded), "bad_images": str(self.bad_images),
+                          "skipped_max_rate": str(self.skipped), "width": str(self.encoder.width),
+                          "input_type": self.input_type, "model_fingerprint": self.encoder.fingerprint}
 
     def close(self) -> None:
         self._running = False
         self.slot.close()
         self._worker.join(timeout=2.0)
-        if self.slot.dropped or self.bad_images:
-            self.get_logger().info(f"dropped {self.slot.dropped} frames (encoder busy), refused {self.bad_images}")
+        self.get_logger().info(f"encoded {self.encoded} frames, refused {self.bad_images} images, "
+                               f"dropped {self.slot.dropped} (encoder busy)")
 
 
 def main(args=None) -> int:
