@@ -8,7 +8,14 @@ import sys
 
 from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.codec.packet import Packet
-from split_perception.harness.processes import run_probe, start_node, stop, wait_for_log
+from split_perception.harness.processes import (
+    READY_TIMEOUT_S,
+    run_probe,
+    start_node,
+    stop,
+    wait_for_log,
+    wait_ready,
+)
 from split_perception.health import ERROR, OK, WARN, Counters, HealthMonitor
 
 
@@ -90,8 +97,7 @@ def test_encoder_and_decoder_report_on_diagnostics(tmp_path, domain, tiny_model_
                + [{"at": 16.0 + 0.25 * i, "hex": other_model.hex()} for i in range(21)])
     procs = start(tmp_path, domain, [("encoder", {**m, "width": 0.5}, None), ("decoder", m, None)])
     try:
-        for exe in ("encoder", "decoder"):
-            wait_for_log(tmp_path / f"{exe}.log", "ready", 120)
+        wait_ready(tmp_path, "encoder", "decoder")
         rec = run_probe({"seconds": 26, "fps": 4, "publish_until": 12, "garbage": garbage,
                          "record_diagnostics": True}, tmp_path, domain)
     finally:
@@ -125,8 +131,7 @@ def test_diagnostics_period_zero_publishes_nothing(tmp_path, domain, tiny_model_
     m = {"model_path": str(tiny_model_path), "diagnostics_period_s": 0.0}
     procs = start(tmp_path, domain, [("encoder", m, None), ("decoder", m, None)])
     try:
-        for exe in ("encoder", "decoder"):
-            wait_for_log(tmp_path / f"{exe}.log", "ready", 120)
+        wait_ready(tmp_path, "encoder", "decoder")
         rec = run_probe({"seconds": 6, "fps": 4, "record_diagnostics": True}, tmp_path, domain)
     finally:
         stop(procs)
@@ -147,9 +152,9 @@ def test_sigint_logs_final_statistics_and_exits_cleanly(tmp_path, domain, tiny_m
         ("link_monitor", {"model_path": str(tiny_model_path)}, {"features": "features_in"}),
     ])
     try:
-        for exe in ("encoder", "decoder", "link_emulator", "link_monitor"):
-            wait_for_log(tmp_path / f"{exe}.log", {"link_emulator": "link emulator:",
-                                                   "link_monitor": "link monitor:"}.get(exe, "ready"), 120)
+        wait_ready(tmp_path, "encoder", "decoder")
+        wait_for_log(tmp_path / "link_emulator.log", "link emulator:", READY_TIMEOUT_S)
+        wait_for_log(tmp_path / "link_monitor.log", "link monitor:", READY_TIMEOUT_S)
         rec = run_probe({"seconds": 8, "publish": "none", "features_topic": "features_out"}, tmp_path, domain)
     finally:
         stop(procs)
