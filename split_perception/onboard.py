@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .codec.onboard_export import export_dir_for, find_export
+from .config import RUNTIMES
 from .errors import CheckpointError, ConfigError
-
-RUNTIMES = ("auto", "onnx", "torch")
 
 
 def _torch(model_path, threads):
