@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all venv ros clean
+.PHONY: demo test test-all venv ros onboard clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,16 @@ test: ros
 
 test-all: ros
 	$(PY) -m pytest -q
+
+# Torch-free onboard install (robot): ONNX Runtime encoder + link monitor, no torch (make onboard VENV=...).
+# CompressAI is there only for its rANS extension; it requires torch, hence --no-deps.
+onboard: requirements-onboard.txt requirements-ros.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -r requirements-onboard.txt
+	$(PY) -m pip install -q --no-deps compressai==1.2.8
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	scripts/build_ros.sh $(VENV)
 
 clean:
 	rm -rf $(VENV) .colcon out packets results.json

@@ -17,7 +17,15 @@ import torch
 
 from ..config import to_dict
 from .checkpoint import load_model, read_checkpoint
-from .onboard_export import DEFAULT_MODEL, FORMAT, MANIFEST, TABLES, VERSION, export_dir_for, file_sha256
+from .onboard_export import (
+    DEFAULT_MODEL,
+    FORMAT,
+    MANIFEST,
+    TABLES,
+    VERSION,
+    export_dir_for,
+    file_sha256,
+)
 
 OPSET = 17
 
