@@ -26,6 +26,7 @@ def _threads(n: int) -> None:
 def cmd_info(args) -> int:
     import numpy as np
 
+    from .codec.onboard_export import export_dir_for, find_export
     from .data.synthetic import render_scene
     from .onboard import OnboardEncoder
 
@@ -34,6 +35,9 @@ def cmd_info(args) -> int:
     m = enc.model
     print(f"model:        {args.model or 'bundled default'}")
     print(f"fingerprint:  {enc.fingerprint}")
+    export = find_export(args.model)
+    print(f"onboard export: {export.directory} (up to date)" if export else
+          f"onboard export: none up to date at {export_dir_for(args.model)} (`split-perception export-onboard`)")
     print(f"classes:      {', '.join(cfg.class_names)}")
     print(f"input size:   {cfg.input_size[1]}x{cfg.input_size[0]} (w x h), split after MobileNetV3 "
           f"features[:{cfg.split_index}] (stride {m.teacher.split_stride}, {m.teacher.split_channels} channels)")

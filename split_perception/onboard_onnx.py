@@ -3,15 +3,13 @@ from the stored integer tables. Imports no torch (a robot installs requirements-
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .codec.onboard_export import OnboardExport
 from .codec.packet import FINGERPRINT_BYTES, Packet
 from .codec.rans import BottleneckEncoder
 from .config import find_width
-from .errors import CheckpointError, WidthError
+from .errors import CheckpointError, ConfigError, WidthError
 from .preprocess import to_input_array
 
 
@@ -24,7 +22,7 @@ class OnnxEncoder:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise CheckpointError("onnxruntime is not installed (pip install -r requirements-onboard.txt)") from None
+            raise ConfigError("runtime 'onnx' needs onnxruntime (pip install -r requirements-onboard.txt)") from None
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads or 1)
         opts.inter_op_num_threads = 1
@@ -35,7 +33,7 @@ class OnnxEncoder:
         self._sessions, self._coders = [], []
         for t in export.widths:
             try:
-                self._sessions.append(ort.InferenceSession(str(Path(t.graph)), opts,
+                self._sessions.append(ort.InferenceSession(str(t.graph), opts,
                                                            providers=["CPUExecutionProvider"]))
             except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
                 raise CheckpointError(f"{t.graph}: ONNX Runtime cannot load it ({exc})") from None

@@ -53,6 +53,8 @@ class WidthTables:
 
 @dataclass(frozen=True)
 class OnboardExport:
+    """What the onboard runtime needs from a checkpoint, read without torch."""
+
     directory: Path
     fingerprint: str
     checkpoint_sha256: str

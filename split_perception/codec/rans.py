@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import ConfigError
 
 _NAME = "compressai.ans"
 
@@ -25,11 +25,11 @@ def ans_module():
         return sys.modules[_NAME]
     spec = importlib.util.find_spec("compressai")  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError("compressai is not installed (the onboard coder is its `ans` extension)")
+        raise ConfigError("compressai is not installed (the onboard coder is its `ans` extension)")
     files = sorted(p for d in spec.submodule_search_locations for p in Path(d).glob("ans.*")
                    if p.suffix in (".so", ".pyd"))
     if not files:
-        raise CheckpointError(f"compressai's `ans` extension not found in {spec.submodule_search_locations}")
+        raise ConfigError(f"compressai's `ans` extension not found in {spec.submodule_search_locations}")
     loader = importlib.machinery.ExtensionFileLoader(_NAME, str(files[0]))
     module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(_NAME, files[0], loader=loader))
     loader.exec_module(module)
