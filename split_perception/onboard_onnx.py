@@ -27,6 +27,7 @@ class OnnxEncoder:
         opts.intra_op_num_threads = int(threads or 1)
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep: the CPU is shared
         opts.log_severity_level = 3  # warnings about unused initializers are not the user's business
         self.export, self.cfg, self.fingerprint = export, export.cfg, export.fingerprint
         self._fp = bytes.fromhex(self.fingerprint)[:FINGERPRINT_BYTES]
