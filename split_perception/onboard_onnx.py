@@ -14,7 +14,10 @@ from .preprocess import to_input_array
 
 
 class OnnxEncoder:
-    """All widths' sessions are created once; `set_width` picks one for the next frame."""
+    """All widths' sessions are created once; `set_width` picks one for the next frame.
+
+    One input buffer is reused for every frame, so one encode runs at a time (the node's lock).
+    """
 
     runtime = "onnx"
 
@@ -40,6 +43,7 @@ class OnnxEncoder:
                 raise CheckpointError(f"{t.graph}: ONNX Runtime cannot load it ({exc})") from None
             self._coders.append(BottleneckEncoder(t.quantized_cdf, t.cdf_length, t.offset, t.medians, t.latent_shape))
         self._index = len(self.cfg.widths) - 1
+        self._input = np.empty((1, 3, *self.cfg.input_size), np.float32)
 
     @property
     def widths(self) -> tuple[float, ...]:
@@ -56,7 +60,8 @@ class OnnxEncoder:
         self._index = i
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        return to_input_array(rgb, self.cfg.input_size, self.cfg.image_mean, self.cfg.image_std)[None]
+        to_input_array(rgb, self.cfg.input_size, self.cfg.image_mean, self.cfg.image_std, out=self._input[0])
+        return self._input
 
     def bottleneck(self, x: np.ndarray, width_index: int) -> np.ndarray:
         """Network input -> float32 bottleneck (before rounding) at a width."""

@@ -8,8 +8,12 @@ import numpy as np
 from .errors import ImageError
 
 
-def to_input_array(rgb: np.ndarray, input_size, mean, std) -> np.ndarray:
-    """RGB uint8 HxWx3 -> float32 CHW array at `input_size` (h, w), normalized with mean/std."""
+def to_input_array(rgb: np.ndarray, input_size, mean, std, out: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8 HxWx3 -> float32 CHW array at `input_size` (h, w), normalized with mean/std.
+
+    `out` (float32 3xHxW) is filled in place: a frame loop that reuses it allocates nothing large,
+    so it pays no page faults for fresh memory every frame.
+    """
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         shape = getattr(rgb, "shape", None)
         dtype = getattr(rgb, "dtype", type(rgb).__name__)
@@ -20,10 +24,12 @@ def to_input_array(rgb: np.ndarray, input_size, mean, std) -> np.ndarray:
     if rgb.shape[:2] != (h, w):
         interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, (w, h), interpolation=interp)
-    x = rgb.transpose(2, 0, 1).astype(np.float32, order="C") / np.float32(255.0)
-    m = np.asarray(mean, dtype=np.float32)[:, None, None]
-    s = np.asarray(std, dtype=np.float32)[:, None, None]
-    return (x - m) / s
+    x = np.empty((3, h, w), np.float32) if out is None else out
+    np.copyto(x, rgb.transpose(2, 0, 1))
+    x /= np.float32(255.0)
+    x -= np.asarray(mean, dtype=np.float32)[:, None, None]
+    x /= np.asarray(std, dtype=np.float32)[:, None, None]
+    return x
 
 
 def to_input_tensor(rgb: np.ndarray, input_size, mean, std):
