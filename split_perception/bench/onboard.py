@@ -115,7 +115,10 @@ def run(args) -> int:
     cols = [("runtime", "runtime", ""), ("install_mb", "install MB", ".0f"), ("rss_peak_mib", "peak RSS MiB", ".0f"),
             ("cold_start_s", "cold start s", ".2f")]
     cols += [(f"encode_ms_{w}", f"encode ms w={w}", ".2f") for w in widths]
-    table = markdown_table(rows, cols)
+    fmts = {k: f for k, _, f in cols}
+    shown = [{k: (f"{v:.2f}x" if r["runtime"] == "onnx / torch" else format(v, fmts[k])) if isinstance(v, float) and
+              k in fmts else v for k, v in r.items()} for r in rows]  # ratios with two decimals
+    table = markdown_table(shown, [(k, t, "") for k, t, _ in cols])
     payload = {"command": command_line(args), "threads": args.threads, "frame": "640x480 RGB (resized to the input)",
                "note": "install MB: the whole environment each runtime ran in; encode ms: best of the repeats "
                        "(medians in the json); cold start: process start to first packet, median of the starts"}
