@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all venv ros clean
+.PHONY: demo test test-all venv ros onboard clean
 
 venv: $(STAMP)
 
@@ -28,5 +28,16 @@ test: ros
 test-all: ros
 	$(PY) -m pytest -q
 
+# Torch-free onboard install (robot): ONNX Runtime encoder + link monitor, no torch, in its own venv.
+# CompressAI is there only for its rANS extension; it requires torch, hence --no-deps.
+ONBOARD_VENV ?= .venv-onboard
+onboard: requirements-onboard.txt requirements-ros.txt
+	python3 -m venv $(ONBOARD_VENV)
+	$(ONBOARD_VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(ONBOARD_VENV)/bin/python -m pip install -q -r requirements-onboard.txt
+	$(ONBOARD_VENV)/bin/python -m pip install -q --no-deps compressai==1.2.8
+	$(ONBOARD_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	scripts/build_ros.sh $(ONBOARD_VENV)
+
 clean:
-	rm -rf $(VENV) .colcon out packets results.json
+	rm -rf $(VENV) $(ONBOARD_VENV) .colcon out packets results.json

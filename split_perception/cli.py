@@ -1,5 +1,5 @@
-"""`split-perception` command line: info, make-dataset, train, encode, decode, eval, demo, make-bag,
-eval-bag, decode-bag, fuzz, bench, analyze-split."""
+"""`split-perception` command line: info, make-dataset, train, encode, export-onboard, decode, eval, demo,
+make-bag, eval-bag, decode-bag, fuzz, bench, analyze-split."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .config import RUNTIMES
 from .errors import SplitPerceptionError
 from .harness.domains import DOMAIN_HELP, domain_from
 
@@ -25,14 +26,18 @@ def _threads(n: int) -> None:
 def cmd_info(args) -> int:
     import numpy as np
 
+    from .codec.onboard_export import export_dir_for, find_export
     from .data.synthetic import render_scene
     from .onboard import OnboardEncoder
 
-    enc = OnboardEncoder(args.model)
+    enc = OnboardEncoder(args.model, runtime="torch")
     cfg = enc.cfg
     m = enc.model
     print(f"model:        {args.model or 'bundled default'}")
     print(f"fingerprint:  {enc.fingerprint}")
+    export = find_export(args.model)
+    print(f"onboard export: {export.directory} (up to date)" if export else
+          f"onboard export: none up to date at {export_dir_for(args.model)} (`split-perception export-onboard`)")
     print(f"classes:      {', '.join(cfg.class_names)}")
     print(f"input size:   {cfg.input_size[1]}x{cfg.input_size[0]} (w x h), split after MobileNetV3 "
           f"features[:{cfg.split_index}] (stride {m.teacher.split_stride}, {m.teacher.split_channels} channels)")
@@ -80,8 +85,7 @@ def _read_rgb(path: Path):
 def cmd_encode(args) -> int:
     from .onboard import OnboardEncoder
 
-    _threads(args.threads)
-    enc = OnboardEncoder(args.model)
+    enc = OnboardEncoder(args.model, runtime=args.runtime, threads=args.threads)
     enc.set_width(args.width)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,17 @@ def cmd_encode(args) -> int:
         ms = 1000 * (time.perf_counter() - t0)
         target = out / (Path(path).stem + ".spf")
         target.write_bytes(data)
-        print(f"{path} -> {target}: {len(data)} bytes at width {enc.width} ({ms:.1f} ms)")
+        print(f"{path} -> {target}: {len(data)} bytes at width {enc.width} ({ms:.1f} ms, {enc.runtime})")
+    return 0
+
+
+def cmd_export_onboard(args) -> int:
+    from .codec.export import export_onboard
+    from .codec.onboard_export import read_export
+
+    exp = read_export(export_onboard(args.model, args.out))
+    print(f"wrote {exp.directory}: model {exp.fingerprint[:12]}, widths {list(exp.cfg.widths)}, "
+          f"bottleneck {[t.latent_shape for t in exp.widths]}")
     return 0
 
 
@@ -140,7 +154,7 @@ def cmd_eval(args) -> int:
 
     _threads(args.threads)
     enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model)
-    res = {"teacher": evaluate_teacher(enc.model.teacher, args.data, args.max_images)}
+    res = {"teacher": evaluate_teacher(dec.model.teacher, args.data, args.max_images)}
     res.update({str(w): r for w, r in evaluate_split(enc, dec, args.data, max_images=args.max_images).items()})
     print(format_table(res))
     if args.out:
@@ -243,7 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", default="packets", help="output folder")
     s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="onnx (the model's onboard export), torch, or auto (onnx when the export is there)")
     s.set_defaults(func=cmd_encode)
+
+    s = sub.add_parser("export-onboard", help="checkpoint -> ONNX encoder per width + entropy tables (torch-free "
+                                              "onboard runtime)")
+    s.add_argument("--model", help=MODEL_HELP)
+    s.add_argument("--out", help="output folder (default: beside the checkpoint, <name>.onboard/, where "
+                                 "runtime 'auto' finds it)")
+    s.set_defaults(func=cmd_export_onboard)
 
     s = sub.add_parser("decode", help="packet files -> COCO-style detections json (+ masks, annotated images)")
     s.add_argument("packets", nargs="+")

@@ -15,6 +15,9 @@ DEFAULT_CLASSES = ("circle", "square", "triangle", "star", "cross")
 # Two widths are the same width within this: widths travel as float32 (messages, parameters) and a
 # model's widths differ by far more.
 WIDTH_TOLERANCE = 1e-3
+# Onboard encoder runtimes: ONNX Runtime (torch-free, from the onboard export), torch, or auto (onnx when
+# the checkpoint has an up-to-date export)
+RUNTIMES = ("auto", "onnx", "torch")
 
 
 def find_width(widths, width: float) -> int | None:

@@ -1,40 +1,106 @@
-"""Onboard runtime: RGB frame -> packet bytes at the current width (what the encoder node calls)."""
+"""Onboard runtime: RGB frame -> packet bytes at the current width (what the encoder node calls).
+
+Two implementations make the same packets: ONNX Runtime from the checkpoint's onboard export (no
+torch: `onboard_onnx.py`) and torch from the checkpoint itself (`onboard_torch.py`). `runtime="auto"`
+takes ONNX when an up-to-date export is there (`split-perception export-onboard`), else torch.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
-import torch
 
-from .codec.packet import Packet
-from .preprocess import to_input_tensor
-from .runtime import ModelRuntime
+from .codec.onboard_export import export_dir_for, find_export
+from .config import RUNTIMES
+from .errors import CheckpointError, ConfigError
 
 
-class OnboardEncoder(ModelRuntime):
-    """Loads a checkpoint once; `set_width` switches width for the next frame without reloading."""
+def _torch(model_path, threads):
+    import torch
+
+    from .onboard_torch import TorchEncoder
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return TorchEncoder(model_path)
+
+
+def _open(model_path, runtime: str, threads: int | None):
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
+    if model_path and Path(model_path).is_dir() and runtime == "torch":
+        raise CheckpointError(f"{model_path} is an onboard export: the torch runtime needs the checkpoint")
+    if runtime == "torch":
+        return _torch(model_path, threads)
+    export = find_export(model_path)
+    if runtime == "onnx" and export is None:
+        raise CheckpointError(f"no up-to-date onboard export at {export_dir_for(model_path)}: run "
+                              "`split-perception export-onboard`")
+    if export is None or importlib.util.find_spec("onnxruntime") is None:
+        return _torch(model_path, threads)
+    from .onboard_onnx import OnnxEncoder
+
+    return OnnxEncoder(export, threads)
+
+
+class OnboardEncoder:
+    """Loads a model once; `set_width` switches width for the next frame without reloading anything.
+
+    Args:
+        model_path: checkpoint (default: the bundled model) or an onboard export folder.
+        runtime: "auto", "onnx" or "torch".
+        threads: CPU threads of the runtime (ONNX Runtime intra-op threads, or torch's).
+    """
+
+    def __init__(self, model_path: str | Path | None = None, runtime: str = "auto", threads: int | None = None):
+        self._impl = _open(model_path, runtime, threads)
+
+    @classmethod
+    def from_model(cls, model, fingerprint: str) -> "OnboardEncoder":
+        """Wrap an in-memory torch model (training-time evaluation); its CDF tables must be computed."""
+        from .onboard_torch import TorchEncoder
+
+        self = cls.__new__(cls)
+        self._impl = TorchEncoder.from_model(model, fingerprint)
+        return self
+
+    @property
+    def runtime(self) -> str:
+        return self._impl.runtime
+
+    @property
+    def fingerprint(self) -> str:
+        return self._impl.fingerprint
+
+    @property
+    def cfg(self):
+        return self._impl.cfg
+
+    @property
+    def model(self):
+        """The torch model (torch runtime only)."""
+        if self.runtime != "torch":
+            raise AttributeError("the onnx runtime has no torch model: open it with runtime='torch'")
+        return self._impl.model
 
     @property
     def widths(self) -> tuple[float, ...]:
-        return self.model.widths
+        return self._impl.widths
 
     @property
     def width(self) -> float:
-        return self.model.width
+        return self._impl.width
 
     def set_width(self, width: float) -> None:
         """Raises WidthError for a width the model does not have."""
-        self.model.set_width(width)
+        self._impl.set_width(width)
 
-    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        return to_input_tensor(rgb, self.cfg.input_size, self.cfg.image_mean, self.cfg.image_std)[None]
+    def preprocess(self, rgb: np.ndarray):
+        """RGB -> the runtime's network input (1x3xHxW: numpy for onnx, a tensor for torch)."""
+        return self._impl.preprocess(rgb)
 
-    @torch.no_grad()
     def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
         """RGB uint8 HxWx3 -> one packet (bytes). Raises ImageError for a bad image."""
-        x = self.preprocess(rgb)
-        width_index, width = self.model.width_index, self.model.width  # one consistent snapshot
-        out = self.model.compress(x)
-        channels = self.model.encoder.bottleneck_channels[width_index]
-        packet = Packet(self._fp, width_index, width, frame_id, stamp_ns, tuple(rgb.shape[:2]),
-                        (channels, *out["shape"]), out["strings"][0])
-        return packet.to_bytes()
+        return self._impl.encode(rgb, frame_id, stamp_ns)

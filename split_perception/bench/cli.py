@@ -28,8 +28,8 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, switch, transport, soak, restart, "
-                                         "link, report")
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, onboard, switch, transport, soak, "
+                                         "restart, link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
     s = bsub.add_parser("rate-accuracy", help="bytes/frame vs mAP: our widths vs JPEG/WebP/PNG and PCA features")
@@ -47,6 +47,15 @@ def add_parsers(sub) -> None:
     s.add_argument("--repeats", type=int, default=50, help="timing rounds: calls per measurement (best and median)")
     s.add_argument("--frames", type=int, default=30, help="frames timed and sized (the first N of --data)")
     s.set_defaults(func=_runner("latency"))
+
+    s = bsub.add_parser("onboard", help="onboard encoder on ONNX Runtime vs torch: install size, RSS, cold start, "
+                                        "encode ms per width")
+    _common(s, "onboard")
+    s.add_argument("--onnx-python", help="interpreter of a torch-free onboard environment (default: this one)")
+    s.add_argument("--torch-python", help="interpreter with torch (default: this one)")
+    s.add_argument("--starts", type=int, default=3, help="cold starts per runtime (median reported)")
+    s.add_argument("--repeats", type=int, default=50, help="timed encodes per width")
+    s.set_defaults(func=_runner("onboard"))
 
     s = bsub.add_parser("switch", help="width switch vs loading a fresh model; set_parameters over ROS")
     _common(s, "switch")

@@ -121,7 +121,7 @@ def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -
     from ..onboard import OnboardEncoder
     from ..preprocess import to_input_tensor
 
-    enc, dec = OnboardEncoder(model_path), OffboardDecoder(model_path)
+    enc, dec = OnboardEncoder(model_path, runtime="torch"), OffboardDecoder(model_path)
     cfg, model, teacher = enc.cfg, enc.model, dec.model.teacher
     imgs = load_frames(dataset(data), frames)
     if not imgs:

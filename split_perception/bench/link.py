@@ -143,7 +143,7 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
     from ..evaluation.evaluate import EVAL_SCORE_THRESH, coco_results
     from ..onboard import OnboardEncoder
 
-    enc = OnboardEncoder(model_path)
+    enc = OnboardEncoder(model_path, runtime="torch")
     teacher = enc.model.teacher
     teacher.det.score_thresh = EVAL_SCORE_THRESH
     out = {}

@@ -148,7 +148,7 @@ def _row(method: str, setting: str, r: dict, **extra) -> dict:
 def measure(args, progress: bool = True) -> tuple[list[dict], dict]:
     """Every method on the same frames: (rows, facts about the PCA fit)."""
     data, fit = dataset(args.data), dataset(args.fit_data)
-    enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model)
+    enc, dec = OnboardEncoder(args.model, runtime="torch"), OffboardDecoder(args.model)
     teacher, cfg = enc.model.teacher, enc.cfg
     n = args.max_images
 

@@ -16,6 +16,7 @@ BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("analyze_split", "Where to split (`analyze-split`)"),
             ("latency", "Latency by width and the end-to-end model (`bench latency`)"),
+            ("onboard", "Onboard runtime: ONNX Runtime vs torch (`bench onboard`)"),
             ("switch", "Width switch vs model reload (`bench switch`)"),
             ("transport", "Throughput through DDS (`bench transport`)"),
             ("soak", "Soak: minutes through DDS (`bench soak`)"),

@@ -51,7 +51,7 @@ def measure_in_process(model_path, repeats: int, progress: bool = True) -> dict:
 
     from ..onboard import OnboardEncoder
 
-    enc = OnboardEncoder(model_path)
+    enc = OnboardEncoder(model_path, runtime="torch")
     widths = list(enc.widths)
     frames = _frames(enc.cfg)
     for w in widths:  # warm every width once, as a running encoder would be
@@ -91,7 +91,7 @@ def measure_in_process(model_path, repeats: int, progress: bool = True) -> dict:
                 checked[w].add(_packet_width(packet))
             frame = frames[(r + j) % len(frames)]
             t0 = time.perf_counter()
-            fresh = OnboardEncoder(model_path)
+            fresh = OnboardEncoder(model_path, runtime="torch")
             fresh.set_width(w)
             fresh.encode(frame)
             reload[w].append(time.perf_counter() - t0)

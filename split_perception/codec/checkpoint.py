@@ -19,11 +19,11 @@ from ..config import ModelConfig, model_config_from_dict, to_dict
 from ..errors import CheckpointError, ConfigError
 from ..models.split_model import SplitModel
 from ..models.teacher import Teacher
+from .onboard_export import DEFAULT_MODEL
 
 FORMAT = "split_perception.checkpoint"
 VERSION = 1
 TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default_model.pt"
 
 
 def fingerprint(state_dict: dict[str, torch.Tensor], cfg: ModelConfig) -> str:

@@ -54,7 +54,8 @@ def main() -> int:
         node.create_subscription(EncodedFeatures, cfg.get("features_topic", "features"), lambda m: rec["features"].append(
             {"t": now(), "width": round(m.width, 3), "bytes": len(m.packet), "frame_id": m.frame_id,
              "stamp": stamp_ns(m.header.stamp),
-             "encode_ms": m.encode_ms, "latency_ms": age_ms(m.header.stamp)}), qos_from("best_effort", 50))
+             "encode_ms": m.encode_ms, "latency_ms": age_ms(m.header.stamp),
+             "packet": bytes(m.packet).hex() if cfg.get("record_packets") else None}), qos_from("best_effort", 50))
     node.create_subscription(LinkStatus, "link_status", lambda m: rec["link_status"].append(
         {"t": now(), "bad": m.bad_packets, "fps": m.fps, "width": m.width, "loss": m.loss_rate,
          "received": m.frames_received, "throughput_bps": m.throughput_bps, "latency_ms": m.latency_ms,

@@ -36,9 +36,14 @@ class EncoderNode(Node):
     def __init__(self):
         super().__init__("encoder")
         model_path = self.declare_parameter(
-            "model_path", "", ParameterDescriptor(description="checkpoint path; empty = bundled model",
-                                                  read_only=True)).value
-        self.encoder = OnboardEncoder(model_path or None)
+            "model_path", "", ParameterDescriptor(
+                description="checkpoint or onboard export folder; empty = bundled model", read_only=True)).value
+        runtime = self.declare_parameter("runtime", "auto", ParameterDescriptor(
+            description="encoder runtime: onnx (the checkpoint's onboard export, no torch), torch, or auto "
+                        "(onnx when an up-to-date export is there)", read_only=True)).value
+        threads = self.declare_parameter("threads", 2, ParameterDescriptor(
+            description="CPU threads of the encoder runtime", read_only=True)).value
+        self.encoder = OnboardEncoder(model_path or None, runtime=runtime, threads=int(threads))
         self._model_lock = threading.Lock()  # a width switch must not land in the middle of an encode
         self.add_on_set_parameters_callback(self._validate)
         self.add_post_set_parameters_callback(self._apply)
@@ -53,13 +58,8 @@ class EncoderNode(Node):
                         "`image/compressed`)", read_only=True)).value
         reliability = self.declare_parameter("reliability", "best_effort", ParameterDescriptor(
             description="QoS reliability of `features`: best_effort or reliable", read_only=True)).value
-        threads = self.declare_parameter("threads", 2, ParameterDescriptor(
-            description="torch CPU threads", read_only=True)).value
         diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, ParameterDescriptor(
             description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
-        import torch
-
-        torch.set_num_threads(int(threads))
         self.encoder.set_width(self.get_parameter("width").value)
         self.pub = self.create_publisher(EncodedFeatures, "features", qos_from(reliability))
         if input_type == "compressed":
@@ -81,7 +81,7 @@ class EncoderNode(Node):
         self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, self.encoder.fingerprint[:12],
                                        input_name="images", bad_name="bad images", busy_key="encode_ms")
         self.get_logger().info(f"encoder ready: model {self.encoder.fingerprint[:12]}, widths {widths}, "
-                               f"width {self.encoder.width}, input {input_type}")
+                               f"width {self.encoder.width}, input {input_type}, runtime {self.encoder.runtime}")
 
     # ---- parameters -------------------------------------------------------------------
     def _validate(self, params) -> SetParametersResult:

@@ -15,7 +15,7 @@ from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
 from std_msgs.msg import Float64
 
-from ..codec.checkpoint import read_checkpoint
+from ..codec.onboard_export import widths_and_bytes
 from ..errors import ConfigError
 from ..link.policy import Decision, LinkObservation, PolicyConfig, WidthPolicy
 from ..msg import EncodedFeatures, LinkStatus
@@ -34,7 +34,8 @@ class LinkMonitorNode(Node):
         super().__init__("link_monitor")
         d = ParameterDescriptor
         model_path = self.declare_parameter("model_path", "", d(
-            description="the encoder's checkpoint (widths and their typical bytes/frame)", read_only=True)).value
+            description="the encoder's checkpoint or onboard export (widths and their typical bytes/frame)",
+            read_only=True)).value
         self.encoder_node = self.declare_parameter("encoder_node", "encoder", d(
             description="name of the encoder node whose `width` parameter is set", read_only=True)).value
         cfg = PolicyConfig()
@@ -74,11 +75,7 @@ class LinkMonitorNode(Node):
 
     @staticmethod
     def _model_table(model_path):
-        from ..codec.checkpoint import DEFAULT_MODEL
-
-        ckpt = read_checkpoint(model_path or DEFAULT_MODEL)
-        widths = list(ckpt["model_config"].widths)
-        sizes = ckpt["extra"].get("bytes_per_width") or {}
+        widths, sizes = widths_and_bytes(model_path)  # from the onboard export when there is one: no torch
         return widths, [float(sizes.get(str(w), 1000.0 * w)) for w in widths]
 
     def _apply(self, params) -> None:

@@ -1,0 +1,72 @@
+"""Checkpoint -> onboard export: one ONNX graph per width plus the stored entropy tables.
+
+Only the analysis transform (the slimmable encoder) goes into ONNX, one graph per width with the
+channel slices frozen at trace time; rounding and entropy coding stay outside the graph and use
+the integer CDF tables exactly as the checkpoint stores them (see `codec/onboard_export.py`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import to_dict
+from .checkpoint import load_model, read_checkpoint
+from .onboard_export import (
+    DEFAULT_MODEL,
+    FORMAT,
+    MANIFEST,
+    TABLES,
+    VERSION,
+    export_dir_for,
+    file_sha256,
+)
+
+OPSET = 17
+
+
+def _graph_bytes(encoder: torch.nn.Module, x: torch.Tensor) -> bytes:
+    f = io.BytesIO()
+    with warnings.catch_warnings():  # the tracer notes the frozen width checks; that is the point
+        warnings.simplefilter("ignore")
+        torch.onnx.export(encoder, (x,), f, dynamo=False, opset_version=OPSET, input_names=["image"],
+                          output_names=["y"], do_constant_folding=True)
+    return f.getvalue()
+
+
+def export_onboard(model_path: str | Path | None = None, out: str | Path | None = None) -> Path:
+    """Write the export of a checkpoint (default: beside it) and return its folder."""
+    ckpt_path = Path(model_path) if model_path else DEFAULT_MODEL
+    out = Path(out) if out else export_dir_for(ckpt_path)
+    model, fp = load_model(ckpt_path)
+    extra = read_checkpoint(ckpt_path)["extra"]
+    cfg = model.cfg
+    out.mkdir(parents=True, exist_ok=True)
+    x = torch.zeros(1, 3, *cfg.input_size)
+    widths, tables, sha = [], {}, {}
+    with torch.no_grad():
+        for i, w in enumerate(cfg.widths):
+            model.set_width(w)
+            shape = tuple(model.encoder(x).shape[1:])
+            name = f"encoder_w{i}.onnx"
+            (out / name).write_bytes(_graph_bytes(model.encoder, x))
+            sha[name] = file_sha256(out / name)
+            eb = model.entropy[i]
+            tables.update({f"quantized_cdf_{i}": eb._quantized_cdf.numpy().astype(np.int32),
+                           f"cdf_length_{i}": eb._cdf_length.numpy().astype(np.int32),
+                           f"offset_{i}": eb._offset.numpy().astype(np.int32),
+                           f"medians_{i}": eb._get_medians().reshape(-1).numpy().astype(np.float32)})
+            widths.append({"width": w, "graph": name, "channels": shape[0], "latent_shape": list(shape)})
+    model.set_width(cfg.widths[-1])
+    np.savez(out / TABLES, **tables)
+    sha[TABLES] = file_sha256(out / TABLES)
+    manifest = {"format": FORMAT, "version": VERSION, "fingerprint": fp, "checkpoint_sha256": file_sha256(ckpt_path),
+                "model_config": to_dict(cfg), "widths": widths, "input": {"name": "image", "shape": [1, 3, *cfg.input_size]},
+                "bytes_per_width": extra.get("bytes_per_width") or {}, "onnx_opset": OPSET, "sha256": sha}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return out

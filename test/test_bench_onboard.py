@@ -1,0 +1,25 @@
+"""`bench onboard` measures both runtimes in fresh processes; the ONNX one never loads torch."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+from split_perception.bench.onboard import measure
+from split_perception.codec.export import export_onboard
+
+
+def test_bench_onboard_rows_for_both_runtimes(tmp_path, tiny_model_path):
+    model = tmp_path / "model.pt"
+    shutil.copy(tiny_model_path, model)
+    export_onboard(model)
+    rows = measure(str(model), {"onnx": sys.executable, "torch": sys.executable}, threads=1, starts=1, repeats=2,
+                   work=tmp_path / "work")
+    by = {r["runtime"]: r for r in rows}
+    assert set(by) == {"onnx", "torch", "onnx / torch"}
+    assert "torch" not in by["onnx"]["loaded"].split() and "onnxruntime" in by["onnx"]["loaded"].split()
+    assert "torch" in by["torch"]["loaded"].split()
+    for r in (by["onnx"], by["torch"]):
+        assert r["rss_peak_mib"] > 0 and r["cold_start_s"] > 0 and r["install_mb"] > 0
+        assert all(r[f"encode_ms_{w}"] > 0 for w in (0.25, 0.5, 0.75, 1.0))
+    assert by["onnx / torch"]["rss_peak_mib"] == by["onnx"]["rss_peak_mib"] / by["torch"]["rss_peak_mib"]
