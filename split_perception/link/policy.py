@@ -1,7 +1,7 @@
 """Width and frame-rate selection from link quality: back off fast, probe up slowly, never flap.
 
-What congestion looks like on DDS over a radio link (measured; docs/robustness.md): once the offered load exceeds
-the capacity, fragmented messages are lost whole and queues fill, so the signals are gaps in
+What congestion looks like on DDS over a radio link (docs/robustness.md): once the offered load
+exceeds the capacity, fragmented messages are lost whole and queues fill, so the signals are gaps in
 frame ids (loss), a falling delivered ratio (frames received offboard / frames sent onboard),
 one-way latency rising above its floor (queueing; not while it is falling again), and, when the
 link is down both ways, reports that stop arriving. Rules, in order:
