@@ -67,6 +67,7 @@ class LinkMonitorNode(Node):
         self.first_sent: float | None = None
         self.capacity: tuple[float, float] | None = None  # (bps, monotonic time)
         self._reading: tuple[object, float] | None = None  # (get_parameters future, sent at)
+        self._setting_read = False  # both values read from the encoder (events alone may miss one)
         self._inflight: tuple[object, float, Decision] | None = None  # (future, sent at, requested)
         self._paused = False  # a manual setting's hold was logged and has not ended yet
         self.switches = 0
@@ -128,6 +129,7 @@ class LinkMonitorNode(Node):
             if result is not None and len(result.values) == len(ENCODER_PARAMS):
                 self._observe({n: parameter_value_to_python(v) for n, v in zip(ENCODER_PARAMS, result.values)},
                               initial=True)
+                self._setting_read = True
 
     # ---- what the link carries ---------------------------------------------------------
     def _on_sent(self, msg: EncodedFeatures) -> None:
@@ -160,7 +162,7 @@ class LinkMonitorNode(Node):
     # ---- decisions ---------------------------------------------------------------------
     def _tick(self) -> None:
         now = time.monotonic()
-        if self.policy.actual is None:  # decisions start from the encoder's setting: read it first
+        if not self._setting_read:  # decisions start from the encoder's setting: read it first
             self._read_encoder()
             return
         if self._inflight is not None and not self._wait_for_answer(now):
