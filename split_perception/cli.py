@@ -10,7 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import RUNTIMES
+from .config import DEVICES, RUNTIMES
 from .errors import SplitPerceptionError
 from .harness.domains import DOMAIN_HELP, domain_from
 
@@ -64,7 +64,7 @@ def cmd_train(args) -> int:
     from .training.trainer import Trainer
 
     mc, tc = load_config(args.config)
-    for key in ("output_dir", "epochs", "seed", "max_train_images"):
+    for key in ("output_dir", "epochs", "seed", "max_train_images", "device", "num_workers", "num_threads"):
         value = getattr(args, key)
         if value is not None:
             setattr(tc, key, value)
@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--seed", type=int, help="override train.seed")
     s.add_argument("--max-train-images", dest="max_train_images", type=int, help="override train.max_train_images")
+    s.add_argument("--device", choices=DEVICES, help="override train.device: auto = CUDA when available "
+                   "(bfloat16 autocast there), else CPU")
+    s.add_argument("--workers", dest="num_workers", type=int, help="override train.num_workers (DataLoader processes)")
+    s.add_argument("--threads", dest="num_threads", type=int, help="override train.num_threads (CPU threads)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_train)
 

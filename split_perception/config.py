@@ -18,6 +18,9 @@ WIDTH_TOLERANCE = 1e-3
 # Onboard encoder runtimes: ONNX Runtime (torch-free, from the onboard export), torch, or auto (onnx when
 # the checkpoint has an up-to-date export)
 RUNTIMES = ("auto", "onnx", "torch")
+# Output stride of MobileNetV3-Large's features[:k]; the student encoder restores splits of stride 4 or 8
+SPLIT_STRIDES = {3: 4, 4: 4, 5: 8, 6: 8, 7: 8}
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def find_width(widths, width: float) -> int | None:
@@ -34,11 +37,13 @@ class ModelConfig:
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # torchvision SSDlite convention
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     backbone_width_mult: float = 1.0  # 1.0 accepts torchvision's standard state dicts
-    split_index: int = 7  # split after MobileNetV3 features[:7] (stride 8)
+    split_index: int = 7  # split after MobileNetV3 features[:k], k in SPLIT_STRIDES
     widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     encoder_channels: tuple[int, int] = (16, 48)  # at width 1.0
     bottleneck_channels: int = 16  # at width 1.0
+    gdn: bool = False  # GDN in the encoder and IGDN in the decoders (else batch norm + ReLU)
     decoder_channels: int = 96
+    decoder_layers: int = 2  # 3x3 convolutions per offboard decoder
     seg_inter_channels: int = 64
     score_thresh: float = 0.3  # default detection score threshold at inference
     nms_thresh: float = 0.5
@@ -47,6 +52,10 @@ class ModelConfig:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def split_stride(self) -> int:
+        return SPLIT_STRIDES[self.split_index]
 
     def validate(self) -> "ModelConfig":
         if not self.class_names:
@@ -58,8 +67,11 @@ class ModelConfig:
         widths = list(self.widths)
         if not widths or widths != sorted(set(widths)) or widths[0] <= 0 or widths[-1] != 1.0:
             raise ConfigError(f"widths must be strictly increasing, positive and end at 1.0, got {widths}")
-        if self.split_index not in (4, 7):
-            raise ConfigError(f"split_index must be 4 (stride 4) or 7 (stride 8), got {self.split_index}")
+        if self.split_index not in SPLIT_STRIDES:
+            raise ConfigError(f"split_index must be one of {sorted(SPLIT_STRIDES)} (stride 4 or 8), "
+                              f"got {self.split_index}")
+        if self.decoder_layers < 1:
+            raise ConfigError(f"decoder_layers must be at least 1, got {self.decoder_layers}")
         return self
 
 
@@ -70,7 +82,8 @@ class TrainConfig:
     stage: str = "student"  # "teacher" or "student"
     train_data: str = "data/synthetic/train"
     val_data: str = "data/synthetic/val"
-    teacher_checkpoint: str = ""  # student stage: the trained teacher (our checkpoint)
+    teacher_checkpoint: str = ""  # student stage: the trained teacher, or a student checkpoint (its frozen teacher)
+    student_init: str = ""  # student stage, optional: start from this student checkpoint (fine-tuning)
     teacher_init: str = ""  # teacher stage, optional: torchvision ssdlite320_mobilenet_v3_large state dict
     output_dir: str = "runs/default"
     seed: int = 0
@@ -80,11 +93,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     aux_lr: float = 1e-2
     num_threads: int = 2
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes
+    device: str = "auto"  # auto = CUDA when available (then with mixed precision), else CPU
     kd_weight: float = 1.0  # feature MSE at the split point
     task_weight: float = 1.0  # detection + segmentation losses through the frozen tail
     seg_weight: float = 1.0  # segmentation loss relative to detection loss
-    rate_weight: float = 0.01  # lambda: weight of bits per input pixel
+    rate_weight: float | list[float] = 0.01  # lambda on bits per input pixel: one value, or one per width
     random_widths: int = 1  # sandwich rule: max + min + this many random widths per step
     max_train_images: int = 0  # 0 = all
     eval_every: int = 1
@@ -97,7 +111,20 @@ class TrainConfig:
             raise ConfigError("the student stage needs teacher_checkpoint")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("epochs, batch_size and lr must be positive")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        weights = self.rate_weight if isinstance(self.rate_weight, (list, tuple)) else [self.rate_weight]
+        if not weights or any(not isinstance(v, (int, float)) or v < 0 for v in weights):
+            raise ConfigError(f"rate_weight must be a non-negative number or a list of them, got {self.rate_weight!r}")
         return self
+
+    def rate_weights(self, n_widths: int) -> list[float]:
+        """Lambda for each of `n_widths` widths (narrowest first)."""
+        if not isinstance(self.rate_weight, (list, tuple)):
+            return [float(self.rate_weight)] * n_widths
+        if len(self.rate_weight) != n_widths:
+            raise ConfigError(f"rate_weight has {len(self.rate_weight)} values for {n_widths} widths")
+        return [float(v) for v in self.rate_weight]
 
 
 def _coerce(cls, data: dict[str, Any]):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import DEFAULT_MODEL, read_checkpoint
+from split_perception.codec.checkpoint import DEFAULT_MODEL, read_checkpoint, save_checkpoint
 from split_perception.codec.export import export_onboard
 from split_perception.codec.onboard_export import (
     MANIFEST,
@@ -29,9 +29,12 @@ from split_perception.codec.packet import parse
 from split_perception.data.synthetic import render_scene
 from split_perception.errors import CheckpointError, ConfigError, WidthError
 from split_perception.harness.processes import run_probe, start_node, stop
+from split_perception.models.split_model import SplitModel
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder
 from split_perception.preprocess import to_input_array
+
+from .conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,6 +44,16 @@ def exported(tmp_path_factory, tiny_model_path):
     """A copy of the tiny checkpoint with its onboard export beside it."""
     path = tmp_path_factory.mktemp("exported") / "model.pt"
     shutil.copy(tiny_model_path, path)
+    export_onboard(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported_gdn(tmp_path_factory):
+    """A tiny student of the GDN design (split k=5, GDN/IGDN, 3-layer decoders), exported."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("exported_gdn") / "model.pt"
+    save_checkpoint(SplitModel(tiny_config(split_index=5, gdn=True, decoder_layers=3)), path)
     export_onboard(path)
     return path
 
@@ -70,9 +83,9 @@ def test_numpy_preprocessing_equals_the_torch_formula_bit_for_bit():
         assert np.array_equal(got, ref.numpy())
 
 
-@pytest.mark.parametrize("which", ["tiny", "bundled"])
-def test_onnx_and_torch_agree_at_every_width(which, exported):
-    path = exported if which == "tiny" else DEFAULT_MODEL
+@pytest.mark.parametrize("which", ["tiny", "tiny_gdn", "bundled"])
+def test_onnx_and_torch_agree_at_every_width(which, exported, exported_gdn):
+    path = {"tiny": exported, "tiny_gdn": exported_gdn, "bundled": DEFAULT_MODEL}[which]
     onnx, ref = OnboardEncoder(path, runtime="onnx"), OnboardEncoder(path, runtime="torch")
     assert (onnx.runtime, ref.runtime) == ("onnx", "torch") and onnx.fingerprint == ref.fingerprint
     dec = OffboardDecoder(path)

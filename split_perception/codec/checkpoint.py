@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ModelConfig, model_config_from_dict, to_dict
+from ..config import model_config_from_dict, to_dict
 from ..errors import CheckpointError, ConfigError
 from ..models.split_model import SplitModel
 from ..models.teacher import Teacher
@@ -26,9 +26,13 @@ VERSION = 1
 TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 
 
-def fingerprint(state_dict: dict[str, torch.Tensor], cfg: ModelConfig) -> str:
-    """SHA-256 over config, tensor names, dtypes, shapes and bytes (weights and CDF tables)."""
-    h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
+def fingerprint(state_dict: dict[str, torch.Tensor], cfg: dict) -> str:
+    """SHA-256 over the config as stored, tensor names, dtypes, shapes and bytes (weights and CDF tables).
+
+    The stored config dict is hashed (not one re-read with today's defaults), so a checkpoint keeps
+    its fingerprint when later versions add configuration fields.
+    """
+    h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
     for key in sorted(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}".encode())
@@ -50,7 +54,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra: dict | None = Non
         model.update_tables()
     kind = "student" if isinstance(model, SplitModel) else "teacher"
     state = _stored(model)
-    fp = fingerprint(state, model.cfg)
+    fp = fingerprint(state, to_dict(model.cfg))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -74,11 +78,12 @@ def read_checkpoint(path: str | Path) -> dict:
                               "to `train.teacher_init` instead)")
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads {VERSION}")
+    stored_config = ckpt.get("model_config")
     try:
-        ckpt["model_config"] = model_config_from_dict(ckpt["model_config"])
-    except (ConfigError, TypeError) as exc:
+        ckpt["model_config"] = model_config_from_dict(stored_config)
+    except (ConfigError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: bad model config: {exc}") from None
-    if fingerprint(ckpt["state_dict"], ckpt["model_config"]) != ckpt.get("fingerprint"):
+    if fingerprint(ckpt["state_dict"], stored_config) != ckpt.get("fingerprint"):
         raise CheckpointError(f"{path}: fingerprint does not match the weights (file corrupt or edited)")
     return ckpt
 

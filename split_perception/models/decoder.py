@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .gdn import GDN
+
 
 class FeatureDecoder(nn.Module):
-    """Bottleneck (C_in channels) -> teacher features at the split point (C_out channels), same size."""
+    """Bottleneck (C_in channels) -> teacher features at the split point (C_out channels), same size.
 
-    def __init__(self, in_channels: int, hidden: int, out_channels: int):
+    `layers` 3x3 convolutions of `hidden` channels, then a 1x1 projection. With `gdn` the first
+    normalization is an inverse GDN (undoing the encoder's GDN, as in learned image codecs) and the
+    others batch norm + ReLU. The decoder runs offboard, where capacity is cheap.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, layers: int = 2, gdn: bool = False):
         super().__init__()
-        self.g_s = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False),
-            nn.BatchNorm2d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, padding=1, bias=False),
-            nn.BatchNorm2d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, out_channels, 1),
-        )
+        mods: list[nn.Module] = []
+        for i in range(layers):
+            mods.append(nn.Conv2d(in_channels if i == 0 else hidden, hidden, 3, padding=1, bias=gdn and i == 0))
+            if gdn and i == 0:
+                mods.append(GDN(hidden, inverse=True))
+            else:
+                mods += [nn.BatchNorm2d(hidden), nn.ReLU(inplace=True)]
+        mods.append(nn.Conv2d(hidden, out_channels, 1))
+        self.g_s = nn.Sequential(*mods)
 
     def forward(self, y: Tensor) -> Tensor:
         return self.g_s(y)

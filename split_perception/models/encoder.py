@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from .gdn import GDN
 from .slimmable import SlimConv2d, SwitchableBatchNorm2d, WidthState, channels_at
 
 
@@ -13,7 +14,8 @@ class SlimmableEncoder(nn.Module):
 
     Three strided convolutions, as the Entropic Student's bottleneck encoder but slimmable:
     at width w every layer uses round(w * channels), so compute and bottleneck channels (hence
-    bytes) both shrink with the width.
+    bytes) both shrink with the width. Between the convolutions: GDN (`cfg.gdn`, as the Entropic
+    Student) or switchable batch norm + ReLU.
     """
 
     def __init__(self, cfg: ModelConfig, state: WidthState):
@@ -22,14 +24,18 @@ class SlimmableEncoder(nn.Module):
         c1 = [channels_at(w, cfg.encoder_channels[0]) for w in ws]
         c2 = [channels_at(w, cfg.encoder_channels[1]) for w in ws]
         self.bottleneck_channels = [channels_at(w, cfg.bottleneck_channels) for w in ws]
-        last_stride = 2 if cfg.split_index == 7 else 1
+        last_stride = cfg.split_stride // 4
+
+        def act(chans: list[int]) -> list[nn.Module]:
+            if cfg.gdn:
+                return [GDN(max(chans))]
+            return [SwitchableBatchNorm2d(chans, state), nn.ReLU(inplace=True)]
+
         self.g_a = nn.Sequential(
-            SlimConv2d([3] * len(ws), c1, 5, 2, state, bias=False),
-            SwitchableBatchNorm2d(c1, state),
-            nn.ReLU(inplace=True),
-            SlimConv2d(c1, c2, 3, 2, state, bias=False),
-            SwitchableBatchNorm2d(c2, state),
-            nn.ReLU(inplace=True),
+            SlimConv2d([3] * len(ws), c1, 5, 2, state, bias=cfg.gdn),
+            *act(c1),
+            SlimConv2d(c1, c2, 3, 2, state, bias=cfg.gdn),
+            *act(c2),
             SlimConv2d(c2, self.bottleneck_channels, 3, last_stride, state),
         )
 

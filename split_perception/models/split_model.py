@@ -35,7 +35,8 @@ class SplitModel(nn.Module):
         chans = self.encoder.bottleneck_channels
         self.entropy = nn.ModuleList(EntropyBottleneck(c) for c in chans)
         self.decoders = nn.ModuleList(
-            FeatureDecoder(c, cfg.decoder_channels, self.teacher.split_channels) for c in chans)
+            FeatureDecoder(c, cfg.decoder_channels, self.teacher.split_channels, cfg.decoder_layers, cfg.gdn)
+            for c in chans)
 
     # ---- width -------------------------------------------------------------------------
     @property

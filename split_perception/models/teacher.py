@@ -58,7 +58,7 @@ class Teacher(nn.Module):
 
     @property
     def split_stride(self) -> int:
-        return 8 if self.cfg.split_index == 7 else 4
+        return self.cfg.split_stride
 
     def _split(self, split_index: int | None) -> int:
         k = self.cfg.split_index if split_index is None else split_index

@@ -4,7 +4,12 @@ Stage 1 (teacher): SSDlite box/class losses + LR-ASPP pixel loss.
 Stage 2 (student), as the Entropic Student (Matsubara et al.): feature MSE against the frozen
 teacher at the split point + task losses through the frozen tail + lambda * bits per pixel,
 and CompressAI's aux loss on the entropy models' quantiles. Slimmable training follows the
-sandwich rule: the widest, the narrowest and `random_widths` random widths every step.
+sandwich rule: the widest, the narrowest and `random_widths` random widths every step. Each
+width has its own rate weight, so the widths spread over the rate range instead of clustering.
+With `task_weight: 0` the student stage is head distillation alone (the papers' first stage); a
+second run with `student_init` fine-tunes end to end with the task losses.
+
+Runs on the CPU or on CUDA (`device`), there with bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..codec.checkpoint import load_model, load_torchvision_detector, save_checkpoint
+from ..codec.checkpoint import TABLE_BUFFERS, load_model, load_torchvision_detector, read_checkpoint, save_checkpoint
 from ..config import ModelConfig, TrainConfig, to_dict
 from ..data.coco import CocoSceneDataset, collate
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..evaluation.evaluate import evaluate_split, evaluate_teacher
 from ..models.split_model import SplitModel
 from ..models.teacher import Teacher
@@ -49,6 +54,29 @@ def _task_loss(losses: dict, tc: TrainConfig) -> torch.Tensor:
     return losses["bbox"] + losses["cls"] + tc.seg_weight * losses["seg"]
 
 
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but torch sees no CUDA device (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def load_teacher(path: str) -> Teacher:
+    """The frozen teacher from a teacher checkpoint, or the one inside a student checkpoint."""
+    kind = read_checkpoint(path)["kind"]
+    model, _ = load_model(path, kind=kind)
+    return model if kind == "teacher" else model.teacher
+
+
+def _to(device: torch.device, x, targets, sem):
+    if device.type == "cpu":
+        return x, targets, sem
+    return (x.to(device, non_blocking=True), [{k: v.to(device) for k, v in t.items()} for t in targets],
+            sem.to(device, non_blocking=True))
+
+
 class Trainer:
     """Runs one stage described by (ModelConfig, TrainConfig); resumable from `output_dir/last.pt`."""
 
@@ -57,6 +85,7 @@ class Trainer:
         self.out = Path(tc.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(tc.num_threads)
+        self.device = resolve_device(tc.device)
         seed_everything(tc.seed)
         self.train_ds = CocoSceneDataset(tc.train_data, mc.input_size, mc.image_mean, mc.image_std,
                                          tc.max_train_images)
@@ -68,7 +97,7 @@ class Trainer:
             params, aux_params = list(self.model.parameters()), []
         else:
             self.model = SplitModel(mc)
-            teacher, _ = load_model(tc.teacher_checkpoint, kind="teacher")
+            teacher = load_teacher(tc.teacher_checkpoint)
             if to_dict(teacher.cfg) != to_dict(mc):
                 diff = {k: v for k, v in to_dict(mc).items() if to_dict(teacher.cfg).get(k) != v}
                 self.log(f"note: student config differs from the teacher's in {sorted(diff)}")
@@ -78,9 +107,13 @@ class Trainer:
                 raise CheckpointError(f"teacher checkpoint does not fit the student's config: {exc}") from None
             for p in self.model.teacher.parameters():
                 p.requires_grad_(False)
+            if tc.student_init:
+                self._init_student(tc.student_init)
+            self.lambdas = tc.rate_weights(len(mc.widths))
             named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
             params = [p for n, p in named if not n.endswith("quantiles")]
             aux_params = [p for n, p in named if n.endswith("quantiles")]
+        self.model.to(self.device)
         self.opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
         self.aux_opt = torch.optim.Adam(aux_params, lr=tc.aux_lr) if aux_params else None
         self.steps_per_epoch = math.ceil(len(self.train_ds) / tc.batch_size)
@@ -91,6 +124,19 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []
         self._resume()
+
+    def _init_student(self, path: str) -> None:
+        init, fp = load_model(path, kind="student")
+        if to_dict(init.cfg) != to_dict(self.mc):
+            raise CheckpointError(f"student_init {path} has another model configuration than this run")
+        own = self.model.state_dict()
+        self.model.load_state_dict({k: v for k, v in init.state_dict().items()
+                                    if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS and not k.startswith("teacher.")},
+                                   strict=False)
+        changed = [k for k in own if k.startswith("teacher.") and not torch.equal(own[k], init.state_dict()[k])]
+        if changed:
+            raise CheckpointError(f"student_init {path} was trained against another teacher ({len(changed)} tensors differ)")
+        self.log(f"initialised student from {path} (fingerprint {fp[:16]})")
 
     # ---- checkpoints ---------------------------------------------------------------------
     @property
@@ -123,9 +169,14 @@ class Trainer:
         tmp.replace(self.last_path)
 
     # ---- steps ---------------------------------------------------------------------------
+    def _autocast(self):
+        """bfloat16 autocast on CUDA (no loss scaling needed); a no-op on the CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
     def _teacher_step(self, x, targets, sem) -> dict:
-        losses = self.model.losses(self.model(x), targets, sem)
-        loss = _task_loss(losses, self.tc)
+        with self._autocast():
+            losses = self.model.losses(self.model(x), targets, sem)
+            loss = _task_loss(losses, self.tc)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
@@ -134,7 +185,7 @@ class Trainer:
 
     def _student_step(self, x, targets, sem, rng: random.Random) -> dict:
         m, tc = self.model, self.tc
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             f = m.teacher.front(x)
         pixels = x.shape[0] * x.shape[2] * x.shape[3]
         self.opt.zero_grad(set_to_none=True)
@@ -142,14 +193,17 @@ class Trainer:
         widths = sandwich_widths(m.widths, tc.random_widths, rng)
         for wi in widths:
             m._state.index = wi
-            out = m(x)
-            kd = F.mse_loss(out["z_hat"], f)
-            bpp = -torch.log2(out["likelihoods"]["y"]).sum() / pixels
-            loss = tc.kd_weight * kd + tc.rate_weight * bpp
-            if tc.task_weight > 0:
-                task = _task_loss(m.teacher.losses(m.teacher.back(out["z_hat"]), targets, sem), tc)
-                loss = loss + tc.task_weight * task
-                stats["task"] += task.item() / len(widths)
+            with self._autocast():
+                out = m(x)
+                kd = F.mse_loss(out["z_hat"].float(), f.float())
+                bpp = -torch.log2(out["likelihoods"]["y"].float()).sum() / pixels
+                loss = tc.kd_weight * kd + self.lambdas[wi] * bpp
+                if tc.task_weight > 0:
+                    task = _task_loss(m.teacher.losses(m.teacher.back(out["z_hat"]), targets, sem), tc)
+                    loss = loss + tc.task_weight * task
+                    stats["task"] += task.item() / len(widths)
+            if wi in widths[:2]:  # widest and narrowest: present at every step
+                stats[f"bpp_w{wi}"] = bpp.item()
             (loss / len(widths)).backward()
             stats["loss"] += loss.item() / len(widths)
             stats["kd"] += kd.item() / len(widths)
@@ -171,15 +225,20 @@ class Trainer:
 
     # ---- evaluation ----------------------------------------------------------------------
     def evaluate(self) -> dict:
+        """Validation on the CPU, through real packets for the student (the deployed path)."""
         tc = self.tc
-        if isinstance(self.model, Teacher):
-            return {"teacher": evaluate_teacher(self.model, tc.val_data, tc.max_eval_images, self.progress)}
-        self.model.update_tables()
-        enc = OnboardEncoder.from_model(self.model, "0" * 64)
-        dec = OffboardDecoder.from_model(self.model, "0" * 64)
-        res = evaluate_split(enc, dec, tc.val_data, max_images=tc.max_eval_images, progress=self.progress)
-        self.model.set_width(self.model.widths[-1])
-        return {str(w): r for w, r in res.items()}
+        self.model.cpu()
+        try:
+            if isinstance(self.model, Teacher):
+                return {"teacher": evaluate_teacher(self.model, tc.val_data, tc.max_eval_images, self.progress)}
+            self.model.update_tables()
+            enc = OnboardEncoder.from_model(self.model, "0" * 64)
+            dec = OffboardDecoder.from_model(self.model, "0" * 64)
+            res = evaluate_split(enc, dec, tc.val_data, max_images=tc.max_eval_images, progress=self.progress)
+            self.model.set_width(self.model.widths[-1])
+            return {str(w): r for w, r in res.items()}
+        finally:
+            self.model.to(self.device)
 
     # ---- main loop -----------------------------------------------------------------------
     def run(self) -> Path:
@@ -189,13 +248,15 @@ class Trainer:
         while self.epoch < tc.epochs:
             g = torch.Generator().manual_seed(tc.seed * 1000 + self.epoch)
             loader = DataLoader(self.train_ds, batch_size=tc.batch_size, shuffle=True, generator=g,
-                                collate_fn=collate, num_workers=tc.num_workers, drop_last=False)
+                                collate_fn=collate, num_workers=tc.num_workers, drop_last=False,
+                                pin_memory=self.device.type == "cuda", persistent_workers=False)
             rng = random.Random(tc.seed * 1000 + self.epoch)
             self._train_mode()
             sums: dict[str, float] = {}
             t0 = time.time()
             bar = tqdm(loader, desc=f"{tc.stage} epoch {self.epoch + 1}/{tc.epochs}", disable=not self.progress)
             for n, (x, targets, sem, _) in enumerate(bar, 1):
+                x, targets, sem = _to(self.device, x, targets, sem)
                 if tc.stage == "teacher":
                     stats = self._teacher_step(x, targets, sem)
                 else:

@@ -1,0 +1,91 @@
+"""The student's design options: slimmable GDN, split points, per-width rate weights, fine-tuning
+from a head-distilled checkpoint, the teacher taken from a student checkpoint, the device choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from split_perception.codec.checkpoint import load_model, save_checkpoint
+from split_perception.config import ModelConfig, TrainConfig
+from split_perception.errors import CheckpointError, ConfigError
+from split_perception.models.gdn import GDN
+from split_perception.models.split_model import SplitModel
+from split_perception.training.trainer import Trainer, resolve_device
+
+from .conftest import tiny_config
+
+
+def test_gdn_on_a_channel_prefix_uses_the_leading_parameters():
+    torch.manual_seed(0)
+    wide, narrow = GDN(8), GDN(4)
+    with torch.no_grad():
+        wide.beta.uniform_(0.5, 1.5)
+        wide.gamma.uniform_(0, 0.5)
+        narrow.beta.copy_(wide.beta[:4])
+        narrow.gamma.copy_(wide.gamma[:4, :4])
+    x = torch.randn(2, 4, 5, 6)
+    assert torch.allclose(wide(x), narrow(x))
+    with pytest.raises(ValueError, match="8 channels"):
+        wide(torch.randn(1, 9, 2, 2))
+    y = GDN(4, inverse=True)(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_split_points_and_their_strides():
+    assert tiny_config(split_index=5).split_stride == 8 and tiny_config(split_index=4).split_stride == 4
+    model = SplitModel(tiny_config(split_index=5, gdn=True))
+    x = torch.zeros(1, 3, 96, 128)
+    assert model(x)["z_hat"].shape == model.teacher.front(x).shape
+    with pytest.raises(ConfigError, match="split_index"):
+        ModelConfig(split_index=2).validate()
+    with pytest.raises(ConfigError, match="decoder_layers"):
+        ModelConfig(decoder_layers=0).validate()
+
+
+def test_rate_weights_per_width_and_device_are_checked():
+    assert TrainConfig(rate_weight=0.1).rate_weights(3) == [0.1] * 3
+    assert TrainConfig(rate_weight=[2, 1, 0.5]).rate_weights(3) == [2.0, 1.0, 0.5]
+    with pytest.raises(ConfigError, match="3 values for 4 widths"):
+        TrainConfig(rate_weight=[2, 1, 0.5]).rate_weights(4)
+    for bad in ([], [0.1, -1.0], "x"):
+        with pytest.raises(ConfigError, match="rate_weight"):
+            TrainConfig(teacher_checkpoint="t.pt", rate_weight=bad).validate()
+    with pytest.raises(ConfigError, match="device"):
+        TrainConfig(teacher_checkpoint="t.pt", device="tpu").validate()
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            resolve_device("cuda")
+        assert resolve_device("auto").type == "cpu"
+
+
+def _student(tmp_path, tiny_data, name, mc, **kw):
+    tc = TrainConfig(stage="student", train_data=str(tiny_data), val_data=str(tiny_data), output_dir=str(tmp_path / name),
+                     epochs=1, batch_size=4, eval_every=0, max_eval_images=4, device="cpu", **kw)
+    return Trainer(mc, tc, progress=False, log=lambda *_: None)
+
+
+def test_fine_tuning_starts_from_the_head_distilled_student(tmp_path, tiny_data, tiny_model_path):
+    mc = tiny_config(split_index=5, gdn=True)
+    # the teacher comes from a student checkpoint (the one frozen inside it)
+    head = _student(tmp_path, tiny_data, "head", mc, teacher_checkpoint=str(tiny_model_path), task_weight=0.0,
+                    rate_weight=[1.0, 0.5, 0.2, 0.1]).run()
+    log = json.loads((tmp_path / "head/log.jsonl").read_text().splitlines()[-1])
+    assert log["task"] == 0.0 and {"bpp_w0", "bpp_w3"} <= set(log)
+    fine = _student(tmp_path, tiny_data, "fine", mc, teacher_checkpoint=str(tiny_model_path), student_init=str(head))
+    init, _ = load_model(head)
+    assert torch.equal(fine.model.encoder.g_a[0].weight, init.encoder.g_a[0].weight)
+    assert fine.model.encoder.g_a[0].weight.requires_grad and not fine.model.teacher.det.head.parameters().__next__().requires_grad
+    load_model(fine.run())
+    # another architecture, or another teacher, is refused
+    with pytest.raises(CheckpointError, match="another model configuration"):
+        _student(tmp_path, tiny_data, "bad", tiny_config(split_index=5), teacher_checkpoint=str(tiny_model_path),
+                 student_init=str(head))
+    torch.manual_seed(5)
+    other = tmp_path / "other_teacher.pt"
+    save_checkpoint(SplitModel(tiny_config()), other)
+    with pytest.raises(CheckpointError, match="another teacher"):
+        _student(tmp_path, tiny_data, "bad2", mc, teacher_checkpoint=str(other), student_init=str(head))
