@@ -129,11 +129,11 @@ class Trainer:
         init, fp = load_model(path, kind="student")
         if to_dict(init.cfg) != to_dict(self.mc):
             raise CheckpointError(f"student_init {path} has another model configuration than this run")
-        own = self.model.state_dict()
-        self.model.load_state_dict({k: v for k, v in init.state_dict().items()
+        own, theirs = self.model.state_dict(), init.state_dict()
+        self.model.load_state_dict({k: v for k, v in theirs.items()
                                     if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS and not k.startswith("teacher.")},
                                    strict=False)
-        changed = [k for k in own if k.startswith("teacher.") and not torch.equal(own[k], init.state_dict()[k])]
+        changed = [k for k in own if k.startswith("teacher.") and not torch.equal(own[k], theirs[k])]
         if changed:
             raise CheckpointError(f"student_init {path} was trained against another teacher ({len(changed)} tensors differ)")
         self.log(f"initialised student from {path} (fingerprint {fp[:16]})")
