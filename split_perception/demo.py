@@ -22,7 +22,7 @@ from .harness.processes import (
     ros_env,
     start_node,
     stop,
-    wait_for_log,
+    wait_ready,
 )
 from .link.trace import BandwidthTrace
 from .stamps import stamp_ns
@@ -159,12 +159,14 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
                    log_path=logs / "link_emulator.log"),
         start_node("encoder", domain_id, params=model, params_file=CONFIG / "encoder.yaml",
                    remap={"features": "features_onboard"}, log_path=logs / "encoder.log"),
-        start_node("bag_player", domain_id, params={"bag": bag, "loop": True, "wait_for_subscribers": 1},
-                   params_file=CONFIG / "bag_player.yaml", log_path=logs / "bag_player.log"),
     ]
     rec_path = out / "recording.json"
     try:
-        wait_for_log(logs / "encoder.log", "encoder ready", 120)
+        # the camera starts once both ends are up: the decoder loads torch and takes seconds longer
+        # than the encoder, and frames sent before it is ready would be counted as sent, never decoded
+        wait_ready(logs, "encoder", "decoder")
+        procs.append(start_node("bag_player", domain_id, params={"bag": bag, "loop": True, "wait_for_subscribers": 1},
+                                params_file=CONFIG / "bag_player.yaml", log_path=logs / "bag_player.log"))
         recorder = subprocess.run([*python_module("split_perception.harness.demo_recorder"), str(seconds),
                                    str(rec_path)], env=ros_env(domain_id), timeout=seconds + 120)
         if recorder.returncode != 0:
