@@ -28,7 +28,7 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, onboard, switch, transport, soak, "
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, onboard, switch, transport, encoder-node, soak, "
                                          "restart, link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
@@ -74,6 +74,19 @@ def add_parsers(sub) -> None:
     s.add_argument("--size", default="640x480", help="camera frame size WxH")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("transport"))
+
+    s = bsub.add_parser("encoder-node", help="camera frames the onboard encoder node takes in, and its CPU cores "
+                                             "(no decoder), per runtime and Fast DDS setting")
+    _common(s, "encoder_node", threads=1)
+    s.add_argument("--seconds", type=float, default=30.0, help="run length per runtime and DDS setting")
+    s.add_argument("--fps", type=float, default=30.0, help="camera rate offered to the encoder")
+    s.add_argument("--size", default="640x480", help="camera frame size WxH")
+    s.add_argument("--width", type=float, default=1.0, help="encoder width")
+    s.add_argument("--runtimes", default="onnx,torch", help="comma-separated: onnx, torch")
+    s.add_argument("--dds-profile", help="Fast DDS XML profile of the robot's processes, compared with the defaults "
+                                         "(default: the package's config/fastdds_large_frames.xml; '' = defaults only)")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
+    s.set_defaults(func=_runner("encoder_node"))
 
     s = bsub.add_parser("soak", help="minutes of camera -> encoder -> decoder over DDS: latency and RSS trends")
     _common(s, "soak", threads=1)

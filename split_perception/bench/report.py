@@ -19,6 +19,7 @@ SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("onboard", "Onboard runtime: ONNX Runtime vs torch (`bench onboard`)"),
             ("switch", "Width switch vs model reload (`bench switch`)"),
             ("transport", "Throughput through DDS (`bench transport`)"),
+            ("encoder_node", "Camera frames into the onboard encoder node (`bench encoder-node`)"),
             ("soak", "Soak: minutes through DDS (`bench soak`)"),
             ("restart", "Node killed and relaunched (`bench restart`)"),
             ("link", "Over a real rate-limited link (`bench link`)")]
