@@ -21,6 +21,9 @@ RUNTIMES = ("auto", "onnx", "torch")
 # Output stride of MobileNetV3-Large's features[:k]; the student encoder restores splits of stride 4 or 8
 SPLIT_STRIDES = {3: 4, 4: 4, 5: 8, 6: 8, 7: 8}
 DEVICES = ("auto", "cpu", "cuda")
+# Onboard encoders: "conv", a small slimmable conv network in place of the teacher's first layers;
+# "front", the teacher's own first layers (frozen) + a slimmable 1x1 projection to the bottleneck
+ENCODERS = ("conv", "front")
 
 
 def find_width(widths, width: float) -> int | None:
@@ -38,10 +41,11 @@ class ModelConfig:
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     backbone_width_mult: float = 1.0  # 1.0 accepts torchvision's standard state dicts
     split_index: int = 7  # split after MobileNetV3 features[:k], k in SPLIT_STRIDES
+    encoder: str = "conv"  # one of ENCODERS
     widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    encoder_channels: tuple[int, int] = (16, 48)  # at width 1.0
+    encoder_channels: tuple[int, int] = (16, 48)  # "conv" encoder, at width 1.0
     bottleneck_channels: int = 16  # at width 1.0
-    gdn: bool = False  # GDN in the encoder and IGDN in the decoders (else batch norm + ReLU)
+    gdn: bool = False  # "conv" encoder: GDN in it and IGDN in the decoders (else batch norm + ReLU)
     decoder_channels: int = 96
     decoder_layers: int = 2  # 3x3 convolutions per offboard decoder
     seg_inter_channels: int = 64
@@ -70,6 +74,8 @@ class ModelConfig:
         if self.split_index not in SPLIT_STRIDES:
             raise ConfigError(f"split_index must be one of {sorted(SPLIT_STRIDES)} (stride 4 or 8), "
                               f"got {self.split_index}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if self.decoder_layers < 1:
             raise ConfigError(f"decoder_layers must be at least 1, got {self.decoder_layers}")
         return self
@@ -84,6 +90,8 @@ class TrainConfig:
     val_data: str = "data/synthetic/val"
     teacher_checkpoint: str = ""  # student stage: the trained teacher, or a student checkpoint (its frozen teacher)
     student_init: str = ""  # student stage, optional: start from this student checkpoint (fine-tuning)
+    pca_init: int = 0  # "front" encoder: start the projection from PCA fitted on this many training images (0 = random)
+    pca_step: float = 2.0  # quantization step of that start, in RMS of the split-point features
     teacher_init: str = ""  # teacher stage, optional: torchvision ssdlite320_mobilenet_v3_large state dict
     output_dir: str = "runs/default"
     seed: int = 0
@@ -111,6 +119,8 @@ class TrainConfig:
             raise ConfigError("the student stage needs teacher_checkpoint")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("epochs, batch_size and lr must be positive")
+        if self.pca_init < 0 or self.pca_step <= 0:
+            raise ConfigError(f"pca_init must be >= 0 and pca_step > 0, got {self.pca_init}, {self.pca_step}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         weights = self.rate_weight if isinstance(self.rate_weight, (list, tuple)) else [self.rate_weight]

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from split_perception.bench import rate_accuracy as ra
-from split_perception.bench.pca_codec import HEADER, PCA, PCACodec, positions
+from split_perception.bench.pca_codec import HEADER, PCACodec
+from split_perception.pca import PCA, positions
 from split_perception.cli import main
 from split_perception.errors import PacketError
 

@@ -58,6 +58,20 @@ def exported_gdn(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def exported_front(tmp_path_factory):
+    """A tiny student of the teacher-front design (split k=5, projection with a gain per width), exported."""
+    torch.manual_seed(2)
+    path = tmp_path_factory.mktemp("exported_front") / "model.pt"
+    model = SplitModel(tiny_config(split_index=5, encoder="front"))
+    with torch.no_grad():
+        for g in model.encoder.gain:
+            g.uniform_(0.5, 2.0)
+    save_checkpoint(model, path)
+    export_onboard(path)
+    return path
+
+
 def images(cfg, n=4, seed=0):
     rng = np.random.default_rng(seed)
     scenes = [render_scene(rng, tuple(cfg.input_size), tuple(cfg.class_names))[0] for _ in range(n)]
@@ -83,9 +97,9 @@ def test_numpy_preprocessing_equals_the_torch_formula_bit_for_bit():
         assert np.array_equal(got, ref.numpy())
 
 
-@pytest.mark.parametrize("which", ["tiny", "tiny_gdn", "bundled"])
-def test_onnx_and_torch_agree_at_every_width(which, exported, exported_gdn):
-    path = {"tiny": exported, "tiny_gdn": exported_gdn, "bundled": DEFAULT_MODEL}[which]
+@pytest.mark.parametrize("which", ["tiny", "tiny_gdn", "tiny_front", "bundled"])
+def test_onnx_and_torch_agree_at_every_width(which, exported, exported_gdn, exported_front):
+    path = {"tiny": exported, "tiny_gdn": exported_gdn, "tiny_front": exported_front, "bundled": DEFAULT_MODEL}[which]
     onnx, ref = OnboardEncoder(path, runtime="onnx"), OnboardEncoder(path, runtime="torch")
     assert (onnx.runtime, ref.runtime) == ("onnx", "torch") and onnx.fingerprint == ref.fingerprint
     dec = OffboardDecoder(path)

@@ -1,4 +1,4 @@
-"""The student's design options: slimmable GDN, split points, per-width rate weights, fine-tuning
+"""The student's design options: slimmable GDN, the teacher-front encoder started from PCA, split points, per-width rate weights, fine-tuning
 from a head-distilled checkpoint, the teacher taken from a student checkpoint, the device choice."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from split_perception.config import ModelConfig, TrainConfig
 from split_perception.errors import CheckpointError, ConfigError
 from split_perception.models.gdn import GDN
 from split_perception.models.split_model import SplitModel
+from split_perception.pca import PCA, positions, training_samples
 from split_perception.training.trainer import Trainer, resolve_device
 
 from .conftest import tiny_config
@@ -89,3 +90,31 @@ def test_fine_tuning_starts_from_the_head_distilled_student(tmp_path, tiny_data,
     save_checkpoint(SplitModel(tiny_config()), other)
     with pytest.raises(CheckpointError, match="another teacher"):
         _student(tmp_path, tiny_data, "bad2", mc, teacher_checkpoint=str(other), student_init=str(head))
+
+
+def test_front_encoder_starts_as_the_pca_baseline_and_keeps_the_teacher_front(tmp_path, tiny_data, tiny_model_path):
+    mc = tiny_config(split_index=5, encoder="front")  # 16 channels at the split, bottleneck 2/4/6/8
+    trainer = _student(tmp_path, tiny_data, "front", mc, teacher_checkpoint=str(tiny_model_path), pca_init=6,
+                       pca_step=1.5, rate_weight=[1.0, 0.5, 0.2, 0.1])
+    model = trainer.model
+    stem = model.teacher.det.backbone.features[0]
+    assert all(a is b for a, b in zip(model.encoder.front, stem))  # shared modules, not a copy
+    assert not any(p.requires_grad for p in model.encoder.front.parameters())
+    # at the start, width 1.0 computes exactly the PCA baseline's coefficients over its step
+    pca = PCA.fit(training_samples(model.teacher, tiny_data, 5, 6, progress=False))
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        got = model.encoder(x)
+        want = pca.project(positions(model.teacher.front(x[:1])), 8) / (1.5 * pca.rms())
+    assert torch.allclose(positions(got[:1]).double(), want, atol=1e-3)
+    front_before = {k: v.clone() for k, v in model.encoder.front.state_dict().items()}
+    trained, _ = load_model(trainer.run())
+    for k, v in trained.encoder.front.state_dict().items():
+        assert torch.allclose(v.float(), front_before[k].half().float()), k  # frozen (fp16 in the checkpoint)
+    with pytest.raises(ConfigError, match="'front' encoder"):
+        _student(tmp_path, tiny_data, "conv_pca", tiny_config(split_index=5), teacher_checkpoint=str(tiny_model_path),
+                 pca_init=4)
+    with pytest.raises(ConfigError, match="exceeds the 16 channels"):
+        SplitModel(tiny_config(split_index=5, encoder="front", bottleneck_channels=20))
+    with pytest.raises(ConfigError, match="encoder must be one of"):
+        ModelConfig(encoder="resnet").validate()

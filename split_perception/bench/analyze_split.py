@@ -19,6 +19,7 @@ from ..codec.checkpoint import load_model
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_teacher
 from ..models.teacher import LOW_INDEX
+from ..pca import PCA, training_samples
 from . import pca_codec
 from .common import (
     command_line,
@@ -60,8 +61,8 @@ def analyze(args, teacher, splits: list[int], progress: bool = True) -> tuple[di
     print(f"teacher: mAP {100 * ref['map']:.1f}, mIoU {100 * ref['miou']:.1f} on {ref['images']} images", flush=True)
     splits_rows, points = [], []
     for k in splits:
-        samples = pca_codec.training_samples(teacher, fit, k, args.fit_images, progress)
-        pca = pca_codec.PCA.fit(samples)
+        samples = training_samples(teacher, fit, k, args.fit_images, progress)
+        pca = PCA.fit(samples)
         with torch.no_grad():
             shape = tuple(teacher.front(torch.zeros(1, 3, *teacher.cfg.input_size), k).shape[1:])
         c, h, w = shape

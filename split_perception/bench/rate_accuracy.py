@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_split, evaluate_teacher
 from ..offboard import OffboardDecoder
 from ..onboard import OnboardEncoder
+from ..pca import PCA, training_samples
 from . import pca_codec
 from .common import command_line, dataset, machine_info, markdown_table, write_results
 
@@ -166,8 +167,8 @@ def measure(args, progress: bool = True) -> tuple[list[dict], dict]:
         r = evaluate_teacher(teacher, data, n, progress, image_codec=image_codec(fmt, q, cfg.input_size),
                              desc=f"{fmt} {setting}")
         rows.append(done(_row(fmt, setting, r, quality=q)))
-    samples = pca_codec.training_samples(teacher, fit, cfg.split_index, args.fit_images, progress)
-    pca = pca_codec.PCA.fit(samples)
+    samples = training_samples(teacher, fit, cfg.split_index, args.fit_images, progress)
+    pca = PCA.fit(samples)
     for p in pca_codec.grid(pca, **(QUICK_PCA_GRID if args.quick else {})):
         codec = pca_codec.PCACodec(pca, p["components"], p["step"], samples)
         setting = f"{p['components']} comp ({100 * p['variance_level']:g}% var), step {p['step_scale']:g}x rms"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from .gdn import GDN
 from .slimmable import SlimConv2d, SwitchableBatchNorm2d, WidthState, channels_at
 
@@ -41,3 +43,37 @@ class SlimmableEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.g_a(x)
+
+
+class FrontProjectionEncoder(nn.Module):
+    """The teacher's own first layers (frozen, shared with the teacher) + a slimmable 1x1 projection.
+
+    Only the output is slimmed: every width runs the same front and keeps the first C_w projected
+    channels, times a gain per width, so each width learns its own quantization step. Configurable
+    detectors kept more accuracy by slimming the bottleneck than by slimming the encoder's compute.
+    Started from PCA (`init_from_pca`), the projection begins as the PCA baseline's transform.
+    """
+
+    def __init__(self, cfg: ModelConfig, state: WidthState, front: nn.Module, split_channels: int):
+        super().__init__()
+        if cfg.bottleneck_channels > split_channels:
+            raise ConfigError(f"bottleneck_channels {cfg.bottleneck_channels} exceeds the {split_channels} "
+                              f"channels at split {cfg.split_index}")
+        ws = cfg.widths
+        self.bottleneck_channels = [channels_at(w, cfg.bottleneck_channels) for w in ws]
+        self.front = front
+        self.proj = SlimConv2d([split_channels] * len(ws), self.bottleneck_channels, 1, 1, state)
+        self.gain = nn.ParameterList(nn.Parameter(torch.ones(c)) for c in self.bottleneck_channels)
+        self.state = state
+
+    @torch.no_grad()
+    def init_from_pca(self, mean: Tensor, basis: Tensor, step: float) -> None:
+        """Projection = the first principal components (rows of `basis`) over `step`, centred on `mean`."""
+        n = self.proj.out_channels
+        w = basis[:n].float() / step
+        self.proj.weight.copy_(w[:, :, None, None])
+        self.proj.bias.copy_(-(w @ mean.float()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.proj(self.front(x))
+        return y * self.gain[self.state.index].view(1, -1, 1, 1)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig, find_width
 from ..errors import CheckpointError, PacketError, WidthError
 from .decoder import FeatureDecoder
-from .encoder import SlimmableEncoder
+from .encoder import FrontProjectionEncoder, SlimmableEncoder
 from .slimmable import WidthState
 from .teacher import Teacher
 
@@ -23,7 +23,9 @@ MAX_SYMBOL = 1e4  # no trained bottleneck comes near this; beyond it a payload i
 class SplitModel(nn.Module):
     """Entropic-Student-style split network with a slimmable encoder (one weight set, many widths).
 
-    The offboard side keeps one small decoder per width (an ensemble, see README for why).
+    The onboard encoder is a small slimmable conv network (`encoder: conv`) or the teacher's own
+    front with a slimmable projection (`encoder: front`). The offboard side keeps one small decoder
+    per width (an ensemble, see README for why).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -31,7 +33,11 @@ class SplitModel(nn.Module):
         self.cfg = cfg.validate()
         self._state = WidthState(len(cfg.widths) - 1)
         self.teacher = Teacher(cfg)
-        self.encoder = SlimmableEncoder(cfg, self._state)
+        if cfg.encoder == "front":
+            self.encoder = FrontProjectionEncoder(cfg, self._state, self.teacher.front_layers(),
+                                                  self.teacher.split_channels)
+        else:
+            self.encoder = SlimmableEncoder(cfg, self._state)
         chans = self.encoder.bottleneck_channels
         self.entropy = nn.ModuleList(EntropyBottleneck(c) for c in chans)
         self.decoders = nn.ModuleList(

@@ -67,12 +67,16 @@ class Teacher(nn.Module):
                              f"stem[{LOW_INDEX}], so a later split would have to send it too")
         return k
 
+    def front_layers(self, split_index: int | None = None) -> nn.Sequential:
+        """The layers before the split, as a Sequential that shares the teacher's modules."""
+        return self.det.backbone.features[0][: self._split(split_index)]
+
     def front(self, x: Tensor, split_index: int | None = None) -> Tensor:
         """Normalized images -> features at the split point (what the student must restore).
 
         `split_index` (default: the config's) picks another split, for analysis.
         """
-        return self.det.backbone.features[0][: self._split(split_index)](x)
+        return self.front_layers(split_index)(x)
 
     def back(self, z: Tensor, split_index: int | None = None) -> dict[str, Tensor]:
         """Split-point features -> raw head outputs (SSD regression/logits, segmentation logits)."""

@@ -7,7 +7,8 @@ and CompressAI's aux loss on the entropy models' quantiles. Slimmable training f
 sandwich rule: the widest, the narrowest and `random_widths` random widths every step. Each
 width has its own rate weight, so the widths spread over the rate range instead of clustering.
 With `task_weight: 0` the student stage is head distillation alone (the papers' first stage); a
-second run with `student_init` fine-tunes end to end with the task losses.
+second run with `student_init` fine-tunes end to end with the task losses. The `front` encoder's
+projection may start from PCA of the teacher's features (`pca_init`).
 
 Runs on the CPU or on CUDA (`device`), there with bfloat16 autocast.
 """
@@ -35,6 +36,7 @@ from ..models.split_model import SplitModel
 from ..models.teacher import Teacher
 from ..offboard import OffboardDecoder
 from ..onboard import OnboardEncoder
+from ..pca import PCA, training_samples
 
 
 def seed_everything(seed: int) -> None:
@@ -109,6 +111,8 @@ class Trainer:
                 p.requires_grad_(False)
             if tc.student_init:
                 self._init_student(tc.student_init)
+            elif tc.pca_init and not self.last_path.is_file():
+                self._init_pca()
             self.lambdas = tc.rate_weights(len(mc.widths))
             named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
             params = [p for n, p in named if not n.endswith("quantiles")]
@@ -137,6 +141,18 @@ class Trainer:
         if changed:
             raise CheckpointError(f"student_init {path} was trained against another teacher ({len(changed)} tensors differ)")
         self.log(f"initialised student from {path} (fingerprint {fp[:16]})")
+
+    def _init_pca(self) -> None:
+        if self.mc.encoder != "front":
+            raise ConfigError("pca_init needs the 'front' encoder (a projection of the teacher's features)")
+        samples = training_samples(self.model.teacher, self.tc.train_data, self.mc.split_index, self.tc.pca_init,
+                                   self.progress)
+        pca = PCA.fit(samples)
+        step = self.tc.pca_step * pca.rms()
+        self.model.encoder.init_from_pca(pca.mean, pca.basis, step)
+        kept = pca.explained()[self.model.encoder.proj.out_channels - 1]
+        self.log(f"projection initialised from PCA of {len(samples)} feature vectors: "
+                 f"{self.model.encoder.proj.out_channels} components ({kept:.1%} of the variance), step {step:.4f}")
 
     # ---- checkpoints ---------------------------------------------------------------------
     @property
