@@ -74,12 +74,15 @@ def cmd_train(args) -> int:
 
 
 def _read_rgb(path: Path):
-    import cv2
+    """An image file as RGB uint8 (Pillow: `encode` runs in the onboard install, which has no OpenCV)."""
+    import numpy as np
+    from PIL import Image
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SplitPerceptionError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise SplitPerceptionError(f"cannot read image {path}: {exc}") from None
 
 
 def cmd_encode(args) -> int:

@@ -32,7 +32,7 @@ from split_perception.harness.processes import run_probe, start_node, stop
 from split_perception.models.split_model import SplitModel
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder
-from split_perception.preprocess import to_input_array
+from split_perception.preprocess import resize, to_input_array
 
 from .conftest import tiny_config
 
@@ -83,18 +83,26 @@ def detections(frame):
     return [(d.label, round(d.score, 4), tuple(round(v, 2) for v in d.box)) for d in frame.detections]
 
 
-def test_numpy_preprocessing_equals_the_torch_formula_bit_for_bit():
+def test_numpy_preprocessing_resizes_like_opencv_and_normalizes_like_torch():
     rng = np.random.default_rng(1)
-    for shape in [(96, 128, 3), (480, 640, 3), (50, 70, 3)]:
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    for shape in [(96, 128, 3), (480, 640, 3), (192, 256, 3), (130, 170, 3), (50, 70, 3), (96, 300, 3)]:
         rgb = rng.integers(0, 256, shape, dtype=np.uint8)
-        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-        resized = rgb if shape[:2] == (96, 128) else cv2.resize(
-            rgb, (128, 96), interpolation=cv2.INTER_AREA if shape[0] > 96 else cv2.INTER_LINEAR)
-        ref = (torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0) - torch.tensor(mean)[:, None, None]) \
+        resized = resize(rgb, (96, 128))
+        assert resized.dtype == np.float32 and resized.shape == (96, 128, 3)
+        if shape[:2] == (96, 128):
+            assert np.array_equal(resized, rgb)
+        else:  # OpenCV rounds to uint8 (and interpolates upwards with 11-bit weights): within a level
+            shrinks = shape[0] >= 96 and shape[1] >= 128  # area per shrinking axis, bilinear per growing one
+            ref = cv2.resize(rgb, (128, 96), interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
+            assert np.abs(resized - ref).max() <= (0.51 if shrinks else 1.0), shape
+        want = (torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0) - torch.tensor(mean)[:, None, None]) \
             / torch.tensor(std)[:, None, None]
         got = to_input_array(rgb, (96, 128), mean, std)
         assert got.dtype == np.float32 and got.flags.c_contiguous
-        assert np.array_equal(got, ref.numpy())
+        assert np.array_equal(got, want.numpy())
+    rgb = rng.integers(0, 256, (192, 256, 3), dtype=np.uint8)  # an integer ratio: exactly the block mean
+    assert np.allclose(resize(rgb, (96, 128)), rgb.reshape(96, 2, 128, 2, 3).mean(axis=(1, 3)), atol=1e-4)
 
 
 @pytest.mark.parametrize("which", ["tiny", "tiny_gdn", "tiny_front", "bundled"])
@@ -178,24 +186,32 @@ def test_runtime_choice_and_refusals(exported, tiny_model_path, tmp_path):
 CHILD = textwrap.dedent("""
     import json, sys
 
-    class NoTorch:
+    class NotOnTheRobot:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "torch":
-                raise ImportError("torch is not installed on this robot")
+            if name.split(".")[0] in ("torch", "cv2"):
+                raise ImportError(f"{name} is not installed on this robot")
 
-    sys.meta_path.insert(0, NoTorch())
+    sys.meta_path.insert(0, NotOnTheRobot())
+    import io
     import numpy as np
+    from PIL import Image
     from split_perception.codec.onboard_export import widths_and_bytes
+    from split_perception.data.image_messages import compressed_to_rgb
     from split_perception.onboard import OnboardEncoder
 
     model, out = sys.argv[1], sys.argv[2]
     frames = np.load(out + ".npy")
+    png = io.BytesIO()
+    Image.fromarray(frames[0]).save(png, "PNG")
+    class Compressed:
+        format, data = "png", png.getvalue()
+    assert (compressed_to_rgb(Compressed) == frames[0]).all()
     enc = OnboardEncoder(model, threads=1)
     packets = []
     for k, rgb in enumerate(frames):  # a new width every frame, cycling through all of them
         enc.set_width(enc.widths[k % len(enc.widths)])
         packets.append(enc.encode(rgb, frame_id=k, stamp_ns=k).hex())
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "compressai", "torchvision"))
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "compressai", "torchvision", "cv2"))
     json.dump({"runtime": enc.runtime, "packets": packets, "loaded": loaded, "table": widths_and_bytes(model)},
               open(out, "w"))
 """)

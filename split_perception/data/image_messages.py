@@ -1,13 +1,16 @@
 """sensor_msgs Image/CompressedImage (ROS or rosbags messages) -> RGB numpy, without ROS.
 
 The common encodings (rgb8, bgr8, mono8, rgba8, bgra8) and jpeg/png CompressedImage are
-converted here; anything else raises ImageError naming the encoding.
+converted here, with numpy and Pillow (no OpenCV: the onboard install leaves it out); anything
+else raises ImageError naming the encoding.
 """
 
 from __future__ import annotations
 
-import cv2
+import io
+
 import numpy as np
+from PIL import Image
 
 from ..errors import ImageError
 
@@ -24,22 +27,21 @@ def image_to_rgb(msg) -> np.ndarray:
     if h < 1 or w < 1 or step < w * c or len(msg.data) < step * h:
         raise ImageError(f"{msg.encoding} image {w}x{h} with step {step} has {len(msg.data)} bytes")
     buf = np.frombuffer(bytes(msg.data), np.uint8)[: step * h].reshape(h, step)[:, : w * c].reshape(h, w, c)
-    if enc == "rgb8":
-        return buf.copy()
-    if enc == "bgr8":
-        return cv2.cvtColor(buf, cv2.COLOR_BGR2RGB)
     if enc == "mono8":
-        return cv2.cvtColor(buf, cv2.COLOR_GRAY2RGB)
-    return cv2.cvtColor(buf, cv2.COLOR_RGBA2RGB if enc == "rgba8" else cv2.COLOR_BGRA2RGB)
+        return np.repeat(buf, 3, axis=2)
+    order = {"rgb8": slice(0, 3), "rgba8": slice(0, 3), "bgr8": slice(2, None, -1), "bgra8": slice(2, None, -1)}[enc]
+    return buf[:, :, order].copy()  # C-contiguous and writable
 
 
 def compressed_to_rgb(msg) -> np.ndarray:
     """sensor_msgs/CompressedImage (jpeg/png) -> RGB uint8 HxWx3."""
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise ImageError(f"cannot decode CompressedImage of format {msg.format!r} ({data.size} bytes)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    data = bytes(msg.data)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.array(img.convert("RGB"))
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data (and DecompressionBombError)
+        raise ImageError(f"cannot decode CompressedImage of format {msg.format!r} ({len(data)} bytes): "
+                         f"{type(exc).__name__}") from None
 
 
 def message_to_rgb(msgtype: str, msg) -> np.ndarray:
