@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from split_perception.bench import e2e
 from split_perception.bench.e2e import Option
 from split_perception.cli import main
+from split_perception.codec.export import export_onboard
 
 
 def test_transfer_and_end_to_end_by_hand():
@@ -70,3 +72,21 @@ def test_latency_command_small_run(tmp_path, tiny_model_path, tiny_data):
     assert rows["JPEG q95 offload"]["bytes_mean"] > rows["JPEG q75 offload"]["bytes_mean"]
     assert res["win_ranges"][0]["from_mbps"] == 0.5 and res["win_ranges"][-1]["to_mbps"] == 50.0
     assert "| full onboard |" in (out / "table.md").read_text()
+    assert all(r["runtime"] == "torch" and r["runtime_ratio"] == 1.0 for r in split)  # no export: torch only
+
+
+def test_latency_times_the_onnx_runtime_beside_torch(tmp_path, tiny_model_path, tiny_data):
+    model = tmp_path / "model.pt"
+    shutil.copy(tiny_model_path, model)
+    export_onboard(model)
+    out = tmp_path / "lat"
+    assert main(["bench", "latency", "--model", str(model), "--data", str(tiny_data), "--frames", "2",
+                 "--repeats", "2", "--threads", "1", "--out", str(out)]) == 0
+    split = [r for r in json.loads((out / "latency.json").read_text())["rows"] if r["kind"] == "split"]
+    assert len(split) == 4
+    for r in split:
+        assert r["runtime"] == "onnx" and r["torch_onboard_ms"] > 0 and r["onboard_ms"] > 0
+        assert r["runtime_ratio"] == pytest.approx(r["onboard_ms"] / r["torch_onboard_ms"])
+    text = (out / "table.md").read_text()
+    assert "x torch runtime" in text and "{load" not in text
+

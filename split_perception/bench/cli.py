@@ -107,6 +107,9 @@ def add_parsers(sub) -> None:
     _common(s, "restart", threads=1)
     s.add_argument("--runs", type=int, default=5, help="kill-and-restarts per victim, CPU load and DDS setting")
     s.add_argument("--victims", default="decoder,encoder", help="comma-separated: decoder, encoder")
+    s.add_argument("--encoder-runtimes", help="comma-separated: onnx, torch; a killed encoder restarts on each, the "
+                                              "first feeds the decoder (default: onnx,torch when the model has an "
+                                              "onboard export, else torch)")
     s.add_argument("--cpu-load", default="0,2", help="comma-separated numbers of busy processes run beside")
     s.add_argument("--fps", type=float, default=5.0, help="camera rate")
     s.add_argument("--down-s", type=float, default=4.0, help="seconds between the kill and the relaunch")

@@ -1,7 +1,8 @@
 """`split-perception bench latency`: where the time of one frame goes, per width, against the baselines.
 
 Measured in one run, on the same frames, with a fixed torch thread count:
-- onboard: our encoder per width (network + entropy coding + packet; network alone too), MACs and
+- onboard: our encoder per width (network + entropy coding + packet; network alone too) on the
+  runtime the onboard node uses (ONNX Runtime when the model has an export) and on torch, MACs and
   active parameters at that width;
 - offboard: packet -> detections + mask (entropy decoding, feature decoder, teacher tail, heads);
 - baselines: the full teacher onboard (preprocess + network + postprocessing) and JPEG offload
@@ -54,10 +55,13 @@ def jpeg_name(q: int) -> str:
 # ---- compute counts -----------------------------------------------------------------------
 def active_encoder_params(model, width_index: int) -> int:
     """Parameters the onboard encoder uses at one width: the sliced conv weights, that width's batch
-    norm and entropy model. (All widths share one stored weight set.)"""
+    norm (or gain) and entropy model, and a teacher front in full. (All widths share one stored weight set.)"""
+    from ..models.encoder import FrontProjectionEncoder
     from ..models.slimmable import SlimConv2d, SwitchableBatchNorm2d
 
     n = 0
+    if isinstance(model.encoder, FrontProjectionEncoder):  # the whole front runs at every width
+        n += sum(p.numel() for p in model.encoder.front.parameters()) + model.encoder.gain[width_index].numel()
     for m in model.encoder.modules():
         if isinstance(m, SlimConv2d):
             cin, cout = m.in_list[width_index], m.out_list[width_index]
@@ -114,14 +118,17 @@ def interleaved_ms(fns: dict, rounds: int, warmup: int = 2, progress: bool = Tru
 
 
 # ---- the benchmark ------------------------------------------------------------------------
-def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -> dict:
+def measure(model_path, data, frames: int, rounds: int, threads: int, progress: bool = True) -> dict:
     """Timings, sizes and compute counts of every option (see module docstring)."""
+    from ..codec.onboard_export import find_export
     from ..data.image_codecs import decode_image, encode_image
     from ..offboard import OffboardDecoder
     from ..onboard import OnboardEncoder
     from ..preprocess import to_input_tensor
 
-    enc, dec = OnboardEncoder(model_path, runtime="torch"), OffboardDecoder(model_path)
+    enc, dec = OnboardEncoder(model_path, runtime="torch", threads=threads), OffboardDecoder(model_path)
+    # the runtime the onboard node runs (ONNX when the checkpoint has an export); torch beside it
+    onnx = OnboardEncoder(model_path, runtime="onnx", threads=threads) if find_export(model_path) else None
     cfg, model, teacher = enc.cfg, enc.model, dec.model.teacher
     imgs = load_frames(dataset(data), frames)
     if not imgs:
@@ -164,8 +171,11 @@ def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -
     fns = {}
     for i, w in enumerate(widths):
         frame, pkt = Cycle(imgs), Cycle(packets[w])
-        fns[("encode", w)] = lambda w=w, f=frame: (enc.set_width(w), enc.encode(f()))
-        fns[("network", w)] = lambda w=w, f=frame: (model.set_width(w), model.encoder(prep(f())))
+        fns[("torch_encode", w)] = lambda w=w, f=frame: (enc.set_width(w), enc.encode(f()))
+        fns[("torch_network", w)] = lambda w=w, f=frame: (model.set_width(w), model.encoder(prep(f())))
+        if onnx is not None:
+            fns[("onnx_encode", w)] = lambda w=w, f=frame: (onnx.set_width(w), onnx.encode(f()))
+            fns[("onnx_network", w)] = lambda i=i, f=frame: onnx._impl.bottleneck(onnx.preprocess(f()), i)
         fns[("decode", w)] = lambda p=pkt: dec.decode(p())
     fns[("full", None)] = lambda f=Cycle(imgs): full_inference(f())
     for q in JPEG_QUALITIES:
@@ -182,9 +192,11 @@ def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -
     rows = [{"option": FULL, "kind": "onboard", "width": None, "keys": (full, None, None), "bytes": [0],
              "onboard_mmacs": teacher_macs / 1e6, "macs_ratio": 1.0, "onboard_params": teacher_params,
              "offboard_mmacs": 0.0}]
+    runtime = "onnx" if onnx is not None else "torch"
     for w in widths:
-        rows.append({"option": width_name(w), "kind": "split", "width": w,
-                     "keys": (("encode", w), ("network", w), ("decode", w)), "bytes": [len(p) for p in packets[w]],
+        rows.append({"option": width_name(w), "kind": "split", "width": w, "runtime": runtime,
+                     "keys": ((f"{runtime}_encode", w), (f"{runtime}_network", w), ("decode", w)),
+                     "torch_key": ("torch_encode", w), "bytes": [len(p) for p in packets[w]],
                      "onboard_mmacs": macs[w] / 1e6, "macs_ratio": macs[w] / teacher_macs,
                      "onboard_params": params[w], "offboard_mmacs": off_macs[w] / 1e6})
     for q in JPEG_QUALITIES:  # JPEG coding has no convolutions or matrix products to count
@@ -194,6 +206,7 @@ def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -
                      "offboard_mmacs": teacher_macs / 1e6})
     for r in rows:
         on, net, off = r.pop("keys")
+        torch_key = r.pop("torch_key", None)
         sizes = r.pop("bytes")
         r["bytes_mean"], r["bytes_p95"] = float(np.mean(sizes)), float(np.percentile(sizes, 95))
         for suffix, t in (("", best), ("_median", med)):
@@ -202,6 +215,8 @@ def measure(model_path, data, frames: int, rounds: int, progress: bool = True) -
             r[f"network_ms{suffix}"] = t[net] if net else None
             r[f"offboard_ms{suffix}"] = t[off] if off else 0.0
             r[f"offboard_ratio{suffix}"] = r[f"offboard_ms{suffix}"] / t[full]
+            r[f"torch_onboard_ms{suffix}"] = t[torch_key] if torch_key else None
+            r[f"runtime_ratio{suffix}"] = t[on] / t[torch_key] if torch_key else None
     info = {"frames": len(imgs), "frame_size": list(imgs[0].shape[:2]), "input_size": list(cfg.input_size),
             "rounds": rounds, "fingerprint": enc.fingerprint,
             "stored_onboard_params": sum(p.numel() for p in model.encoder.parameters())
@@ -261,8 +276,9 @@ def report(rows: list[dict], options: list[e2e.Option], ranges: dict[str, list[d
         for bw in TABLE_BANDWIDTHS:
             row[f"e2e_{bw:g}"] = e2e.end_to_end_ms(o, bw)
         table_rows.append(row)
-    cols = [("option", "option", ""), ("onboard_ms", "onboard ms", ".1f"),
+    cols = [("option", "option", ""), ("runtime", "onboard runtime", ""), ("onboard_ms", "onboard ms", ".1f"),
             ("onboard_ratio", "x full onboard", ".3f"), ("network_ms", "of it preproc+net ms", ".1f"),
+            ("torch_onboard_ms", "torch runtime ms", ".1f"), ("runtime_ratio", "x torch runtime", ".2f"),
             ("onboard_mmacs", "onboard MMACs", ".1f"), ("macs_ratio", "x teacher MACs", ".3f"),
             ("onboard_params", "onboard params", ","), ("bytes_mean", "bytes/frame", ".0f"),
             ("offboard_ms", "offboard ms", ".1f"), ("offboard_ratio", "offboard x full", ".2f"),
@@ -270,11 +286,14 @@ def report(rows: list[dict], options: list[e2e.Option], ranges: dict[str, list[d
     cols += [(f"e2e_{bw:g}", f"e2e ms @{bw:g} Mbit/s", ".0f") for bw in TABLE_BANDWIDTHS]
     medians = [("option", "option", ""), ("onboard_ms_median", "onboard ms", ".1f"),
                ("onboard_ratio_median", "x full onboard", ".3f"), ("network_ms_median", "of it preproc+net ms", ".1f"),
+               ("torch_onboard_ms_median", "torch runtime ms", ".1f"), ("runtime_ratio_median", "x torch runtime", ".2f"),
                ("offboard_ms_median", "offboard ms", ".1f"), ("offboard_ratio_median", "offboard x full", ".2f")]
     lo, hi = BANDWIDTH_RANGE
     lines = [f"Per frame on this CPU, {threads} torch threads, {frames} frames, best of {rounds} interleaved rounds "
              "(the call least disturbed by other processes); ratios against the full teacher onboard measured in "
-             f"the same run. Load average (1 min) {load[0]:.1f} at the start, {load[1]:.1f} at the end, on "
+             "the same run. Split rows run on the onboard node's runtime (ONNX Runtime from the model's export, "
+             "else torch), the torch runtime beside it, on the same frames. "
+             f"Load average (1 min) {load[0]:.1f} at the start, {load[1]:.1f} at the end, on "
              f"{os.cpu_count()} cores. End-to-end = onboard + bytes * 8 / bandwidth + offboard (offboard on this "
              "CPU too).", "", markdown_table(table_rows, cols), "",
              "Medians of the same rounds (typical under the load at the time; 2 threads on 2 shared cores "
@@ -291,7 +310,7 @@ def report(rows: list[dict], options: list[e2e.Option], ranges: dict[str, list[d
 def run(args) -> int:
     torch.set_num_threads(args.threads)
     t0, load0 = time.monotonic(), os.getloadavg()
-    res = measure(args.model, args.data, args.frames, args.repeats)
+    res = measure(args.model, args.data, args.frames, args.repeats, args.threads)
     rows = res["rows"]
     options = options_of(rows)
     bandwidths = e2e.bandwidth_grid(*BANDWIDTH_RANGE)

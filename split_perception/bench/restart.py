@@ -4,7 +4,8 @@ Encoder + decoder + camera probe over real DDS, each in its own process; the vic
 and relaunched (the fault tests' scenario, `ros/restarts.py`), `--runs` times per victim, on an
 otherwise quiet machine and with `--cpu-load` busy processes beside it (a robot's or a server's
 other work). Two figures per run: from the relaunched node's "ready" line to the first detection
-(DDS discovery and the first decode) and from the relaunch itself (Python, torch, model load too).
+(DDS discovery and the first decode) and from the relaunch itself (Python, the runtime, model load
+too). A killed encoder is relaunched on each of `--encoder-runtimes` (ONNX Runtime, torch).
 Each condition runs with Fast DDS's default discovery and with `--dds-profile` (default:
 config/fastdds_rediscovery.xml, participant announcements every 0.5 s instead of 3 s).
 """
@@ -35,17 +36,18 @@ def cpu_hogs(n: int):
             p.wait()
 
 
-def one_run(model: str, victim: str, load: int, profile: Path | None, domain: int, args) -> dict:
-    """One kill-and-restart with `load` busy processes beside it, every process on the Fast DDS
-    `profile` (None: Fast DDS defaults); its timings as a row."""
+def one_run(model: str, victim: str, runtime: str, load: int, profile: Path | None, domain: int, args) -> dict:
+    """One kill-and-restart with the encoder on `runtime`, `load` busy processes beside it, every
+    process on the Fast DDS `profile` (None: Fast DDS defaults); its timings as a row."""
     from ..harness.restarts import kill_and_restart
 
     env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)} if profile else None
     with tempfile.TemporaryDirectory(prefix="sp_restart_") as tmp, cpu_hogs(load):
         r = kill_and_restart(Path(tmp), domain, model, victim, args.down_s, args.seconds, fps=args.fps,
-                             threads=args.threads, env=env)
+                             threads=args.threads, env=env, encoder_runtime=runtime)
     resume = r.resume_s()
-    row = {"victim": victim, "cpu_load": load, "discovery": profile.name if profile else "Fast DDS default",
+    row = {"victim": victim, "encoder_runtime": runtime, "cpu_load": load,
+           "discovery": profile.name if profile else "Fast DDS default",
            "ready_after_launch_s": r.t_ready - r.t_launch,
            "resume_after_ready_s": resume,
            "resume_after_launch_s": None if resume is None else r.t_ready + resume - r.t_launch,
@@ -58,9 +60,10 @@ def one_run(model: str, victim: str, load: int, profile: Path | None, domain: in
 
 
 def summarize(rows: list[dict], within_s: float) -> list[dict]:
-    """Per (victim, CPU load, discovery): median and worst resume times, share of runs within `within_s`."""
+    """Per (victim, encoder runtime, CPU load, discovery): median and worst resume times, share of
+    runs within `within_s`."""
     out = []
-    key_of = lambda r: (r["victim"], r["cpu_load"], r["discovery"])  # noqa: E731
+    key_of = lambda r: (r["victim"], r["encoder_runtime"], r["cpu_load"], r["discovery"])  # noqa: E731
     for key in dict.fromkeys(map(key_of, rows)):
         group = [r for r in rows if key_of(r) == key]
         resumed = [r["resume_after_ready_s"] for r in group if r["resume_after_ready_s"] is not None]
@@ -68,7 +71,8 @@ def summarize(rows: list[dict], within_s: float) -> list[dict]:
         pub = [r["outage_publish_fps"] for r in group if r.get("outage_publish_fps") is not None]
         lat = [r["outage_max_latency_ms"] for r in group if r.get("outage_max_latency_ms") is not None]
         out.append({
-            "victim": key[0], "cpu_load": key[1], "discovery": key[2], "runs": len(group), "resumed": len(resumed),
+            "victim": key[0], "encoder_runtime": key[1], "cpu_load": key[2], "discovery": key[3], "runs": len(group),
+            "resumed": len(resumed),
             "ready_median_s": statistics.median(r["ready_after_launch_s"] for r in group),
             "resume_median_s": statistics.median(resumed) if resumed else None,
             "resume_max_s": max(resumed) if resumed else None,
@@ -80,13 +84,21 @@ def summarize(rows: list[dict], within_s: float) -> list[dict]:
     return out
 
 
-COLUMNS = [("victim", "killed", ""), ("cpu_load", "busy processes beside", "d"), ("discovery", "DDS discovery", ""),
+COLUMNS = [("victim", "killed", ""), ("encoder_runtime", "encoder runtime", ""),
+           ("cpu_load", "busy processes beside", "d"), ("discovery", "DDS discovery", ""),
            ("runs", "runs", "d"),
            ("resumed", "resumed", "d"), ("ready_median_s", "relaunch -> ready s (median)", ".1f"),
            ("resume_median_s", "ready -> first detection s (median)", ".2f"), ("resume_max_s", "max", ".2f"),
            ("within", "within 1 s", ""), ("launch_median_s", "relaunch -> first detection s (median)", ".1f"),
            ("outage_publish_fps", "encoder fps while decoder down (min)", ".1f"),
            ("outage_max_latency_ms", "max feature latency then ms", ".0f"), ("other_alive", "other node alive", "")]
+
+
+def _progress(row: dict, i: int, runs: int) -> None:
+    resume = row["resume_after_ready_s"]
+    print(f"{row['victim']} killed (encoder on {row['encoder_runtime']}), {row['cpu_load']} busy processes, "
+          f"{row['discovery']}, run {i + 1}/{runs}: ready {row['ready_after_launch_s']:.1f} s after relaunch, "
+          f"first detection {'never' if resume is None else f'{resume:.2f} s'} after ready", flush=True)
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -101,6 +113,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 def run(args) -> int:
     from ..codec.checkpoint import DEFAULT_MODEL
+    from ..codec.onboard_export import find_export
     from ..harness.processes import CONFIG
     from ..harness.restarts import KILL_AT_S
 
@@ -108,6 +121,10 @@ def run(args) -> int:
     if not victims or set(victims) - {"encoder", "decoder"}:
         raise ConfigError(f"--victims must list encoder and/or decoder, got {args.victims!r}")
     loads = _ints(args.cpu_load, "--cpu-load")
+    model = args.model or str(DEFAULT_MODEL)
+    runtimes = [r for r in (args.encoder_runtimes or ("onnx,torch" if find_export(model) else "torch")).split(",") if r]
+    if not runtimes or set(runtimes) - {"onnx", "torch"}:
+        raise ConfigError(f"--encoder-runtimes must list onnx and/or torch, got {args.encoder_runtimes!r}")
     if args.runs < 1 or args.fps <= 0 or args.seconds < KILL_AT_S + args.down_s + 8.0:
         raise ConfigError(f"--runs must be >= 1, --fps > 0 and --seconds >= {KILL_AT_S + 8:g} + --down-s "
                           f"({KILL_AT_S:g} s before the kill, 8 s to relaunch and resume)")
@@ -117,25 +134,24 @@ def run(args) -> int:
         if not profile.is_file():
             raise ConfigError(f"--dds-profile {profile}: no such file")
         profiles.append(profile)
-    model = args.model or str(DEFAULT_MODEL)
     domain = domain_from(args)
     rows = []
     for victim in victims:
-        for load in loads:
-            for i in range(args.runs):
-                for profile in profiles:  # alternated, so both see the same machine
-                    rows.append(row := one_run(model, victim, load, profile, domain, args))
-                    resume = row["resume_after_ready_s"]
-                    print(f"{victim} killed, {load} busy processes, {row['discovery']}, run {i + 1}/{args.runs}: "
-                          f"ready {row['ready_after_launch_s']:.1f} s after relaunch, first detection "
-                          f"{'never' if resume is None else f'{resume:.2f} s'} after ready", flush=True)
+        # a killed encoder restarts on each runtime; a killed decoder is fed by the first one
+        for runtime in runtimes if victim == "encoder" else runtimes[:1]:
+            for load in loads:
+                for i in range(args.runs):
+                    for profile in profiles:  # alternated, so both see the same machine
+                        rows.append(row := one_run(model, victim, runtime, load, profile, domain, args))
+                        _progress(row, i, args.runs)
     summary = summarize(rows, 1.0)
     table = markdown_table(summary, COLUMNS)
     print(table)
     payload = {"command": command_line(args), "machine": machine_info(args.threads), "summary": summary}
     write_results(args.out, "restart", payload, rows)
     note = (f"Camera at {args.fps:g} fps; the victim is SIGKILLed {KILL_AT_S:g} s into the stream and "
-            f"relaunched {args.down_s:g} s later. 'ready' is the node's own log line (model loaded, topics "
+            f"relaunched {args.down_s:g} s later. A killed decoder is fed by an encoder on {runtimes[0]}. "
+            f"'ready' is the node's own log line (model loaded, topics "
             f"created). DDS discovery: Fast DDS defaults (participant announcements every 3 s) or the "
             f"XML profile named (config/fastdds_rediscovery.xml: every 0.5 s).")
     (Path(args.out) / "table.md").write_text(f"{table}\n\n{note}\n")

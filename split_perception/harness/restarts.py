@@ -74,16 +74,18 @@ class Restart:
 
 def kill_and_restart(work: Path, domain: int, model_path, victim: str, down_s: float, seconds: float,
                      fps: float = 5.0, kill_at_s: float = KILL_AT_S, threads: int = 2,
-                     env: dict | None = None, ready_timeout_s: float = READY_TIMEOUT_S) -> Restart:
-    """Encoder + decoder (`threads` torch threads each), then a camera probe at `fps`; `kill_at_s`
-    into it SIGKILL `victim` and relaunch it `down_s` later. The stream goes on until the relaunched
-    node has been ready for as long as `seconds` leaves after the relaunch, however slowly it starts
-    (a loaded machine). `env` goes to every process."""
+                     env: dict | None = None, ready_timeout_s: float = READY_TIMEOUT_S,
+                     encoder_runtime: str = "auto") -> Restart:
+    """Encoder (on `encoder_runtime`) + decoder (`threads` CPU threads each), then a camera probe at
+    `fps`; `kill_at_s` into it SIGKILL `victim` and relaunch it `down_s` later. The stream goes on
+    until the relaunched node has been ready for as long as `seconds` leaves after the relaunch,
+    however slowly it starts (a loaded machine). `env` goes to every process."""
     if victim not in NODES:
         raise ValueError(f"victim must be one of {NODES}, got {victim!r}")
     work = Path(work)
-    m = {"model_path": str(model_path), "threads": threads}
-    nodes = {n: start_node(n, domain, params=m, log_path=work / f"{n}.log", env=env) for n in NODES}
+    common = {"model_path": str(model_path), "threads": threads}
+    params = {"encoder": {**common, "runtime": encoder_runtime}, "decoder": common}
+    nodes = {n: start_node(n, domain, params=params[n], log_path=work / f"{n}.log", env=env) for n in NODES}
     procs = list(nodes.values())
     try:
         wait_ready(work, *NODES)
@@ -96,7 +98,7 @@ def kill_and_restart(work: Path, domain: int, model_path, victim: str, down_s: f
         t_kill = time.time()
         time.sleep(down_s)
         t_launch = time.time()
-        procs.append(start_node(victim, domain, params=m, log_path=work / f"{victim}2.log", env=env))
+        procs.append(start_node(victim, domain, params=params[victim], log_path=work / f"{victim}2.log", env=env))
         wait_for_log(work / f"{victim}2.log", f"{victim} ready", ready_timeout_s)
         time.sleep(max(seconds - kill_at_s - down_s, 1.0))
         stop_file.touch()
