@@ -54,7 +54,7 @@ def cmd_info(args) -> int:
 def cmd_make_dataset(args) -> int:
     from .data.synthetic import make_dataset
 
-    path = make_dataset(args.out, args.num_images, seed=args.seed, size=(args.height, args.width))
+    path = make_dataset(args.out, args.num_images, seed=args.seed, size=(args.height, args.width), style=args.style)
     print(f"wrote {args.num_images} scenes: {path}")
     return 0
 
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--height", type=int, default=240)
     s.add_argument("--width", type=int, default=320)
+    s.add_argument("--style", choices=["default", "hard"], default="default",
+                   help="hard: smaller and more numerous objects, clutter, textured backgrounds, motion blur")
     s.set_defaults(func=cmd_make_dataset)
 
     s = sub.add_parser("train", help="train the teacher or the student from a YAML config (resumes)")

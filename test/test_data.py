@@ -8,7 +8,7 @@ import torch
 
 from split_perception.config import DEFAULT_CLASSES
 from split_perception.data.coco import CocoSceneDataset, collate
-from split_perception.data.synthetic import make_dataset, render_scene
+from split_perception.data.synthetic import STYLES, make_dataset, render_scene
 from split_perception.errors import ConfigError
 
 
@@ -41,6 +41,21 @@ def test_same_seed_same_files(tmp_path):
     make_dataset(tmp_path / "a", 3, seed=9, size=(64, 96), progress=False)
     make_dataset(tmp_path / "b", 3, seed=9, size=(64, 96), progress=False)
     assert (tmp_path / "a/annotations.json").read_text() == (tmp_path / "b/annotations.json").read_text()
+
+
+def test_hard_scenes_have_smaller_and_more_objects(tmp_path):
+    def stats(style):
+        scenes = [render_scene(np.random.default_rng(s), style=STYLES[style])[1] for s in range(40)]
+        objects = [o for sc in scenes for o in sc]
+        return len(objects) / len(scenes), float(np.median([o.mask.sum() for o in objects]))
+    (n_default, px_default), (n_hard, px_hard) = stats("default"), stats("hard")
+    assert n_hard > 1.3 * n_default and px_hard < 0.5 * px_default
+    a, _ = render_scene(np.random.default_rng(3), style=STYLES["hard"])
+    assert np.array_equal(a, render_scene(np.random.default_rng(3), style=STYLES["hard"])[0])
+    make_dataset(tmp_path / "h", 2, seed=1, size=(64, 96), progress=False, style="hard")
+    assert json.loads((tmp_path / "h/annotations.json").read_text())["info"]["style"] == "hard"
+    with pytest.raises(ValueError, match="scene style"):
+        make_dataset(tmp_path / "x", 1, style="impossible")
 
 
 def test_missing_dataset_has_clear_error(tmp_path):

@@ -19,16 +19,35 @@ from pycocotools import mask as mask_utils
 from ..config import DEFAULT_CLASSES
 
 
+@dataclass(frozen=True)
+class SceneStyle:
+    """How hard the scenes are: object sizes and count, unlabelled clutter, background, motion blur."""
+
+    size_range: tuple[float, float] = (0.09, 0.28)  # object radius, as a fraction of min(height, width)
+    max_objects: int = 6
+    distractors: int = 0  # up to this many unlabelled textured blobs and bars (clutter)
+    textured_background: bool = False  # a colour texture over the background gradient
+    motion_blur: float = 0.0  # probability of a linear motion blur of the whole frame
+
+
+# "hard": smaller and more numerous objects (hence more occlusion), clutter that looks like
+# objects, textured backgrounds and motion blur; a held-out set that can tell codecs apart
+STYLES = {"default": SceneStyle(),
+          "hard": SceneStyle(size_range=(0.04, 0.14), max_objects=14, distractors=6, textured_background=True,
+                             motion_blur=0.5)}
+
+
 @dataclass
 class SceneObject:
     label: int  # 1-based category id
     mask: np.ndarray  # HxW bool, visible part after occlusion
 
 
-def _shape_mask(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+def _shape_mask(kind: str, h: int, w: int, rng: np.random.Generator,
+                size_range: tuple[float, float] = STYLES["default"].size_range) -> np.ndarray:
     """Draw one filled shape of the given class at a random pose; return an HxW uint8 mask."""
     m = np.zeros((h, w), np.uint8)
-    size = rng.uniform(0.09, 0.28) * min(h, w)
+    size = rng.uniform(*size_range) * min(h, w)
     cx = rng.uniform(size, w - size)
     cy = rng.uniform(size, h - size)
     angle = rng.uniform(0, 2 * math.pi)
@@ -101,24 +120,55 @@ def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
+def _clutter(img: np.ndarray, rng: np.random.Generator, count: int) -> None:
+    """Up to `count` unlabelled textured blobs and bars painted in place (look-alikes, not objects)."""
+    h, w = img.shape[:2]
+    for _ in range(int(rng.integers(0, count + 1))):
+        m = np.zeros((h, w), np.uint8)
+        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+        r = int(rng.uniform(0.02, 0.12) * min(h, w)) + 1
+        if rng.random() < 0.5:
+            cv2.ellipse(m, (cx, cy), (r, max(1, r // 3)), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        else:
+            cv2.line(m, (cx, cy), (int(rng.integers(0, w)), int(rng.integers(0, h))), 1, int(rng.integers(2, 6)))
+        tex = _texture(h, w, rng)
+        img[m.astype(bool)] = tex[m.astype(bool)]
+
+
+def _motion_blur(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A linear motion blur: 5-15 px long, any direction."""
+    n = int(rng.integers(5, 16))
+    k = np.zeros((n, n), np.float32)
+    cv2.line(k, (0, n // 2), (n - 1, n // 2), 1.0, 1)
+    rot = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), float(rng.uniform(0, 180)), 1.0)
+    k = cv2.warpAffine(k, rot, (n, n))
+    return cv2.filter2D(img, -1, k / max(float(k.sum()), 1e-6))
+
+
 def render_scene(
     rng: np.random.Generator,
     size: tuple[int, int] = (240, 320),
     class_names: tuple[str, ...] = DEFAULT_CLASSES,
-    max_objects: int = 6,
+    style: SceneStyle = STYLES["default"],
     min_visible_px: int = 60,
 ) -> tuple[np.ndarray, list[SceneObject]]:
     """Render one scene; return (RGB uint8 HxWx3 image, visible objects in paint order)."""
     h, w = size
     img = _background(h, w, rng)
+    if style.textured_background:
+        img = 0.5 * img + 0.5 * _texture(h, w, rng)
+    if style.distractors:
+        _clutter(img, rng, style.distractors)
     painted: list[tuple[int, np.ndarray]] = []
-    for _ in range(int(rng.integers(1, max_objects + 1))):
+    for _ in range(int(rng.integers(1, style.max_objects + 1))):
         label = int(rng.integers(len(class_names)))
-        m = _shape_mask(class_names[label], h, w, rng).astype(bool)
+        m = _shape_mask(class_names[label], h, w, rng, style.size_range).astype(bool)
         tex = _texture(h, w, rng)
         img[m] = tex[m]
         painted = [(lab, pm & ~m) for lab, pm in painted]  # later objects occlude earlier ones
         painted.append((label + 1, m))
+    if style.motion_blur and rng.random() < style.motion_blur:
+        img = _motion_blur(img.astype(np.float32), rng)
     # lighting: gain, gamma and a soft vignette-like gradient; then blur and sensor noise
     img = img * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30)
     img = np.clip(img, 0, 255)
@@ -146,8 +196,13 @@ def make_dataset(
     size: tuple[int, int] = (240, 320),
     class_names: tuple[str, ...] = DEFAULT_CLASSES,
     progress: bool = True,
+    style: str = "default",
 ) -> Path:
-    """Write `images/*.png` and `annotations.json` (COCO instances, RLE masks); return the json path."""
+    """Write `images/*.png` and `annotations.json` (COCO instances, RLE masks); return the json path.
+
+    `style` names one of STYLES ("default", or "hard": small, many, cluttered, blurred objects)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown scene style {style!r} (one of {', '.join(STYLES)})")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -158,7 +213,7 @@ def make_dataset(
 
         it = tqdm(it, desc=f"scenes -> {out}", unit="img")
     for i in it:
-        image, objects = render_scene(rng, size, class_names)
+        image, objects = render_scene(rng, size, class_names, STYLES[style])
         name = f"{i:06d}.png"
         cv2.imwrite(str(out / "images" / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         images.append({"id": i + 1, "file_name": name, "height": size[0], "width": size[1]})
@@ -172,7 +227,7 @@ def make_dataset(
                 "segmentation": rle, "iscrowd": 0,
             })
     coco = {
-        "info": {"description": "split_perception synthetic scenes", "seed": seed},
+        "info": {"description": "split_perception synthetic scenes", "seed": seed, "style": style},
         "images": images,
         "annotations": annotations,
         "categories": [{"id": k + 1, "name": n} for k, n in enumerate(class_names)],
