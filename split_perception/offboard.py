@@ -10,7 +10,7 @@ import torch
 
 from .codec.packet import Packet, parse
 from .config import find_width
-from .errors import ModelMismatchError, PacketError
+from .errors import ModelMismatchError, PacketError, SplitPerceptionError
 from .runtime import ModelRuntime
 
 # rANS reads 32-bit words without bounds checks; a forged payload must only ever read zeros
@@ -65,23 +65,49 @@ class OffboardDecoder(ModelRuntime):
             raise PacketError(f"latent shape {packet.latent_shape}, the model makes {expect}")
 
     @torch.no_grad()
-    def decode_features(self, packet: Packet) -> torch.Tensor:
-        """Checked packet -> restored split-point features (1 x C x h x w)."""
-        self.check(packet)
-        c, h, w = packet.latent_shape
-        padded = packet.payload + bytes(8 + _PAD_PER_SYMBOL * c * h * w)
-        return self.model.decompress([padded], (h, w), packet.width_index)
-
-    @torch.no_grad()
     def decode(self, data: bytes, with_mask: bool = True) -> DecodedFrame:
         """Bytes -> detections (+ mask). Raises PacketError / ModelMismatchError, never crashes."""
-        packet = parse(data)
-        z = self.decode_features(packet)
-        out = self.model.teacher.back(z)
-        result = self.model.teacher.postprocess(out, [packet.image_size])[0]
+        result = self.decode_batch([data], with_mask)[0]
+        if isinstance(result, SplitPerceptionError):
+            raise result
+        return result
+
+    @torch.no_grad()
+    def decode_batch(self, packets: list[bytes], with_mask: bool = True) -> list[DecodedFrame | SplitPerceptionError]:
+        """Packets of any widths (from any robots) -> one result per packet, in order: a DecodedFrame,
+        or the PacketError / ModelMismatchError that refused it (one bad packet costs only itself).
+
+        Each payload is entropy-decoded on its own; then the feature decoder runs once per width on
+        that width's frames, and the tail and heads once on the whole batch.
+        """
+        results: list = [None] * len(packets)
+        by_width: dict[int, list[tuple[int, Packet, torch.Tensor]]] = {}
+        for k, data in enumerate(packets):
+            try:
+                packet = parse(data)
+                self.check(packet)
+                c, h, w = packet.latent_shape
+                padded = packet.payload + bytes(8 + _PAD_PER_SYMBOL * c * h * w)
+                y_hat = self.model.entropy_decode([padded], (h, w), packet.width_index)
+            except (PacketError, ModelMismatchError) as exc:
+                results[k] = exc
+                continue
+            by_width.setdefault(packet.width_index, []).append((k, packet, y_hat))
+        order, good, features = [], [], []
+        for i, group in sorted(by_width.items()):
+            features.append(self.model.decoders[i](torch.cat([y for _, _, y in group])))
+            order += [k for k, _, _ in group]
+            good += [p for _, p, _ in group]
+        if features:
+            out = self.model.teacher.back(torch.cat(features))
+            for k, packet, r in zip(order, good, self.model.teacher.postprocess(out, [p.image_size for p in good])):
+                results[k] = self._frame(packet, r, len(packets[k]), with_mask)
+        return results
+
+    def _frame(self, packet: Packet, result: dict, num_bytes: int, with_mask: bool) -> DecodedFrame:
         names = self.cfg.class_names
         dets = [Detection(int(lab), names[int(lab) - 1], float(s), tuple(float(v) for v in box))
                 for box, lab, s in zip(result["boxes"], result["labels"], result["scores"])
                 if 1 <= int(lab) <= len(names)]
-        return DecodedFrame(packet.frame_id, packet.stamp_ns, packet.width, packet.image_size, len(data), dets,
+        return DecodedFrame(packet.frame_id, packet.stamp_ns, packet.width, packet.image_size, num_bytes, dets,
                             result["mask"].numpy() if with_mask else None)

@@ -28,7 +28,7 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, onboard, switch, transport, encoder-node, soak, "
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, onboard, switch, transport, batch, encoder-node, soak, "
                                          "restart, link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
@@ -74,6 +74,14 @@ def add_parsers(sub) -> None:
     s.add_argument("--size", default="640x480", help="camera frame size WxH")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("transport"))
+
+    s = bsub.add_parser("batch", help="offboard decode + heads ms per frame by batch size (frames waiting "
+                                      "together, as from a fleet)")
+    _common(s, "batch")
+    s.add_argument("--data", default="data/synthetic/val", help="frames the packets are made from")
+    s.add_argument("--batches", default="1,2,4,8,16", help="comma-separated batch sizes (1 is always measured)")
+    s.add_argument("--repeats", type=int, default=20, help="timing rounds")
+    s.set_defaults(func=_runner("batch"))
 
     s = bsub.add_parser("encoder-node", help="camera frames the onboard encoder node takes in, and its CPU cores "
                                              "(no decoder), per runtime and Fast DDS setting")

@@ -91,11 +91,16 @@ class SplitModel(nn.Module):
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:
         """Strings of the given width -> restored split-point features."""
+        return self.decoders[width_index](self.entropy_decode(strings, shape, width_index))
+
+    @torch.no_grad()
+    def entropy_decode(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:
+        """Strings of the given width -> the quantized bottleneck, the feature decoder's input."""
         self._tables_ready(width_index)
         y_hat = self.entropy[width_index].decompress(strings, shape)
         if not torch.isfinite(y_hat).all() or y_hat.abs().max() > MAX_SYMBOL:
             raise PacketError("payload decodes to out-of-range symbols: corrupt or forged packet")
-        return self.decoders[width_index](y_hat)
+        return y_hat
 
     def quantized_bottleneck(self, x: Tensor) -> Tensor:
         """The integer-valued bottleneck that `compress` codes (for tests and analysis)."""
