@@ -21,5 +21,6 @@ def test_bench_onboard_rows_for_both_runtimes(tmp_path, tiny_model_path):
     assert "torch" in by["torch"]["loaded"].split()
     for r in (by["onnx"], by["torch"]):
         assert r["rss_peak_mib"] > 0 and r["cold_start_s"] > 0 and r["install_mb"] > 0
+        assert 0 < r["ros_wheels_mb"] < r["install_mb"]  # this venv has the ROS 2 pip wheels
         assert all(r[f"encode_ms_{w}"] > 0 for w in (0.25, 0.5, 0.75, 1.0))
     assert by["onnx / torch"]["rss_peak_mib"] == by["onnx"]["rss_peak_mib"] / by["torch"]["rss_peak_mib"]

@@ -1,6 +1,7 @@
 """`bench onboard`: the onboard encoder on ONNX Runtime vs torch, each in fresh processes.
 
-Per runtime: install size (the interpreter's environment on disk), cold start (process start to
+Per runtime: install size (the interpreter's environment on disk, and how much of it the ROS 2 pip
+wheels and their build tools take: a robot with a ROS 2 distro installs neither), cold start (process start to
 the first packet, median of `--starts`), peak RSS of the encoding process, and encode ms per width
 (preprocess + network + entropy coding, best and median of `--repeats`). Each runtime may run in
 its own environment (`--onnx-python` a torch-free onboard venv); ratios are ONNX / torch, measured
@@ -45,9 +46,15 @@ for w in (enc.widths if repeats else ()):
         enc.encode(frames[i % len(frames)])
         t.append(1000 * (time.perf_counter() - t0))
     ms[str(w)] = t
+import importlib.metadata as md, os
+def dist_mb(d):
+    return sum(os.path.getsize(f.locate()) for f in d.files or [] if os.path.isfile(f.locate())) / 1e6
+ros_mb = sum(dist_mb(d) for d in md.distributions()
+             if (d.metadata["Name"] or "").lower().startswith(("ros-", "colcon-", "catkin-pkg")))
 hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 loaded = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "compressai", "onnxruntime"})
 print(json.dumps({"first_packet": first, "runtime": enc.runtime, "ms": ms, "prefix": sys.prefix, "loaded": loaded,
+                  "ros_wheels_mb": ros_mb,
                   "rss_peak_mib": int(hwm.split()[1]) / 1024}))  # VmHWM: ru_maxrss would count the pre-exec fork
 """
 
@@ -91,7 +98,8 @@ def measure(model: str, pythons: dict[str, str], threads: int, starts: int, repe
                  for _ in range(starts)]
         timed = _child(python, model, runtime, threads, work / "frames.npy", repeats)
         row = {"runtime": timed["runtime"], "python": python, "env": timed["prefix"], "loaded": " ".join(timed["loaded"]),
-               "install_mb": du_mb(timed["prefix"]), "rss_peak_mib": timed["rss_peak_mib"],
+               "install_mb": du_mb(timed["prefix"]), "ros_wheels_mb": timed["ros_wheels_mb"],
+               "rss_peak_mib": timed["rss_peak_mib"],
                "cold_start_s": statistics.median(colds), "cold_start_all_s": colds}
         for w, t in timed["ms"].items():
             row[f"encode_ms_{w}"], row[f"encode_ms_median_{w}"] = min(t), statistics.median(t)
@@ -101,7 +109,8 @@ def measure(model: str, pythons: dict[str, str], threads: int, starts: int, repe
         o, t = by["onnx"], by["torch"]
         ratio = {"runtime": "onnx / torch"}
         for k in o:
-            if k.startswith(("install_mb", "rss_peak", "cold_start_s", "encode_ms")) and isinstance(o[k], float):
+            if k.startswith(("install_mb", "ros_wheels_mb", "rss_peak", "cold_start_s", "encode_ms")) and \
+                    isinstance(o[k], float):
                 ratio[k] = o[k] / t[k]
         rows.append(ratio)
     return rows
@@ -112,7 +121,8 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory() as work:
         rows = measure(args.model or "", pythons, args.threads, args.starts, args.repeats, Path(work))
     widths = [k.removeprefix("encode_ms_") for k in rows[0] if k.startswith("encode_ms_") and "median" not in k]
-    cols = [("runtime", "runtime", ""), ("install_mb", "install MB", ".0f"), ("rss_peak_mib", "peak RSS MiB", ".0f"),
+    cols = [("runtime", "runtime", ""), ("install_mb", "install MB", ".0f"),
+            ("ros_wheels_mb", "of it ROS 2 pip wheels MB", ".0f"), ("rss_peak_mib", "peak RSS MiB", ".0f"),
             ("cold_start_s", "cold start s", ".2f")]
     cols += [(f"encode_ms_{w}", f"encode ms w={w}", ".2f") for w in widths]
     fmts = {k: f for k, _, f in cols}
@@ -121,7 +131,8 @@ def run(args) -> int:
     table = markdown_table(shown, [(k, t, "") for k, t, _ in cols])
     payload = {"command": command_line(args), "machine": machine_info(args.threads), "threads": args.threads,
                "frame": "640x480 RGB (resized to the input)",
-               "note": "install MB: the whole environment each runtime ran in; encode ms: best of the repeats "
+               "note": "install MB: the whole environment each runtime ran in (ROS 2 pip wheels: the ros-*, "
+                       "colcon-* and catkin-pkg distributions in it); encode ms: best of the repeats "
                        "(medians in the json); cold start: process start to first packet, median of the starts"}
     write_results(args.out, "onboard", payload, rows)
     (Path(args.out) / "table.md").write_text(table + "\n")
