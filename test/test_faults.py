@@ -100,7 +100,7 @@ def test_truncated_bag_replays_the_frames_before_the_damage_then_exits_with_a_cl
     procs = [start_node(exe, d, params=p, log_path=tmp_path / f"{exe}.log") for exe, p in
              (("encoder", m), ("decoder", m), ("bag_player", {"bag": str(bag), "wait_for_subscribers": 2,
                                                               "start_delay_s": 2.0}))]
-    cfg = {"seconds": 16, "publish": "none", "listen_images": True}
+    cfg = {"seconds": 16, "publish": "none", "listen_images": True, "await_publishers": ["detections"]}
     try:
         wait_ready(tmp_path, "encoder", "decoder")
         rec = finish_probe(start_probe(cfg, tmp_path, d), cfg, tmp_path)

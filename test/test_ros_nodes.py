@@ -119,7 +119,7 @@ def test_bag_replay_detections_for_every_delivered_frame(tmp_path, domain, tiny_
     procs = nodes(tmp_path, domain, [("encoder", m, None), ("decoder", m, None),
                                      ("bag_player", {"bag": str(bag), "wait_for_subscribers": 2, "start_delay_s": 2.0}, None)])
     try:  # the bag starts once the encoder and the probe subscribe, so the probe sees every detection
-        rec = probe(tmp_path, domain, seconds=24, publish="none", listen_images=True)
+        rec = probe(tmp_path, domain, seconds=24, publish="none", listen_images=True, await_publishers=["detections"])
         procs[2].wait(timeout=30)
     finally:
         stop(procs)

@@ -65,6 +65,12 @@ def main() -> int:
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: rec["diagnostics"].extend(
             {"t": now(), "name": s.name, "level": s.level[0], "message": s.message, "hardware_id": s.hardware_id,
              "values": {kv.key: kv.value for kv in s.values}} for s in m.status), 50)
+    # before the image listener exists (a bag player waits for it), the publishers named here must
+    # be matched, so that nothing they publish for the first frames is missed (60 s at most)
+    awaited = cfg.get("await_publishers", [])
+    deadline = time.monotonic() + 60.0
+    while awaited and time.monotonic() < deadline and any(node.count_publishers(t) < 1 for t in awaited):
+        rclpy.spin_once(node, timeout_sec=0.1)
     arrival = lambda m: {"t": now(), "stamp": stamp_ns(m.header.stamp),  # noqa: E731
                          "bytes": len(m.data), "latency_ms": age_ms(m.header.stamp)}
     if cfg.get("listen_images"):  # counts as an image subscriber, so a bag player can wait for the probe
