@@ -131,8 +131,8 @@ def _clutter(img: np.ndarray, rng: np.random.Generator, count: int) -> None:
             cv2.ellipse(m, (cx, cy), (r, max(1, r // 3)), float(rng.uniform(0, 180)), 0, 360, 1, -1)
         else:
             cv2.line(m, (cx, cy), (int(rng.integers(0, w)), int(rng.integers(0, h))), 1, int(rng.integers(2, 6)))
-        tex = _texture(h, w, rng)
-        img[m.astype(bool)] = tex[m.astype(bool)]
+        blob = m.astype(bool)
+        img[blob] = _texture(h, w, rng)[blob]
 
 
 def _motion_blur(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
