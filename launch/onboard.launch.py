@@ -1,32 +1,48 @@
-"""Onboard: encoder + link monitor. ros2 launch split_perception onboard.launch.py camera:=/camera/image_raw"""
+"""Onboard: encoder + link monitor.
+
+ros2 launch split_perception onboard.launch.py camera:=/camera/image_raw          # /split_perception/*
+ros2 launch split_perception onboard.launch.py robot:=r1 camera:=/r1/camera/image_raw  # a fleet member: /r1/*
+"""
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 
-def generate_launch_description():
+def _stack(context):
     config = os.path.join(get_package_share_directory("split_perception"), "config")
-    camera = LaunchConfiguration("camera")
+    robot = LaunchConfiguration("robot").perform(context).strip("/")
+    prefix = f"/{robot}" if robot else "/split_perception"  # where this robot's topics live
+    features = LaunchConfiguration("features").perform(context) or f"{prefix}/features"
     # launch_ros reads plain substitutions as YAML ("2024" -> int): force strings
     model = ParameterValue(LaunchConfiguration("model_path"), value_type=str)
+    return [
+        Node(package="split_perception", executable="encoder", name="encoder", namespace=robot, output="screen",
+             parameters=[os.path.join(config, "encoder.yaml"), {"model_path": model}],
+             remappings=[("image", LaunchConfiguration("camera")), ("features", features)]),
+        Node(package="split_perception", executable="link_monitor", name="link_monitor", namespace=robot,
+             output="screen", parameters=[os.path.join(config, "link_monitor.yaml"), {"model_path": model}],
+             remappings=[("link_status", f"{prefix}/link_status"),
+                         ("link_bandwidth", f"{prefix}/link_bandwidth"),
+                         ("features", features)]),  # counts what the encoder sends
+    ]
+
+
+def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("camera", default_value="/camera/image_raw",
                               description="sensor_msgs/Image topic to encode"),
-        DeclareLaunchArgument("features", default_value="/split_perception/features",
-                              description="EncodedFeatures output topic (what goes over the link)"),
+        DeclareLaunchArgument("robot", default_value="",
+                              description="this robot's name in a fleet: nodes in its namespace, topics "
+                                          "/<robot>/features, link_status, link_bandwidth; empty = /split_perception/*"),
+        DeclareLaunchArgument("features", default_value="",
+                              description="EncodedFeatures output topic (what goes over the link); "
+                                          "empty = /<robot>/features or /split_perception/features"),
         DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
-        Node(package="split_perception", executable="encoder", name="encoder", output="screen",
-             parameters=[os.path.join(config, "encoder.yaml"), {"model_path": model}],
-             remappings=[("image", camera), ("features", LaunchConfiguration("features"))]),
-        Node(package="split_perception", executable="link_monitor", name="link_monitor", output="screen",
-             parameters=[os.path.join(config, "link_monitor.yaml"), {"model_path": model}],
-             remappings=[("link_status", "/split_perception/link_status"),
-                         ("link_bandwidth", "/split_perception/link_bandwidth"),
-                         ("features", LaunchConfiguration("features"))]),  # counts what the encoder sends
+        OpaqueFunction(function=_stack),
     ])

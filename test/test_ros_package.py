@@ -41,7 +41,7 @@ def test_cmake_installs_every_executable():
         assert f"scripts/{exe}" in cmake and (REPO / "scripts" / exe).is_file()
 
 
-@pytest.mark.parametrize("name", ["onboard", "offboard", "demo"])
+@pytest.mark.parametrize("name", ["onboard", "offboard", "demo", "fleet"])
 def test_launch_files_are_valid_python_with_described_arguments(name):
     path = REPO / "launch" / f"{name}.launch.py"
     py_compile.compile(str(path), doraise=True)
@@ -52,7 +52,7 @@ def test_launch_files_are_valid_python_with_described_arguments(name):
 
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
                     reason="launch/launch_ros are not on PyPI; tested where a ROS distro provides them")
-@pytest.mark.parametrize("name", ["onboard", "offboard", "demo"])
+@pytest.mark.parametrize("name", ["onboard", "offboard", "demo", "fleet"])
 def test_launch_files_load_with_real_launch(name):
     from launch.launch_description_sources import PythonLaunchDescriptionSource
 

@@ -39,7 +39,7 @@ def load_frames(cfg: dict) -> list[np.ndarray]:
 def main() -> int:
     cfg = json.loads(open(sys.argv[1]).read())
     rclpy.init()
-    node = rclpy.create_node("probe")
+    node = rclpy.create_node("probe", namespace=cfg.get("namespace", ""))  # a robot's namespace in a fleet
     rec = {"detections": [], "features": [], "link_status": [], "bandwidth": [], "set_results": [], "sent": [],
            "images": [], "diagnostics": []}
     t0 = time.monotonic()
@@ -81,7 +81,7 @@ def main() -> int:
     img_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
     jpeg_pub = node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
     raw_pub = node.create_publisher(EncodedFeatures, "features", qos_from("best_effort"))
-    client = node.create_client(SetParameters, "/encoder/set_parameters")
+    client = node.create_client(SetParameters, "encoder/set_parameters")
     frames = load_frames(cfg)
     publish = cfg.get("publish", "raw")  # raw Image, "jpeg" CompressedImage, or "none"
     jpegs = [encode_image(f, "jpeg", cfg.get("jpeg_quality", 95)) for f in frames] if publish == "jpeg" else None

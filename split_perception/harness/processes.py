@@ -45,14 +45,17 @@ def ros_env(domain_id: int, base: dict | None = None) -> dict:
 
 def start_node(executable: str, domain_id: int, params: dict | None = None, params_file: Path | None = None,
                remap: dict | None = None, log_path: Path | None = None, name: str | None = None,
-               prefix: list[str] | None = None, env: dict | None = None) -> subprocess.Popen:
-    """One node in its own process (stdout+stderr to `log_path`, or inherited); `prefix` wraps the
+               prefix: list[str] | None = None, env: dict | None = None, namespace: str = "") -> subprocess.Popen:
+    """One node in its own process (stdout+stderr to `log_path`, or inherited), in `namespace`
+    (a robot of a fleet) if given; `prefix` wraps the
     command (e.g. `ip netns exec NS`), `env` adds variables. The node runs in the caller's working
     directory, and `Path` parameters are made absolute, so relative paths mean what the caller meant."""
     exe = install_space() / "lib" / "split_perception" / executable
     cmd = [*(prefix or []), sys.executable, str(exe), "--ros-args"]
     if name:
         cmd += ["-r", f"__node:={name}"]
+    if namespace:
+        cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
     if params_file:
         cmd += ["--params-file", str(Path(params_file).resolve())]
     for k, v in (params or {}).items():

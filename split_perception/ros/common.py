@@ -1,4 +1,4 @@
-"""Helpers shared by the nodes: QoS from a parameter, the drop-oldest frame slot, spin/shutdown."""
+"""Helpers shared by the nodes: QoS from a parameter, the drop-oldest frame slots, spin/shutdown."""
 
 from __future__ import annotations
 
@@ -20,29 +20,36 @@ def qos_from(reliability: str, depth: int = 5) -> QoSProfile:
     return QoSProfile(reliability=policies[reliability], history=HistoryPolicy.KEEP_LAST, depth=depth)
 
 
-class LatestSlot:
-    """A queue of one that drops the oldest item: producers never block, latency never piles up."""
+class LatestSlots:
+    """One drop-oldest slot per source (a camera, a robot) under one lock: producers never block,
+    latency never piles up, and the worker takes every source's newest item in one wake-up."""
 
     def __init__(self):
         self._cv = threading.Condition()
-        self._item = None
+        self._items: dict = {}
         self._closed = False
-        self.dropped = 0
+        self._dropped: dict = {}
 
-    def put(self, item) -> None:
+    def put(self, item, key=None) -> None:
         with self._cv:
-            if self._item is not None:
-                self.dropped += 1
-            self._item = item
+            if key in self._items:
+                self._dropped[key] = self._dropped.get(key, 0) + 1
+            self._items[key] = item
             self._cv.notify()
 
-    def get(self, timeout: float = 0.2):
-        """The newest item, or None after `timeout` or once closed."""
+    def take(self, timeout: float = 0.2) -> list[tuple]:
+        """(key, newest item) of every source with one waiting, in arrival order of their first item;
+        empty after `timeout` or once closed."""
         with self._cv:
-            if self._item is None and not self._closed:
+            if not self._items and not self._closed:
                 self._cv.wait(timeout)
-            item, self._item = self._item, None
-            return item
+            items, self._items = list(self._items.items()), {}
+            return items
+
+    def dropped(self, key=None) -> int:
+        """Items of `key` replaced before the worker took them."""
+        with self._cv:
+            return self._dropped.get(key, 0)
 
     def close(self) -> None:
         with self._cv:

@@ -14,14 +14,15 @@ from ..health import Counters, HealthMonitor
 
 class Diagnostics:
     """Every `period` s (0 = never), publishes what `sample()` returns (counters, extra values) on
-    `/diagnostics`, named `split_perception: <node's fully qualified name>`."""
+    `/diagnostics`, named `split_perception: <node's fully qualified name>[/<suffix>]` (a suffix
+    per robot where one node serves several)."""
 
     def __init__(self, node: Node, period: float, sample: Callable[[], tuple[Counters, dict[str, str]]],
-                 hardware_id: str, **names):
+                 hardware_id: str, suffix: str = "", **names):
         if period < 0:
             raise ConfigError(f"diagnostics_period_s must be >= 0, got {period}")
         self._node, self._sample, self.hardware_id = node, sample, hardware_id
-        self.name = f"split_perception: {node.get_fully_qualified_name()}"
+        self.name = f"split_perception: {node.get_fully_qualified_name()}" + (f"/{suffix}" if suffix else "")
         self.monitor = HealthMonitor(time.monotonic(), **names)
         if period > 0:
             self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)

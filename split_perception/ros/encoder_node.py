@@ -27,7 +27,7 @@ from ..link.trace import TokenBucket
 from ..msg import EncodedFeatures
 from ..onboard import OnboardEncoder
 from ..stamps import stamp_ns
-from .common import LatestSlot, qos_from, run_node
+from .common import LatestSlots, qos_from, run_node
 from .diagnostics import Diagnostics
 from .image_conversion import compressed_to_rgb, image_to_rgb
 
@@ -69,7 +69,7 @@ class EncoderNode(Node):
             self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
         else:
             raise ValueError(f"input_type must be 'raw' or 'compressed', got {input_type!r}")
-        self.slot = LatestSlot()
+        self.slot = LatestSlots()
         self.frame_id = 0
         self.received = self.encoded = self.bad_images = self.skipped = 0
         self.encode_ms_total = 0.0
@@ -111,14 +111,13 @@ class EncoderNode(Node):
 
     def _work(self) -> None:
         while self._running and rclpy.ok():
-            item = self.slot.get()
-            if item is None:
-                continue
-            try:
-                self._encode_one(*item)
-            except Exception as exc:  # noqa: BLE001 - one bad frame must never stop the stream
-                if self._running and rclpy.ok():
-                    self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            for _, item in self.slot.take():
+                try:
+                    self._encode_one(*item)
+                except Exception as exc:  # noqa: BLE001 - one bad frame must never stop the stream
+                    if self._running and rclpy.ok():
+                        self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}",
+                                                throttle_duration_sec=5.0)
 
     def _encode_one(self, msg, convert) -> None:
         """Convert, encode at the current width, publish one frame."""
@@ -154,7 +153,7 @@ class EncoderNode(Node):
         self.encode_ms_total += out.encode_ms
 
     def _diagnostics(self) -> tuple[Counters, dict[str, str]]:
-        counters = Counters(received=self.received, done=self.encoded, dropped=self.slot.dropped,
+        counters = Counters(received=self.received, done=self.encoded, dropped=self.slot.dropped(),
                             bad=self.bad_images, busy_ms=self.encode_ms_total, worker_alive=self._worker.is_alive())
         return counters, {"frames_encoded": str(self.encoded), "bad_images": str(self.bad_images),
                           "skipped_max_rate": str(self.skipped), "width": str(self.encoder.width),
@@ -165,7 +164,7 @@ class EncoderNode(Node):
         self.slot.close()
         self._worker.join(timeout=2.0)
         self.get_logger().info(f"encoded {self.encoded} frames, refused {self.bad_images} images, "
-                               f"dropped {self.slot.dropped} (encoder busy)")
+                               f"dropped {self.slot.dropped()} (encoder busy)")
 
 
 def main(args=None) -> int:
