@@ -73,6 +73,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_refit_entropy(args) -> int:
+    from .codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from .training.entropy_refit import refit_entropy
+
+    _threads(args.threads)
+    model, fp = load_model(args.model, kind="student")
+    extra = read_checkpoint(args.model)["extra"]
+    report = refit_entropy(model, args.data, args.images, args.steps, lr=args.lr, progress=not args.quiet)
+    for w, r in report.items():
+        print(f"width {w}: {r['bytes_before']:.0f} -> {r['bytes_after']:.0f} bytes/frame on the held-out images")
+    extra["entropy_refit"] = {"from": fp, "data": args.data, "images": args.images, "steps": args.steps,
+                              "lr": args.lr, "bytes": report}
+    extra["bytes_per_width"] = {w: r["bytes_after"] for w, r in report.items()}
+    new_fp = save_checkpoint(model, args.out, extra=extra)
+    print(f"wrote {args.out}: model {new_fp[:12]} (export it again for the onboard runtime)")
+    return 0
+
+
 def _read_rgb(path: Path):
     """An image file as RGB uint8 (Pillow: `encode` runs in the onboard install, which has no OpenCV)."""
     import numpy as np
@@ -259,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", dest="num_threads", type=int, help="override train.num_threads (CPU threads)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("refit-entropy", help="refit a trained student's entropy models to its frozen encoder's "
+                                             "bottlenecks (the last training step: fewer bytes, same content)")
+    s.add_argument("--model", required=True, help="student checkpoint (.pt)")
+    s.add_argument("--out", required=True, help="output checkpoint (.pt)")
+    s.add_argument("--data", default="data/synthetic/train", help="COCO-format training images")
+    s.add_argument("--images", type=int, default=1000, help="images to fit on (the last 10%% only measure bytes)")
+    s.add_argument("--steps", type=int, default=2000, help="Adam steps per width")
+    s.add_argument("--lr", type=float, default=1e-3, help="learning rate of the densities (cosine decay)")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_refit_entropy)
 
     s = sub.add_parser("encode", help="images -> packet files (.spf), as the onboard encoder does")
     s.add_argument("images", nargs="+")

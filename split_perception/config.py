@@ -100,6 +100,8 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     aux_lr: float = 1e-2
+    entropy_lr: float = 0.0  # student: learning rate of the entropy models' densities (0 = lr); higher keeps
+    # them fitted to a moving encoder, as `refit-entropy` does after training
     num_threads: int = 2
     num_workers: int = 0  # DataLoader worker processes
     device: str = "auto"  # auto = CUDA when available (then with mixed precision), else CPU
@@ -119,6 +121,8 @@ class TrainConfig:
             raise ConfigError("the student stage needs teacher_checkpoint")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("epochs, batch_size and lr must be positive")
+        if self.entropy_lr < 0:
+            raise ConfigError(f"entropy_lr must be >= 0, got {self.entropy_lr}")
         if self.pca_init < 0 or self.pca_step <= 0:
             raise ConfigError(f"pca_init must be >= 0 and pca_step > 0, got {self.pca_init}, {self.pca_step}")
         if self.device not in DEVICES:

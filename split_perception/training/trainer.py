@@ -115,7 +115,9 @@ class Trainer:
                 self._init_pca()
             self.lambdas = tc.rate_weights(len(mc.widths))
             named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-            params = [p for n, p in named if not n.endswith("quantiles")]
+            density = [p for n, p in named if n.startswith("entropy.") and not n.endswith("quantiles")]
+            params = [{"params": [p for n, p in named if not n.startswith("entropy.")]},
+                      {"params": density, "lr": tc.entropy_lr or tc.lr, "weight_decay": 0.0}]
             aux_params = [p for n, p in named if n.endswith("quantiles")]
         self.model.to(self.device)
         self.opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
