@@ -28,8 +28,8 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, onboard, switch, transport, batch, encoder-node, soak, "
-                                         "restart, link, report")
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, onboard, switch, transport, batch, fleet, encoder-node, "
+                                         "soak, restart, link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
     s = bsub.add_parser("rate-accuracy", help="bytes/frame vs mAP: our widths vs JPEG/WebP/PNG and PCA features")
@@ -82,6 +82,16 @@ def add_parsers(sub) -> None:
     s.add_argument("--batches", default="1,2,4,8,16", help="comma-separated batch sizes (1 is always measured)")
     s.add_argument("--repeats", type=int, default=20, help="timing rounds")
     s.set_defaults(func=_runner("batch"))
+
+    s = bsub.add_parser("fleet", help="N robots over DDS: one decoder serving all vs one decoder per robot "
+                                      "(delivered fps, latency, offboard memory)")
+    _common(s, "fleet", threads=1)  # per decoder process: they share this machine
+    s.add_argument("--robots", default="1,2,4,8", help="comma-separated robot counts")
+    s.add_argument("--seconds", type=float, default=40.0, help="run length per robot count and mode")
+    s.add_argument("--fps", type=float, default=4.0, help="camera rate per robot")
+    s.add_argument("--data", default="data/synthetic/val", help="held-out frames the cameras publish")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
+    s.set_defaults(func=_runner("fleet"))
 
     s = bsub.add_parser("encoder-node", help="camera frames the onboard encoder node takes in, and its CPU cores "
                                              "(no decoder), per runtime and Fast DDS setting")
