@@ -15,7 +15,7 @@ from split_perception.errors import ImageError
 
 REPO = Path(__file__).resolve().parents[1]
 NODES = {"encoder": "encoder_node", "decoder": "decoder_node", "link_monitor": "link_monitor_node",
-         "link_emulator": "link_emulator_node", "bag_player": "bag_player_node"}
+         "link_emulator": "link_emulator_node", "bag_player": "bag_player_node", "zenoh_bridge": "zenoh_bridge_node"}
 
 
 def declared_parameters(module: str) -> set[str]:

@@ -1,0 +1,220 @@
+"""Zenoh bridge node: carries chosen ROS topics across a wide-area link over a Zenoh session.
+
+DDS discovery stays local to each side (it does not cross the internet, most cellular links or
+routed networks); one bridge on each side forwards the topics that must cross, as the serialized
+ROS messages. Robot: `to_zenoh: [features]`, `from_zenoh: [link_status, detections]`; server: the
+reverse. Sensor streams (features, images) go best-effort and are dropped when the link is
+congested, like the sensor-data QoS; small control topics (link_status, detections) go reliable.
+Payloads from Zenoh are deserialized before they are published, so a bad one is counted, not
+passed on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.serialization import deserialize_message
+
+from ..errors import ConfigError
+from ..health import Counters
+from .common import qos_from, run_node
+from .diagnostics import Diagnostics
+
+# topic (its last name components) -> message type; others are given as `topic=pkg/msg/Type`
+KNOWN_TYPES = {"features": "split_perception/msg/EncodedFeatures", "link_status": "split_perception/msg/LinkStatus",
+               "detections": "split_perception/msg/Detection2DArray", "segmentation": "sensor_msgs/msg/Image",
+               "annotated": "sensor_msgs/msg/Image", "image/compressed": "sensor_msgs/msg/CompressedImage",
+               "image": "sensor_msgs/msg/Image", "link_bandwidth": "std_msgs/msg/Float64"}
+STREAMS = {"split_perception/msg/EncodedFeatures", "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
+MODES = ("peer", "client")
+
+
+def parse_topic(entry: str) -> tuple[str, str]:
+    """`features` or `camera/raw=sensor_msgs/msg/Image` -> (topic, type name)."""
+    topic, _, type_name = entry.partition("=")
+    topic = topic.strip()
+    if type_name:
+        return topic, type_name.strip()
+    for suffix in sorted(KNOWN_TYPES, key=len, reverse=True):
+        if topic == suffix or topic.endswith("/" + suffix):
+            return topic, KNOWN_TYPES[suffix]
+    raise ConfigError(f"no message type known for topic {topic!r}: write it as {topic}=<pkg>/msg/<Type>")
+
+
+def message_class(type_name: str):
+    """`pkg/msg/Type` -> the generated Python class."""
+    try:
+        pkg, kind, name = type_name.split("/")
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ValueError, ImportError, AttributeError):
+        raise ConfigError(f"unknown message type {type_name!r} (expected pkg/msg/Type of an installed package)") from None
+
+
+class ZenohBridgeNode(Node):
+    def __init__(self):
+        super().__init__("zenoh_bridge")
+        d = ParameterDescriptor
+        mode = self.declare_parameter("mode", "peer", d(
+            description="Zenoh mode: peer (connects directly) or client (through a Zenoh router)", read_only=True)).value
+        connect = self._strings("connect", "Zenoh endpoints to connect to, e.g. [tcp/192.168.1.10:7447]")
+        listen = self._strings("listen", "Zenoh endpoints to listen on, e.g. [tcp/0.0.0.0:7447]")
+        to_zenoh = self._strings("to_zenoh", "ROS topics sent out over Zenoh ([topic] or [topic=pkg/msg/Type])")
+        from_zenoh = self._strings("from_zenoh", "topics received over Zenoh and published on ROS")
+        self.key_prefix = self.declare_parameter("key_prefix", "split_perception", d(
+            description="Zenoh key of a topic: <key_prefix><fully qualified topic name>", read_only=True)).value
+        scouting = self.declare_parameter("multicast_scouting", False, d(
+            description="find peers by UDP multicast too (off: only the endpoints given)", read_only=True)).value
+        diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, d(
+            description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "client" and not connect:
+            raise ConfigError("mode client needs `connect` (the Zenoh router's endpoint)")
+        outgoing = [parse_topic(e) for e in to_zenoh]
+        incoming = [parse_topic(e) for e in from_zenoh]
+        both = {self.resolve_topic_name(t) for t, _ in outgoing} & {self.resolve_topic_name(t) for t, _ in incoming}
+        if both:
+            raise ConfigError(f"{sorted(both)} in both to_zenoh and from_zenoh: the bridge would echo them")
+        if not outgoing and not incoming:
+            raise ConfigError("nothing to bridge: set to_zenoh and/or from_zenoh")
+        classes = {t: message_class(n) for t, n in outgoing + incoming}
+        import zenoh
+
+        self._zenoh, self.mode, self.connect = zenoh, mode, connect
+        cfg = zenoh.Config()
+        cfg.insert_json5("mode", json.dumps(mode))
+        cfg.insert_json5("connect/endpoints", json.dumps(connect))
+        cfg.insert_json5("listen/endpoints", json.dumps(listen))
+        cfg.insert_json5("scouting/multicast/enabled", json.dumps(bool(scouting)))
+        # a robot may start before its server or router: a peer opens at once and keeps retrying its
+        # endpoints; a client waits for its router (in the opening thread, so the node stays responsive)
+        cfg.insert_json5("connect/timeout_ms", "-1")
+        cfg.insert_json5("connect/exit_on_failure", "false")
+        self._lock = threading.Lock()
+        self.received = self.forwarded = self.bad = self.not_connected = 0
+        self.by_topic: dict[str, int] = {}
+        self.session = None
+        self._zenoh_out: dict[str, object] = {}  # topic -> Zenoh publisher, once the session is open
+        self._keep = []  # ROS and Zenoh entities live as long as the node
+        for topic, type_name in outgoing:
+            self._ros_subscription(topic, classes[topic], type_name in STREAMS)
+        ros_pubs = {t: self.create_publisher(classes[t], t, self._qos(n in STREAMS)) for t, n in incoming}
+        self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, f"zenoh {mode}",
+                                       input_name="messages", bad_name="bad payloads", busy_key="forward_ms")
+        described = (f"{mode}, connect {connect}, listen {listen}, to zenoh {[self._key(t) for t, _ in outgoing]}, "
+                     f"from zenoh {[self._key(t) for t, _ in incoming]}")
+        if mode == "client":
+            self.get_logger().info(f"waiting for the Zenoh router (or peer) at {connect}")
+        self._opener = threading.Thread(target=self._open, args=(cfg, outgoing, incoming, classes, ros_pubs,
+                                                                 described), daemon=True)
+        self._failed: str | None = None
+        self.create_timer(0.5, self._check_open)
+        self._opener.start()
+
+    def _check_open(self) -> None:
+        """A session that could not open ends the node with one clear line (exit code 2)."""
+        if self._failed:
+            raise ConfigError(self._failed)
+
+    def _open(self, cfg, outgoing, incoming, classes, ros_pubs, described: str) -> None:
+        """Open the session, declare the Zenoh side of every topic, then say ready."""
+        try:
+            session = self._zenoh.open(cfg)
+        except self._zenoh.ZError as exc:  # e.g. a listen endpoint that cannot be bound
+            self._failed = f"could not open the Zenoh session ({described}): {exc}"
+            return
+        for topic, type_name in outgoing:
+            self._zenoh_out[topic] = self._zenoh_publisher(session, topic, type_name in STREAMS)
+        for topic, _ in incoming:
+            self._keep.append(session.declare_subscriber(self._key(topic), self._deliverer(topic, classes[topic],
+                                                                                         ros_pubs[topic])))
+        self.session = session
+        self.get_logger().info(f"zenoh_bridge ready: {described}")
+
+    def _strings(self, name: str, description: str) -> list[str]:
+        p = self.declare_parameter(name, Parameter.Type.STRING_ARRAY,
+                                   ParameterDescriptor(description=description, read_only=True))
+        return [s for s in (p.value or []) if s] if p.type_ != Parameter.Type.NOT_SET else []
+
+    def _key(self, topic: str) -> str:
+        return f"{self.key_prefix}{self.resolve_topic_name(topic)}"
+
+    def _count(self, topic: str, ok: bool) -> None:
+        with self._lock:
+            self.received += 1
+            if ok:
+                self.forwarded += 1
+                self.by_topic[topic] = self.by_topic.get(topic, 0) + 1
+            else:
+                self.bad += 1
+
+    @staticmethod
+    def _qos(stream: bool):
+        """Sensor streams best-effort (as the sensor-data QoS), control topics reliable."""
+        return qos_from("best_effort", 5) if stream else qos_from("reliable", 10)
+
+    def _zenoh_publisher(self, session, topic: str, stream: bool):
+        """Streams: express, dropped under congestion; control topics: reliable, high priority."""
+        z = self._zenoh
+        return session.declare_publisher(
+            self._key(topic), express=stream, priority=z.Priority.DATA if stream else z.Priority.INTERACTIVE_HIGH,
+            congestion_control=z.CongestionControl.DROP if stream else z.CongestionControl.BLOCK,
+            reliability=z.Reliability.BEST_EFFORT if stream else z.Reliability.RELIABLE)
+
+    def _ros_subscription(self, topic: str, cls, stream: bool) -> None:
+        """ROS -> Zenoh: the serialized message as it came from DDS (no deserialization)."""
+        name = self.resolve_topic_name(topic)
+
+        def forward(data: bytes) -> None:
+            pub = self._zenoh_out.get(topic)
+            if pub is None:  # the session is not open yet
+                with self._lock:
+                    self.not_connected += 1
+                return
+            pub.put(data)
+            self._count(name, True)
+
+        self._keep.append(self.create_subscription(cls, topic, forward, self._qos(stream), raw=True))
+
+    def _deliverer(self, topic: str, cls, ros_pub):
+        """Zenoh -> ROS: deserialized first, so that only well-formed messages are published."""
+        name = self.resolve_topic_name(topic)
+
+        def deliver(sample) -> None:
+            try:
+                msg = deserialize_message(sample.payload.to_bytes(), cls)
+            except Exception as exc:  # noqa: BLE001 - whatever the payload, the bridge goes on
+                self._count(name, False)
+                self.get_logger().error(f"{name}: bad payload from Zenoh ({self.bad} so far): {exc}",
+                                        throttle_duration_sec=5.0)
+                return
+            ros_pub.publish(msg)
+            self._count(name, True)
+
+        return deliver
+
+    def _diagnostics(self) -> tuple[Counters, dict[str, str]]:
+        with self._lock:
+            counters = Counters(received=self.received, done=self.forwarded, bad=self.bad)
+            per_topic = {f"forwarded {t}": str(n) for t, n in sorted(self.by_topic.items())}
+            waiting = str(self.not_connected)
+        session = self.session
+        return counters, {"zenoh_id": str(session.info.zid()) if session else "not connected",
+                          "dropped_before_connected": waiting, **per_topic}
+
+    def close(self) -> None:
+        with self._lock:
+            summary = ", ".join(f"{t}: {n}" for t, n in sorted(self.by_topic.items())) or "nothing"
+        self.get_logger().info(f"forwarded {summary}; {self.bad} bad payloads, {self.not_connected} dropped "
+                               f"before Zenoh was connected")
+        if self.session is not None:
+            self.session.close()
+
+
+def main(args=None) -> int:
+    return run_node(ZenohBridgeNode, args)

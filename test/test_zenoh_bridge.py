@@ -1,0 +1,99 @@
+"""The Zenoh bridge: topic types, bad settings, and the loop across two DDS domains joined only by Zenoh."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from split_perception.errors import ConfigError
+from split_perception.harness.domains import pick_domain
+from split_perception.harness.processes import finish_probe, start_node, start_probe, stop, wait_for_log
+from split_perception.link.netns import NetnsLink, available
+from split_perception.ros.zenoh_bridge_node import parse_topic
+
+ROBOT = {"to_zenoh": ["features"], "from_zenoh": ["link_status", "detections"]}
+SERVER = {"to_zenoh": ["link_status", "detections"], "from_zenoh": ["features"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_topic_types_by_name_or_given():
+    assert parse_topic("features") == ("features", "split_perception/msg/EncodedFeatures")
+    assert parse_topic("/r1/link_status") == ("/r1/link_status", "split_perception/msg/LinkStatus")
+    assert parse_topic("cam/image/compressed") == ("cam/image/compressed", "sensor_msgs/msg/CompressedImage")
+    assert parse_topic("odom=nav_msgs/msg/Odometry") == ("odom", "nav_msgs/msg/Odometry")
+    with pytest.raises(ConfigError, match="no message type known"):
+        parse_topic("odom")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"mode": "router", **ROBOT}, "mode must be one of"),
+    ({"mode": "client", **ROBOT}, "needs `connect`"),
+    ({"to_zenoh": ["features"], "from_zenoh": ["features"]}, "would echo"),
+    ({"to_zenoh": ["odom"]}, "no message type known"),
+    ({**SERVER, "listen": ["tcp/203.0.113.7:7447"]}, "could not open the Zenoh session"),  # not this machine's
+])
+def test_bad_settings_exit_with_one_clear_line(tmp_path, params, message):
+    log = tmp_path / "bridge.log"
+    proc = start_node("zenoh_bridge", pick_domain(), params=params, log_path=log)
+    assert proc.wait(timeout=60) == 2
+    assert message in log.read_text()
+
+
+def loop(tmp_path, robot_env: dict, server_env: dict, robot_prefix=None, server_prefix=None, listen: str = "",
+         model: str = "", extra_robot=(), probe_cfg=None, during=None):
+    """Robot: encoder (+ `extra_robot` nodes) + bridge in one DDS domain; server: decoder + bridge in
+    another; the probe (camera) on the robot's side. Returns the probe's record."""
+    robot_domain, server_domain = pick_domain(), pick_domain()
+    m = {"model_path": model}
+    procs = []
+    try:
+        procs.append(start_node("zenoh_bridge", server_domain, params={**SERVER, "listen": [listen]},
+                                log_path=tmp_path / "bridge_server.log", prefix=server_prefix, env=server_env))
+        procs.append(start_node("decoder", server_domain, params=m, log_path=tmp_path / "decoder.log",
+                                prefix=server_prefix, env=server_env))
+        procs.append(start_node("zenoh_bridge", robot_domain, params={**ROBOT, "mode": "client", "connect": [listen]},
+                                log_path=tmp_path / "bridge_robot.log", prefix=robot_prefix, env=robot_env))
+        procs.append(start_node("encoder", robot_domain, params=m, log_path=tmp_path / "encoder.log",
+                                prefix=robot_prefix, env=robot_env))
+        for exe, params in extra_robot:
+            procs.append(start_node(exe, robot_domain, params=params, log_path=tmp_path / f"{exe}.log",
+                                    prefix=robot_prefix, env=robot_env))
+        for name in ("bridge_server", "bridge_robot"):
+            wait_for_log(tmp_path / f"{name}.log", "zenoh_bridge ready", 120)
+        wait_for_log(tmp_path / "encoder.log", "encoder ready", 180)
+        wait_for_log(tmp_path / "decoder.log", "decoder ready", 180)
+        probe = start_probe(probe_cfg, tmp_path, robot_domain, prefix=robot_prefix, env=robot_env)
+        procs.append(probe)
+        if during:
+            during()
+        rec = finish_probe(probe, probe_cfg, tmp_path)
+    finally:
+        stop(procs)
+    return rec, procs
+
+
+def logs(tmp_path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted(tmp_path.glob("*.log")))
+
+
+def test_two_dds_domains_joined_only_by_zenoh(tmp_path, tiny_model_path):
+    listen = f"tcp/127.0.0.1:{free_port()}"
+    cfg = {"seconds": 14, "fps": 4, "await_publishers": ["detections"]}
+    rec, procs = loop(tmp_path, {}, {}, listen=listen, model=str(tiny_model_path), probe_cfg=cfg)
+    sent = {s["stamp"] for s in rec["sent"]}
+    got = [d["stamp"] for d in rec["detections"]]
+    assert len(got) >= 5 and set(got) <= sent, logs(tmp_path)  # detections came back through Zenoh
+    assert rec["link_status"] and max(s["received"] for s in rec["link_status"]) >= 5, logs(tmp_path)
+    assert all(p.returncode == 0 for p in procs), logs(tmp_path)
+    summary = re.search(r"forwarded (.*); 0 bad payloads", (tmp_path / "bridge_robot.log").read_text())
+    counts = dict(re.findall(r"(/\w+): (\d+)", summary.group(1)))
+    assert int(counts["/features"]) >= len(got) and int(counts["/detections"]) >= len(got), summary.group(0)
