@@ -31,7 +31,7 @@ def test_summarize_counts_deliveries_by_send_time(tiny_data):
     ids = sorted(coco.getImgIds())[:2]
     s = 1_000_000_000
     sent = [{"stamp": (10 + k) * s, "frame": k % 2} for k in range(4)]  # frames sent at 10, 11 s | 12, 13 s
-    run = {"mode": "jpeg75", "kind": "jpeg", "phases": [{"bps": 1e6, "t0_ns": 10 * s, "t1_ns": 12 * s, "wire_bytes": 1000},
+    run = {"mode": "jpeg75", "transport": "dds", "kind": "jpeg", "phases": [{"bps": 1e6, "t0_ns": 10 * s, "t1_ns": 12 * s, "wire_bytes": 1000},
                                                           {"bps": 2e5, "t0_ns": 12 * s, "t1_ns": 14 * s, "wire_bytes": 500}],
            "sender": {"sent": sent, "features": []},
            "receiver": {"images": [{"stamp": 10 * s, "latency_ms": 5.0}, {"stamp": 11 * s, "latency_ms": 7.0},
@@ -61,3 +61,21 @@ def test_link_bench_short_run(tmp_path, tiny_model_path, tiny_data):
     jpeg, ours = rows[1], rows[3]  # 0.1 Mbit/s: JPEG q95 does not fit at 5 fps, the narrowest width does
     assert ours["delivered_fps"] > jpeg["delivered_fps"] and ours["latency_p95_ms"] < jpeg["latency_p95_ms"]
     assert (out / "link.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not available()[0], reason=f"no namespaces here: {available()[1]}")
+def test_link_bench_over_zenoh_short_run(tmp_path, tiny_model_path, tiny_data):
+    """DDS stays on each side (own domains, discovery limited to the host): only Zenoh crosses."""
+    from split_perception.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["bench", "link", "--model", str(tiny_model_path), "--data", str(tiny_data), "--frames", "6",
+               "--schedule", "5,0.1", "--phase-seconds", "5", "--fps", "5", "--modes", "jpeg95,adaptive",
+               "--transport", "zenoh", "--out", str(out), "--domain-id", str(pick_domain())])
+    assert rc == 0
+    rows = json.loads((out / "link.json").read_text())["rows"]
+    assert [(r["transport"], r["mode"], r["phase"]) for r in rows] == [
+        ("zenoh", "jpeg95", 0), ("zenoh", "jpeg95", 1), ("zenoh", "adaptive", 0), ("zenoh", "adaptive", 1)]
+    assert all(r["delivered_fps"] > 0 for r in rows if r["phase"] == 0)
+    trace = json.loads((out / "traces" / "zenoh_adaptive.json").read_text())
+    assert trace["observations"], trace  # the decoder's link_status came back to the robot over Zenoh

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import time
 
 import pytest
 
 from split_perception.errors import ConfigError
 from split_perception.harness.domains import pick_domain
-from split_perception.harness.processes import finish_probe, start_node, start_probe, stop, wait_for_log
+from split_perception.harness.processes import (
+    ROS_LOCALHOST,
+    finish_probe,
+    start_node,
+    start_probe,
+    stop,
+    wait_for_log,
+)
 from split_perception.link.netns import NetnsLink, available
 from split_perception.ros.zenoh_bridge_node import parse_topic
 
@@ -97,3 +102,25 @@ def test_two_dds_domains_joined_only_by_zenoh(tmp_path, tiny_model_path):
     summary = re.search(r"forwarded (.*); 0 bad payloads", (tmp_path / "bridge_robot.log").read_text())
     counts = dict(re.findall(r"(/\w+): (\d+)", summary.group(1)))
     assert int(counts["/features"]) >= len(got) and int(counts["/detections"]) >= len(got), summary.group(0)
+
+
+@pytest.mark.skipif(not available()[0], reason=f"no namespaces here: {available()[1]}")
+def test_across_a_real_link_only_zenoh_crosses(tmp_path, tiny_model_path):
+    """Robot and server in two network namespaces joined by a veth pair; DDS limited to each host and
+    in different domains, so features reach the server, detections and link_status come back, only
+    through the bridges; the link monitor on the robot gets its link reports."""
+    cfg = {"seconds": 16, "fps": 4, "await_publishers": ["detections"]}
+    monitor = ("link_monitor", {"model_path": str(tiny_model_path), "target_fps": 4.0})
+    with NetnsLink(rate_bps=5e6) as link:
+        rec, procs = loop(tmp_path, ROS_LOCALHOST, ROS_LOCALHOST, robot_prefix=link.prefix("onboard"),
+                          server_prefix=link.prefix("offboard"), listen=f"tcp/{link.offboard_ip}:7447",
+                          model=str(tiny_model_path), extra_robot=[monitor], probe_cfg=cfg)
+        crossed = link.sent_bytes()
+    sent = {s["stamp"] for s in rec["sent"]}
+    got = [d["stamp"] for d in rec["detections"]]
+    assert len(got) >= 5 and set(got) <= sent, logs(tmp_path)
+    assert rec["link_status"] and max(s["received"] for s in rec["link_status"]) >= 5, logs(tmp_path)
+    assert crossed > 0  # through the veth pair's qdisc
+    monitor_log = (tmp_path / "link_monitor.log").read_text()
+    assert "no link reports" not in monitor_log, monitor_log[-2000:]
+    assert all(p.returncode == 0 for p in procs), logs(tmp_path)

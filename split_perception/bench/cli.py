@@ -145,6 +145,8 @@ def add_parsers(sub) -> None:
                    help="comma-separated: raw, jpeg<quality>, width<w>, adaptive")
     s.add_argument("--fps", type=float, default=10.0, help="camera rate (the adaptive loop's target)")
     s.add_argument("--frames", type=int, default=50, help="dataset frames played in a loop")
+    s.add_argument("--transport", default="dds", help="what carries the topics across: dds, zenoh (a zenoh_bridge "
+                                                      "on each side, DDS local to each), or both: dds,zenoh")
     s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset the frames come from")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("link"))

@@ -6,6 +6,11 @@ adaptive); offboard namespace: the decoder and a receiving probe. The link is a 
 the same schedule and frames: raw `Image`, JPEG `CompressedImage` at quality 95 and 75 (what
 compressed_image_transport sends), our features at each fixed width, and the adaptive loop.
 
+`--transport zenoh` carries the same modes across the link over Zenoh instead of DDS: each side
+runs its nodes in a DDS domain of its own, discovery limited to its own host, and a `zenoh_bridge`
+on each side forwards what must cross (the images, or the features out and `link_status` and
+`detections` back), the robot's bridge connecting to the server's over TCP.
+
 Accuracy is measured on the frames each mode delivered: from the decoder's detections for our
 modes (score threshold lowered to the COCO evaluation's), and for raw/JPEG from the teacher run on
 exactly the bytes that crossed the link (computed after the run; the images are deterministic).
@@ -53,9 +58,43 @@ def parse_mode(mode: str, widths: list[float]) -> tuple[str, float | None]:
     raise ConfigError(f"unknown mode {mode!r}: use raw, jpeg<quality>, width<one of {widths}> or adaptive")
 
 
-def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, work: Path) -> dict:
+TRANSPORTS = ("dds", "zenoh")
+ZENOH_PORT = 7447
+
+
+def crossing_topics(kind: str) -> tuple[list[str], list[str]]:
+    """What must cross the link per mode: (robot -> server, server -> robot)."""
+    if kind == "raw":
+        return ["image"], []
+    if kind == "jpeg":
+        return ["image/compressed"], []
+    return ["features"], ["link_status", "detections"]
+
+
+def start_bridges(kind: str, link, domains: tuple[int, int], work: Path) -> list:
+    """A zenoh_bridge on each side: the server's listens on its link address, the robot's connects."""
+    from ..harness.processes import ROS_LOCALHOST, start_node, wait_for_log
+
+    up, down = crossing_topics(kind)
+    endpoint = f"tcp/{link.offboard_ip}:{ZENOH_PORT}"
+    def topics(out: list[str], into: list[str]) -> dict:
+        return {**({"to_zenoh": out} if out else {}), **({"from_zenoh": into} if into else {})}
+
+    procs = [start_node("zenoh_bridge", domains[1], params={"listen": [endpoint], **topics(down, up)},
+                        log_path=work / "bridge_server.log", prefix=link.prefix("offboard"), env=ROS_LOCALHOST),
+             start_node("zenoh_bridge", domains[0], params={"connect": [endpoint], **topics(up, down)},
+                        log_path=work / "bridge_robot.log", prefix=link.prefix("onboard"), env=ROS_LOCALHOST)]
+    for name in ("bridge_server", "bridge_robot"):
+        wait_for_log(work / f"{name}.log", "zenoh_bridge ready", 120)
+    return procs
+
+
+def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, work: Path,
+             transport: str = "dds") -> dict:
     """One mode on a fresh link: start the nodes, play the camera, step the rate; raw records."""
+    from ..harness.domains import pick_domain
     from ..harness.processes import (
+        ROS_LOCALHOST,
         finish_probe,
         start_node,
         start_probe,
@@ -67,17 +106,22 @@ def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, 
     kind, value = parse_mode(mode, widths)
     work.mkdir(parents=True, exist_ok=True)
     domain = domain_from(args)
+    # over Zenoh each side is a DDS domain of its own, limited to its host: only the bridges cross
+    off_domain = pick_domain("run") if transport == "zenoh" else domain
     total = sum(s for _, s in schedule)
     model = {"model_path": args.model or "", "threads": args.threads}
     with NetnsLink(rate_bps=schedule[0][0]) as link:
-        env, on, off = link.ros_env(), link.prefix("onboard"), link.prefix("offboard")
+        env = ROS_LOCALHOST if transport == "zenoh" else link.ros_env()
+        on, off = link.prefix("onboard"), link.prefix("offboard")
         procs = []  # nodes and probes: all stopped on the way out, whatever happens
         try:
+            if transport == "zenoh":
+                procs += start_bridges(kind, link, (domain, off_domain), work)
             if kind in ("width", "adaptive"):
                 start_w = value if kind == "width" else widths[-1]
                 procs.append(start_node("encoder", domain, params={**model, "width": start_w},
                                         log_path=work / "encoder.log", prefix=on, env=env))
-                procs.append(start_node("decoder", domain, params={**model, "score_thresh": 0.01,
+                procs.append(start_node("decoder", off_domain, params={**model, "score_thresh": 0.01,
                                                                    "publish_mask": False},
                                         log_path=work / "decoder.log", prefix=off, env=env))
                 if kind == "adaptive":
@@ -89,7 +133,7 @@ def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, 
             rx_cfg = {"seconds": total + WARMUP_S + DISCOVERY_S + 2, "publish": "none", "record_boxes": True,
                       "features_topic": "",
                       "listen_images": kind == "raw", "listen_compressed": kind == "jpeg"}
-            rx = start_probe(rx_cfg, work, domain, prefix=off, env=env, name="receiver")
+            rx = start_probe(rx_cfg, work, off_domain, prefix=off, env=env, name="receiver")
             procs.append(rx)
             time.sleep(DISCOVERY_S)
             tx_cfg = {"seconds": total + WARMUP_S, "fps": args.fps, "images": images,
@@ -108,7 +152,7 @@ def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, 
             receiver = finish_probe(rx, rx_cfg, work, "receiver")
         finally:
             stop(procs)
-    return {"mode": mode, "kind": kind, "value": value, "t_start_ns": t_start, "phases": phases,
+    return {"mode": mode, "transport": transport, "kind": kind, "value": value, "t_start_ns": t_start, "phases": phases,
             "sender": sender, "receiver": receiver}
 
 
@@ -186,7 +230,7 @@ def summarize(run: dict, coco, ids: list[int], offline: dict[int, list[dict]] | 
                         for c, s, x, y, w, h in a["boxes"]]
         acc = coco_map(coco, res, sorted(seen)) if seen else {"map": None, "map50": None}
         ws = [w for ns, w in widths if inside(ns)]
-        rows.append({"mode": run["mode"], "phase": k, "link_mbps": ph["bps"] / 1e6,
+        rows.append({"transport": run["transport"], "mode": run["mode"], "phase": k, "link_mbps": ph["bps"] / 1e6,
                      "offered_fps": sum(1 for ns in sent if inside(ns)) / span, "delivered_fps": len(got) / span,
                      "delivered_ratio": len(got) / max(1, sum(1 for ns in sent if inside(ns))),
                      "latency_p50_ms": float(np.percentile(lat, 50)) if lat else None,
@@ -214,9 +258,10 @@ def plot(runs: list[dict], rows: list[dict], path: Path) -> None:
         if run["kind"] == "adaptive" and f:
             ax[1].step([(x["stamp"] - t0) / 1e9 for x in f], [x["width"] for x in f], where="post")
     ax[1].set_ylabel("adaptive width")
-    for mode in dict.fromkeys(r["mode"] for r in rows):
-        rs = [r for r in rows if r["mode"] == mode]
-        ax[2].step(edges, [r["delivered_fps"] for r in rs] + [rs[-1]["delivered_fps"]], where="post", label=mode)
+    for key in dict.fromkeys((r["transport"], r["mode"]) for r in rows):
+        rs = [r for r in rows if (r["transport"], r["mode"]) == key]
+        label = key[1] if key[0] == "dds" else " ".join(key)
+        ax[2].step(edges, [r["delivered_fps"] for r in rs] + [rs[-1]["delivered_fps"]], where="post", label=label)
     ax[2].set_ylabel("delivered fps")
     ax[2].set_xlabel("seconds")
     ax[2].legend(fontsize=7, ncol=4)
@@ -225,7 +270,7 @@ def plot(runs: list[dict], rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-COLUMNS = [("mode", "mode", ""), ("link_mbps", "link Mbit/s", ".1f"), ("offered_fps", "offered fps", ".1f"),
+COLUMNS = [("transport", "transport", ""), ("mode", "mode", ""), ("link_mbps", "link Mbit/s", ".1f"), ("offered_fps", "offered fps", ".1f"),
            ("delivered_fps", "delivered fps", ".1f"), ("latency_p50_ms", "latency p50 ms", ".0f"),
            ("latency_p95_ms", "p95", ".0f"), ("wire_kbps", "wire kbit/s", ".0f"), ("mean_width", "width", ".2f"),
            ("map", "mAP (delivered)", ".3f"), ("map50", "mAP@.5", ".3f")]
@@ -244,28 +289,33 @@ def run(args) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         parse_mode(m, widths)
+    transports = [t.strip() for t in args.transport.split(",") if t.strip()]
+    if not transports or set(transports) - set(TRANSPORTS):
+        raise ConfigError(f"--transport: comma-separated {' and/or '.join(TRANSPORTS)}, got {args.transport!r}")
     root = dataset(args.data).resolve()  # the probes run in their own folder
     coco = load_coco(root / "annotations.json")
     ids = sorted(coco.getImgIds())[: args.frames]
     images = [str(root / "images" / coco.imgs[i]["file_name"]) for i in ids]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"link bench: {len(modes)} modes x {len(schedule)} phases of {args.phase_seconds:g} s "
+    print(f"link bench: {len(modes)} modes over {', '.join(transports)} x {len(schedule)} phases of {args.phase_seconds:g} s "
           f"({', '.join(f'{b / 1e6:g}' for b, _ in schedule)} Mbit/s), {len(images)} frames at {args.fps:g} fps",
           flush=True)
     runs, rows = [], []
+    plan = [(t, m) for t in transports for m in modes]
     with tempfile.TemporaryDirectory(prefix="sp_link_") as tmp:
-        for i, mode in enumerate(modes):
-            print(f"[{i + 1}/{len(modes)}] {mode} ...", flush=True)
-            r = run_mode(mode, widths, schedule, images, args, Path(tmp) / mode)
+        for i, (transport, mode) in enumerate(plan):
+            print(f"[{i + 1}/{len(plan)}] {mode} over {transport} ...", flush=True)
+            name = mode if transport == "dds" else f"{transport}_{mode}"
+            r = run_mode(mode, widths, schedule, images, args, Path(tmp) / name, transport)
             offline = (teacher_results(args.model, images, ids, sorted(coco.getCatIds()), r["value"])
                        if r["kind"] in ("raw", "jpeg") else None)
             mode_rows = summarize(r, coco, ids, offline, args.fps)
-            print(markdown_table(mode_rows, COLUMNS[1:]), flush=True)
+            print(markdown_table(mode_rows, COLUMNS[2:]), flush=True)
             runs.append(r)
             rows += mode_rows
             (out / "traces").mkdir(exist_ok=True)
-            (out / "traces" / f"{mode}.json").write_text(json.dumps(policy_trace(r)))
+            (out / "traces" / f"{name}.json").write_text(json.dumps(policy_trace(r)))
     table = markdown_table(rows, COLUMNS)
     print(table)
     payload = {"command": command_line(args), "machine": machine_info(args.threads),

@@ -127,6 +127,7 @@ def run_probe(cfg: dict, work_dir: Path, domain_id: int, prefix: list[str] | Non
     return finish_probe(start_probe(cfg, work_dir, domain_id, prefix, env), cfg, work_dir)
 
 
+ROS_LOCALHOST = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}  # DDS discovery never leaves the host (netns)
 READY = ("encoder", "decoder", "zenoh_bridge")  # the nodes that log "<name> ready" once set up
 READY_TIMEOUT_S = 180.0  # a loaded 2-core machine takes many times the ~5 s of a quiet one
 
