@@ -78,23 +78,29 @@ def messages(draw) -> EncodedFeatures:
 
 @settings(max_examples=CASES, deadline=None, suppress_health_check=list(HealthCheck),
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])  # no explain: its tracer breaks here
-@given(msg=messages())
-def test_any_message_is_decoded_or_refused_and_counted(node, msg):
-    before = node.decoded + node.bad_packets
-    node._on_features(msg)  # the subscription callback: link statistics
-    node._decode_one(msg)  # what the worker does with it
-    assert node.decoded + node.bad_packets == before + 1
+@given(msgs=st.lists(messages(), min_size=1, max_size=3))
+def test_any_message_is_decoded_or_refused_and_counted(node, msgs):
+    stream = node.streams[""]
+    before = stream.decoded + stream.bad_packets
+    for msg in msgs:
+        stream._on_features(msg)  # the subscription callback: link statistics
+    node._decode([("", msg) for msg in msgs])  # what the worker does with the frames waiting: one batch
+    assert stream.decoded + stream.bad_packets == before + len(msgs)
     node._publish_status()  # LinkStatus from whatever arrived: must stay a valid message
-    s = node.stats.snapshot(0.0)
+    s = stream.stats.snapshot(0.0)
     assert 0.0 <= s.loss_rate <= 1.0 and np.isfinite([s.throughput_bps, s.fps, s.latency_ms]).all()
 
 
 def test_real_packets_decoded_and_corrupt_ones_refused(node):
-    """Every real packet is decoded and every corrupted copy (one byte changed, or cut short) refused."""
+    """Every real packet is decoded and every corrupted copy (one byte changed, or cut short) refused,
+    one at a time and all in one batch."""
     corrupt = [p[:-1] for p in SEEDS] + [p[:20] + bytes([p[20] ^ 0xFF]) + p[21:] for p in SEEDS]
+    stream = node.streams[""]
     for i, packet in enumerate([*SEEDS, *corrupt]):
-        node._on_features(message(packet, i))
-        node._decode_one(message(packet, i))
-    assert (node.decoded, node.bad_packets) == (len(SEEDS), len(corrupt))
-    s = node.stats.snapshot(0.0)
+        stream._on_features(message(packet, i))
+        node._decode([("", message(packet, i))])
+    assert (stream.decoded, stream.bad_packets) == (len(SEEDS), len(corrupt))
+    s = stream.stats.snapshot(0.0)
     assert (s.frames_received, s.frames_lost) == (len(SEEDS) + len(corrupt), 0)
+    node._decode([("", message(p, i)) for i, p in enumerate([*corrupt, *SEEDS])])
+    assert (stream.decoded, stream.bad_packets) == (2 * len(SEEDS), 2 * len(corrupt))
