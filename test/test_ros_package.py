@@ -31,8 +31,39 @@ def declared_parameters(module: str) -> set[str]:
 @pytest.mark.parametrize("node", sorted(NODES))
 def test_config_files_only_set_declared_parameters(node):
     cfg = yaml.safe_load((REPO / "config" / f"{node}.yaml").read_text())
-    params = set(cfg[node]["ros__parameters"])
+    params = set((cfg.get(node) or cfg[f"/**/{node}"])["ros__parameters"])
     assert params <= declared_parameters(NODES[node]), params - declared_parameters(NODES[node])
+
+
+NAMESPACE_CHECK = """
+import sys, rclpy
+from rclpy.node import Node
+path, name, ns = sys.argv[1:]
+ctx = rclpy.Context()
+rclpy.init(args=["--ros-args", "--params-file", path], context=ctx)
+node = Node(name, namespace=ns, context=ctx, automatically_declare_parameters_from_overrides=True)
+print(sorted(node.get_parameters_by_prefix("")))
+node.destroy_node()
+rclpy.shutdown(context=ctx)
+"""
+
+
+@pytest.mark.parametrize("node", ["encoder", "link_monitor", "decoder", "zenoh_bridge"])
+def test_config_files_reach_nodes_in_a_robot_namespace(node):
+    """`onboard.launch.py robot:=r1` runs /r1/encoder ...: rcl must apply the file there as at the root."""
+    import subprocess
+    import sys
+
+    from split_perception.harness.domains import pick_domain
+    from split_perception.harness.processes import ros_env
+
+    cfg = yaml.safe_load((REPO / "config" / f"{node}.yaml").read_text())
+    expected = cfg[f"/**/{node}"]["ros__parameters"]
+    for ns in ("/", "/r1"):
+        r = subprocess.run([sys.executable, "-c", NAMESPACE_CHECK, str(REPO / "config" / f"{node}.yaml"), node, ns],
+                           env=ros_env(pick_domain()), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert set(expected) <= set(ast.literal_eval(r.stdout.strip().splitlines()[-1])), ns
 
 
 def test_cmake_installs_every_executable():
