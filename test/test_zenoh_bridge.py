@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import time
 
 import pytest
 
@@ -90,10 +92,26 @@ def logs(tmp_path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted(tmp_path.glob("*.log")))
 
 
+def put_garbage(endpoint: str, key: str, n: int) -> None:
+    """What a stranger on the Zenoh network could send: payloads that are no ROS message."""
+    import zenoh
+
+    cfg = zenoh.Config()
+    cfg.insert_json5("mode", '"peer"')
+    cfg.insert_json5("connect/endpoints", json.dumps([endpoint]))
+    cfg.insert_json5("scouting/multicast/enabled", "false")
+    with zenoh.open(cfg) as session:
+        time.sleep(2.0)  # connected and the bridge's subscription known
+        for k in range(n):
+            session.put(key, b"not a ROS message %d" % k)
+            time.sleep(0.2)
+
+
 def test_two_dds_domains_joined_only_by_zenoh(tmp_path, tiny_model_path):
     listen = f"tcp/127.0.0.1:{free_port()}"
     cfg = {"seconds": 14, "fps": 4, "await_publishers": ["detections"]}
-    rec, procs = loop(tmp_path, {}, {}, listen=listen, model=str(tiny_model_path), probe_cfg=cfg)
+    rec, procs = loop(tmp_path, {}, {}, listen=listen, model=str(tiny_model_path), probe_cfg=cfg,
+                      during=lambda: put_garbage(listen, "split_perception/features", 3))
     sent = {s["stamp"] for s in rec["sent"]}
     got = [d["stamp"] for d in rec["detections"]]
     assert len(got) >= 5 and set(got) <= sent, logs(tmp_path)  # detections came back through Zenoh
@@ -102,6 +120,8 @@ def test_two_dds_domains_joined_only_by_zenoh(tmp_path, tiny_model_path):
     summary = re.search(r"forwarded (.*); 0 bad payloads", (tmp_path / "bridge_robot.log").read_text())
     counts = dict(re.findall(r"(/\w+): (\d+)", summary.group(1)))
     assert int(counts["/features"]) >= len(got) and int(counts["/detections"]) >= len(got), summary.group(0)
+    assert "3 bad payloads" in (tmp_path / "bridge_server.log").read_text()  # refused by the bridge ...
+    assert max(s["bad"] for s in rec["link_status"]) == 0  # ... so the decoder never saw them
 
 
 @pytest.mark.skipif(not available()[0], reason=f"no namespaces here: {available()[1]}")
