@@ -91,6 +91,9 @@ class ZenohBridgeNode(Node):
         cfg.insert_json5("connect/endpoints", json.dumps(connect))
         cfg.insert_json5("listen/endpoints", json.dumps(listen))
         cfg.insert_json5("scouting/multicast/enabled", json.dumps(bool(scouting)))
+        # the bridge exists for links between machines: Zenoh's shared-memory shortcut between
+        # processes of one host would carry large messages around the link it bridges
+        cfg.insert_json5("transport/shared_memory/enabled", "false")
         # a robot may start before its server or router: a peer opens at once and keeps retrying its
         # endpoints; a client waits for its router (in the opening thread, so the node stays responsive)
         cfg.insert_json5("connect/timeout_ms", "-1")
