@@ -17,8 +17,10 @@ import rclpy
 from PIL import Image as PILImage
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from split_perception.msg import Detection2DArray
+from split_perception.ros.image_conversion import rgb_to_image
 from split_perception.stamps import split_ns, stamp_ns
 
 
@@ -45,12 +47,9 @@ def main() -> int:
     while (now := time.monotonic() - t0) < seconds:
         for r in robots:
             if now >= due[r]:
-                rgb = frames[count[r] % len(frames)]
-                m = Image()
-                m.header.stamp.sec, m.header.stamp.nanosec = split_ns(time.time_ns())
-                m.header.frame_id = f"{r}/camera"
-                m.height, m.width, m.encoding, m.step = rgb.shape[0], rgb.shape[1], "rgb8", rgb.shape[1] * 3
-                m.data = rgb.tobytes()
+                header = Header(frame_id=f"{r}/camera")
+                header.stamp.sec, header.stamp.nanosec = split_ns(time.time_ns())
+                m = rgb_to_image(frames[count[r] % len(frames)], header)
                 pubs[r].publish(m)
                 rec[r]["sent"].append({"t": now, "stamp": stamp_ns(m.header.stamp)})
                 count[r] += 1
