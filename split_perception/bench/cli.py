@@ -85,7 +85,7 @@ def add_parsers(sub) -> None:
 
     s = bsub.add_parser("fleet", help="N robots over DDS: one decoder serving all vs one decoder per robot "
                                       "(delivered fps, latency, offboard memory)")
-    _common(s, "fleet", threads=1)  # per decoder process: they share this machine
+    _common(s, "fleet")  # per decoder process, as the node's default: they share this machine
     s.add_argument("--robots", default="1,2,4,8", help="comma-separated robot counts")
     s.add_argument("--seconds", type=float, default=40.0, help="run length per robot count and mode")
     s.add_argument("--fps", type=float, default=4.0, help="camera rate per robot")
