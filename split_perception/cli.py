@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from .config import DEVICES, RUNTIMES
-from .errors import SplitPerceptionError
+from .errors import ConfigError, SplitPerceptionError
 from .harness.domains import DOMAIN_HELP, domain_from
 
 MODEL_HELP = "checkpoint path (default: the bundled model)"
@@ -77,6 +77,9 @@ def cmd_refit_entropy(args) -> int:
     from .codec.checkpoint import load_model, read_checkpoint, save_checkpoint
     from .training.entropy_refit import refit_entropy
 
+    if args.images < 2 or args.steps < 1 or args.lr <= 0:
+        raise ConfigError(f"--images must be >= 2, --steps >= 1 and --lr > 0, got {args.images}, {args.steps}, "
+                          f"{args.lr}")
     _threads(args.threads)
     model, fp = load_model(args.model, kind="student")
     extra = read_checkpoint(args.model)["extra"]

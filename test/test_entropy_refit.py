@@ -36,3 +36,11 @@ def test_refit_lowers_bytes_and_changes_only_the_entropy_models(tmp_path, tiny_d
         frame = dec.decode(enc.encode(rgb, frame_id=1))
         assert frame.width == w and dec.fingerprint == fp
     json.dumps(report)  # plain numbers: it goes into the checkpoint's extra
+
+
+def test_bad_arguments_are_one_clear_error(tmp_path, tiny_model_path, capsys):
+    assert main(["refit-entropy", "--model", str(tiny_model_path), "--out", str(tmp_path / "x.pt"),
+                 "--images", "1"]) == 2
+    assert "--images must be >= 2" in capsys.readouterr().err
+    assert main(["refit-entropy", "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert not (tmp_path / "x.pt").exists()
