@@ -78,6 +78,7 @@ def run_one(n: int, mode: str, args, domain: int, images: list[str], widths: lis
             cam = subprocess.Popen([*python_module("split_perception.harness.fleet_camera"), str(work / "camera.json"),
                                     str(work / "camera_out.json")], env=ros_env(domain), cwd=work,
                                    start_new_session=True)
+            procs.append(cam)
             if cam.wait(timeout=args.seconds + 120) != 0:
                 raise RuntimeError(f"the fleet camera failed (exit {cam.returncode})")
             samples = sampler.stop()

@@ -72,11 +72,13 @@ def crossing_topics(kind: str) -> tuple[list[str], list[str]]:
 
 
 def start_bridges(kind: str, link, domains: tuple[int, int], work: Path) -> list:
-    """A zenoh_bridge on each side: the server's listens on its link address, the robot's connects."""
-    from ..harness.processes import ROS_LOCALHOST, start_node, wait_for_log
+    """A zenoh_bridge on each side: the server's listens on its link address, the robot's connects.
+    (The caller waits for them and stops them.)"""
+    from ..harness.processes import ROS_LOCALHOST, start_node
 
     up, down = crossing_topics(kind)
     endpoint = f"tcp/{link.offboard_ip}:{ZENOH_PORT}"
+
     def topics(out: list[str], into: list[str]) -> dict:
         return {**({"to_zenoh": out} if out else {}), **({"from_zenoh": into} if into else {})}
 
@@ -84,8 +86,6 @@ def start_bridges(kind: str, link, domains: tuple[int, int], work: Path) -> list
                         log_path=work / "bridge_server.log", prefix=link.prefix("offboard"), env=ROS_LOCALHOST),
              start_node("zenoh_bridge", domains[0], params={"connect": [endpoint], **topics(up, down)},
                         log_path=work / "bridge_robot.log", prefix=link.prefix("onboard"), env=ROS_LOCALHOST)]
-    for name in ("bridge_server", "bridge_robot"):
-        wait_for_log(work / f"{name}.log", "zenoh_bridge ready", 120)
     return procs
 
 
@@ -117,6 +117,8 @@ def run_mode(mode: str, widths: list[float], schedule, images: list[str], args, 
         try:
             if transport == "zenoh":
                 procs += start_bridges(kind, link, (domain, off_domain), work)
+                for name in ("bridge_server", "bridge_robot"):
+                    wait_for_log(work / f"{name}.log", "zenoh_bridge ready", 120)
             if kind in ("width", "adaptive"):
                 start_w = value if kind == "width" else widths[-1]
                 procs.append(start_node("encoder", domain, params={**model, "width": start_w},
