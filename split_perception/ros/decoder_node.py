@@ -63,6 +63,8 @@ class DecoderNode(Node):
         self.streams = {n: RobotStream(self, n, self.slots, qos, window, diagnostics_period, self.decoder.fingerprint)
                         for n in names}
         self.unserved: set[str] = set()
+        # fleet: the robots' features topics, fixed for the node's life (checked against the graph)
+        self.served = {self.resolve_topic_name(f"{n}/features") for n in names if n}
         self.create_timer(period, self._publish_status)
         self._running = True
         self._worker = threading.Thread(target=self._work, daemon=True)
@@ -99,18 +101,17 @@ class DecoderNode(Node):
     def _publish_status(self) -> None:
         for stream in self.streams.values():
             stream.publish_status()
-        if "" not in self.streams:
+        if self.served:
             self._check_unserved()
 
     def _check_unserved(self) -> None:
         """Fleet: warn once per robot's `features` topic that has publishers but is not served."""
-        served = {self.resolve_topic_name(f"{n}/features") for n in self.streams}
         for topic, types in self.get_topic_names_and_types():
-            if (FEATURES_TYPE in types and topic.endswith("/features") and topic not in served
+            if (FEATURES_TYPE in types and topic.endswith("/features") and topic not in self.served
                     and topic not in self.unserved and self.count_publishers(topic) > 0):
                 self.unserved.add(topic)
                 self.get_logger().warning(f"{topic} has EncodedFeatures publishers but is not served: add its "
-                                          f"robot to `robots` (served: {sorted(served)})")
+                                          f"robot to `robots` (served: {sorted(self.served)})")
 
     def close(self) -> None:
         self._running = False
