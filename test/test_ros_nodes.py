@@ -70,15 +70,16 @@ def test_width_parameter_applies_to_next_packet_and_refuses_bad_values(tmp_path,
 def test_corrupt_packets_are_counted_and_decoder_keeps_going(tmp_path, domain, tiny_model_path):
     m = {"model_path": str(tiny_model_path)}
     good_header_bad_crc = Packet(bytes(16), 0, 0.25, 1, 0, (10, 10), (2, 12, 16), b"abc").to_bytes()[:-1] + b"\x00"
-    garbage = [{"at": 8.0, "hex": "00" * 10}, {"at": 8.3, "hex": os.urandom(500).hex()},
-               {"at": 8.6, "hex": good_header_bad_crc.hex()}]
+    # sent 1 s apart while no frames flow, so the decoder's drop-oldest slot never replaces one
+    garbage = [{"at": 9.0, "hex": "00" * 10}, {"at": 10.0, "hex": os.urandom(500).hex()},
+               {"at": 11.0, "hex": good_header_bad_crc.hex()}]
     procs = nodes(tmp_path, domain, [("encoder", m, None), ("decoder", m, None)])
     try:
-        rec = probe(tmp_path, domain, seconds=15, fps=4, garbage=garbage)
+        rec = probe(tmp_path, domain, seconds=17, fps=4, pause=[[8.0, 12.0]], garbage=garbage)
     finally:
         stop(procs)
     assert rec["link_status"] and max(s["bad"] for s in rec["link_status"]) == 3, logs(tmp_path)
-    assert any(d["t"] > 9.5 for d in rec["detections"]), "decoder stopped after bad packets\n" + logs(tmp_path)
+    assert any(d["t"] > 12.5 for d in rec["detections"]), "decoder stopped after bad packets\n" + logs(tmp_path)
     assert procs[1].returncode == 0 and "packet refused" in (tmp_path / "decoder.log").read_text()
 
 

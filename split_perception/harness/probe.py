@@ -87,6 +87,7 @@ def main() -> int:
     jpegs = [encode_image(f, "jpeg", cfg.get("jpeg_quality", 95)) for f in frames] if publish == "jpeg" else None
     fps, seconds = cfg.get("fps", 5.0), cfg["seconds"]
     publish_until = cfg.get("publish_until", seconds)  # images stop then; garbage and recording go on
+    pauses = cfg.get("pause", [])  # [start, end] windows without images, e.g. for garbage alone
     calls = sorted(cfg.get("set_width", []), key=lambda c: c["at"])
     garbage = cfg.get("garbage", [])
     next_frame, i = 0.0, 0
@@ -100,7 +101,9 @@ def main() -> int:
             print(f"probe t={now():.0f}s: sent {len(rec['sent'])}, delivered {len(new) / progress_s:.1f} fps, "
                   f"latency p50 {lat[len(lat) // 2] if lat else float('nan'):.0f} ms", flush=True)
             shown, next_progress = len(rec["detections"]), next_progress + progress_s
-        if publish != "none" and next_frame <= now() < publish_until:
+        if next_frame <= now() and any(a <= now() < b for a, b in pauses):
+            next_frame += 1.0 / fps
+        elif publish != "none" and next_frame <= now() < publish_until:
             k = i % len(frames)
             m = CompressedImage() if jpegs else Image()
             m.header.stamp.sec, m.header.stamp.nanosec = split_ns(time.time_ns())
