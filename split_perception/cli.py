@@ -75,7 +75,7 @@ def cmd_train(args) -> int:
 
 def cmd_refit_entropy(args) -> int:
     from .codec.checkpoint import load_model, read_checkpoint, save_checkpoint
-    from .training.entropy_refit import refit_entropy
+    from .training.entropy_refit import refit_entropy, rescale_gain
 
     if args.images < 2 or args.steps < 1 or args.lr <= 0:
         raise ConfigError(f"--images must be >= 2, --steps >= 1 and --lr > 0, got {args.images}, {args.steps}, "
@@ -83,15 +83,26 @@ def cmd_refit_entropy(args) -> int:
     _threads(args.threads)
     model, fp = load_model(args.model, kind="student")
     extra = read_checkpoint(args.model)["extra"]
+    for width, factor in args.gain:
+        rescale_gain(model, width, factor)
     report = refit_entropy(model, args.data, args.images, args.steps, lr=args.lr, progress=not args.quiet)
     for w, r in report.items():
         print(f"width {w}: {r['bytes_before']:.0f} -> {r['bytes_after']:.0f} bytes/frame on the held-out images")
     extra["entropy_refit"] = {"from": fp, "data": args.data, "images": args.images, "steps": args.steps,
-                              "lr": args.lr, "bytes": report}
+                              "lr": args.lr, "gain": {str(w): f for w, f in args.gain}, "bytes": report}
     extra["bytes_per_width"] = {w: r["bytes_after"] for w, r in report.items()}
     new_fp = save_checkpoint(model, args.out, extra=extra)
     print(f"wrote {args.out}: model {new_fp[:12]} (export it again for the onboard runtime)")
     return 0
+
+
+def width_factor(text: str) -> tuple[float, float]:
+    """'W=F' (a width and a factor) for --gain."""
+    try:
+        w, f = text.split("=")
+        return float(w), float(f)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTH=FACTOR such as 1.0=1.5, got {text!r}") from None
 
 
 def _read_rgb(path: Path):
@@ -289,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", type=int, default=1000, help="images to fit on (the last 10%% only measure bytes)")
     s.add_argument("--steps", type=int, default=2000, help="Adam steps per width")
     s.add_argument("--lr", type=float, default=1e-3, help="learning rate of the densities (cosine decay)")
+    s.add_argument("--gain", type=width_factor, action="append", default=[], metavar="W=F",
+                   help="first move width W along the rate axis: its gain times F (finer quantization, more "
+                        "bytes, for F > 1), its decoder's input times 1/F; repeatable")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_refit_entropy)

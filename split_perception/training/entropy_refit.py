@@ -15,8 +15,25 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..data.coco import CocoSceneDataset
+from ..errors import ConfigError
+from ..models.encoder import FrontProjectionEncoder
 from ..models.split_model import SplitModel
 from ..preprocess import to_input_tensor
+
+
+@torch.no_grad()
+def rescale_gain(model: SplitModel, width: float, factor: float) -> None:
+    """Move one width along the rate axis: its gain times `factor`, its decoder's first convolution
+    times 1/`factor`. The decoder then sees the same signal, quantized finer (factor > 1: more
+    bytes) or coarser (factor < 1: fewer), as the gain units of variable-rate image codecs do.
+    Refit that width's entropy model afterwards: its density was fitted to the old scale."""
+    if not isinstance(model.encoder, FrontProjectionEncoder):
+        raise ConfigError("only an `encoder: front` model has a gain per width to rescale")
+    if not 0.1 <= factor <= 10:
+        raise ConfigError(f"a gain factor must be in [0.1, 10], got {factor}")
+    i = model.width_index_of(width)
+    model.encoder.gain[i].mul_(factor)
+    model.decoders[i].g_s[0].weight.div_(factor)
 
 
 @torch.no_grad()
@@ -77,7 +94,11 @@ def refit_entropy(model: SplitModel, root: str, max_images: int = 1000, steps: i
             eb.loss().backward()
             aux_opt.step()
             bar.set_postfix(bytes=f"{loss.item():.0f}")
-        eb.update(force=True)
+        try:
+            eb.update(force=True)
+        except ValueError as exc:  # a density that diverged (NaN) has no CDF table
+            raise ConfigError(f"width {w}: the refitted density has no valid table ({exc}); try a lower --lr "
+                              f"or a smaller --gain") from None
         report[str(w)] = {"bytes_before": round(before, 1), "bytes_after": round(coded_bytes(model, i, check), 1)}
     model.eval()
     return report
