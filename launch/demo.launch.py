@@ -24,7 +24,7 @@ def generate_launch_description():
 
     return LaunchDescription([
         DeclareLaunchArgument("bag", description="rosbag2 with a camera topic (split-perception make-bag)"),
-        DeclareLaunchArgument("bandwidth", default_value="steps:3e6@0,0.15e6@12,0.6e6@22,3e6@30",
+        DeclareLaunchArgument("bandwidth", default_value="steps:3e6@0,0.06e6@12,0.14e6@22,3e6@30",
                               description="emulated link: bits/s, steps (rate@second) or a CSV file"),
         DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
         Node(package="split_perception", executable="bag_player", name="bag_player", output="screen",

@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the whole ROS loop over DDS: bag -> encoder -> emulated link -> decoder")
     s.add_argument("--seconds", type=float, default=40.0, help="how long to record")
-    s.add_argument("--trace", help="link bandwidth: bits/s, 'steps:3e6@0,0.15e6@12,...' or a CSV "
+    s.add_argument("--trace", help="link bandwidth: bits/s, 'steps:3e6@0,0.06e6@12,...' or a CSV "
                                    "(default: config/link_emulator.yaml's steps)")
     s.add_argument("--frames", type=int, default=100, help="frames in the sample bag (played in a loop)")
     s.add_argument("--out", default="out/demo", help="folder for the bag, logs, plot, annotated frames")

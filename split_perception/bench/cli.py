@@ -139,7 +139,7 @@ def add_parsers(sub) -> None:
 
     s = bsub.add_parser("link", help="raw / JPEG / fixed widths / adaptive over a real rate-limited link (root)")
     _common(s, "link", threads=1)
-    s.add_argument("--schedule", default="20,2,0.5,5", help="link rate per phase, Mbit/s")
+    s.add_argument("--schedule", default="20,2,0.5,0.1,5", help="link rate per phase, Mbit/s")
     s.add_argument("--phase-seconds", type=float, default=15.0)
     s.add_argument("--modes", default="raw,jpeg95,jpeg75,width0.25,width0.5,width1.0,adaptive",
                    help="comma-separated: raw, jpeg<quality>, width<w>, adaptive")

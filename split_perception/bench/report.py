@@ -14,6 +14,7 @@ from ..errors import ConfigError
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
+            ("rate_accuracy_hard", "Bytes vs accuracy on the hard scenes (`bench rate-accuracy`, `--style hard` data)"),
             ("analyze_split", "Where to split (`analyze-split`)"),
             ("latency", "Latency by width and the end-to-end model (`bench latency`)"),
             ("onboard", "Onboard runtime: ONNX Runtime vs torch (`bench onboard`)"),
