@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from split_perception.bench.switch import switch_delays, switch_schedule
@@ -75,3 +76,20 @@ def test_switch_through_ros_node(tmp_path, tiny_model_path):
     assert all(s["first_packet_ms"] > 0 and s["first_latency_ms"] > 0 for s in measured)
     assert {s["width"] for s in measured} <= {0.25, 0.5}  # the schedule from 1.0: 0.25, then 0.5
     assert ros["frame_period_ms"] == 100.0
+
+
+def test_minimal_reload_of_a_front_model_codes_the_same_bytes(tmp_path):
+    from split_perception.bench.switch import minimal_reload_payload
+    from split_perception.codec.checkpoint import save_checkpoint
+    from split_perception.models.split_model import SplitModel
+    from split_perception.onboard import OnboardEncoder
+
+    from .conftest import tiny_config
+
+    path = tmp_path / "front.pt"
+    save_checkpoint(SplitModel(tiny_config(split_index=5, encoder="front")), path)
+    enc = OnboardEncoder(path, runtime="torch")
+    frame = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    for w in enc.widths:
+        enc.set_width(w)
+        assert minimal_reload_payload(path, w, frame) == enc.model.compress(enc.preprocess(frame))["strings"][0]

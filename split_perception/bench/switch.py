@@ -123,13 +123,15 @@ def measure_in_process(model_path, repeats: int, progress: bool = True) -> dict:
 def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes:
     """Lower bound of a reload: a model holding only the encoder and the entropy model of one width
     (what a per-size onboard file would hold), weights memory-mapped, no fingerprint check; returns
-    the entropy-coded payload of `frame` (bit-identical to the full encoder's)."""
+    the entropy-coded payload of `frame` (bit-identical to the full encoder's). An `encoder: front`
+    model's front is built as the teacher's first layers (the whole teacher is constructed for it)."""
     from compressai.entropy_models import EntropyBottleneck
 
     from ..codec.checkpoint import DEFAULT_MODEL, TABLE_BUFFERS
     from ..config import model_config_from_dict
-    from ..models.encoder import SlimmableEncoder
+    from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
     from ..models.slimmable import WidthState
+    from ..models.teacher import Teacher
     from ..preprocess import to_input_tensor
 
     ckpt = torch.load(model_path or DEFAULT_MODEL, map_location="cpu", weights_only=True, mmap=True)
@@ -140,8 +142,13 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
         return {k[len(prefix):]: v.float() if v.is_floating_point() else v
                 for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
 
-    encoder = SlimmableEncoder(cfg, WidthState(i)).eval()
+    if cfg.encoder == "front":
+        teacher = Teacher(cfg)
+        encoder = FrontProjectionEncoder(cfg, WidthState(i), teacher.front_layers(), teacher.split_channels)
+    else:
+        encoder = SlimmableEncoder(cfg, WidthState(i))
     encoder.load_state_dict(part("encoder."))
+    encoder.eval()
     entropy = EntropyBottleneck(encoder.bottleneck_channels[i])
     state = part(f"entropy.{i}.")
     for name in TABLE_BUFFERS:
