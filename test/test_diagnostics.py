@@ -98,7 +98,7 @@ def test_encoder_and_decoder_report_on_diagnostics(tmp_path, domain, tiny_model_
     procs = start(tmp_path, domain, [("encoder", {**m, "width": 0.5}, None), ("decoder", m, None)])
     try:
         wait_ready(tmp_path, "encoder", "decoder")
-        rec = run_probe({"seconds": 26, "fps": 4, "publish_until": 12, "garbage": garbage,
+        rec = run_probe({"seconds": 26, "fps": 4, "pause": [[12, 26]], "garbage": garbage,
                          "record_diagnostics": True}, tmp_path, domain)
     finally:
         stop(procs)

@@ -86,8 +86,7 @@ def main() -> int:
     publish = cfg.get("publish", "raw")  # raw Image, "jpeg" CompressedImage, or "none"
     jpegs = [encode_image(f, "jpeg", cfg.get("jpeg_quality", 95)) for f in frames] if publish == "jpeg" else None
     fps, seconds = cfg.get("fps", 5.0), cfg["seconds"]
-    publish_until = cfg.get("publish_until", seconds)  # images stop then; garbage and recording go on
-    pauses = cfg.get("pause", [])  # [start, end] windows without images, e.g. for garbage alone
+    pauses = cfg.get("pause", [])  # [start, end] windows without images; garbage and recording go on
     calls = sorted(cfg.get("set_width", []), key=lambda c: c["at"])
     garbage = cfg.get("garbage", [])
     next_frame, i = 0.0, 0
@@ -103,7 +102,7 @@ def main() -> int:
             shown, next_progress = len(rec["detections"]), next_progress + progress_s
         if next_frame <= now() and any(a <= now() < b for a, b in pauses):
             next_frame += 1.0 / fps
-        elif publish != "none" and next_frame <= now() < publish_until:
+        elif publish != "none" and next_frame <= now():
             k = i % len(frames)
             m = CompressedImage() if jpegs else Image()
             m.header.stamp.sec, m.header.stamp.nanosec = split_ns(time.time_ns())
