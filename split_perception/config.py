@@ -86,11 +86,12 @@ class TrainConfig:
     """How to train: stage, data, optimisation and loss weights."""
 
     stage: str = "student"  # "teacher" or "student"
-    train_data: str = "data/synthetic/train"
+    train_data: str | list[str] = "data/synthetic/train"  # one dataset, or a list of them trained on together
     val_data: str = "data/synthetic/val"
     teacher_checkpoint: str = ""  # student stage: the trained teacher, or a student checkpoint (its frozen teacher)
     student_init: str = ""  # student stage, optional: start from this student checkpoint (fine-tuning)
-    pca_init: int = 0  # "front" encoder: start the projection from PCA fitted on this many training images (0 = random)
+    pca_init: int = 0  # "front" encoder: start the projection from PCA fitted on this many images of the first
+    # training dataset (0 = random)
     pca_step: float = 2.0  # quantization step of that start, in RMS of the split-point features
     teacher_init: str = ""  # teacher stage, optional: torchvision ssdlite320_mobilenet_v3_large state dict
     output_dir: str = "runs/default"
@@ -110,7 +111,7 @@ class TrainConfig:
     seg_weight: float = 1.0  # segmentation loss relative to detection loss
     rate_weight: float | list[float] = 0.01  # lambda on bits per input pixel: one value, or one per width
     random_widths: int = 1  # sandwich rule: max + min + this many random widths per step
-    max_train_images: int = 0  # 0 = all
+    max_train_images: int = 0  # per training dataset; 0 = all
     eval_every: int = 1
     max_eval_images: int = 200
 
@@ -127,10 +128,16 @@ class TrainConfig:
             raise ConfigError(f"pca_init must be >= 0 and pca_step > 0, got {self.pca_init}, {self.pca_step}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if not self.train_roots() or any(not isinstance(r, str) or not r for r in self.train_roots()):
+            raise ConfigError(f"train_data must be a dataset path or a non-empty list of them, got {self.train_data!r}")
         weights = self.rate_weight if isinstance(self.rate_weight, (list, tuple)) else [self.rate_weight]
         if not weights or any(not isinstance(v, (int, float)) or v < 0 for v in weights):
             raise ConfigError(f"rate_weight must be a non-negative number or a list of them, got {self.rate_weight!r}")
         return self
+
+    def train_roots(self) -> list[str]:
+        """The training datasets, as a list even when one path is given."""
+        return list(self.train_data) if isinstance(self.train_data, (list, tuple)) else [self.train_data]
 
     def rate_weights(self, n_widths: int) -> list[float]:
         """Lambda for each of `n_widths` widths (narrowest first)."""

@@ -42,3 +42,30 @@ def test_sandwich_rule_takes_widest_and_narrowest():
     for _ in range(20):
         idx = sandwich_widths((0.25, 0.5, 0.75, 1.0), 1, rng)
         assert idx[:2] == [3, 0] and len(idx) == 3 and idx[2] in (1, 2)
+
+
+def test_several_training_sets_are_trained_on_together(tmp_path, tiny_data):
+    import pytest
+
+    from split_perception.errors import ConfigError
+
+    one = _train(tmp_path, tiny_data, "teacher", 1, max_train_images=5)
+    both = _train(tmp_path, tiny_data, "teacher", 1, max_train_images=5)
+    both = Trainer(tiny_config(), TrainConfig(**{**vars(both.tc), "train_data": [str(tiny_data), str(tiny_data)]}),
+                   progress=False, log=lambda *_: None)
+    assert len(one.train_ds) == 5 and len(both.train_ds) == 10  # the limit holds per set
+    for bad in ([], [""], [str(tiny_data), 3]):
+        with pytest.raises(ConfigError, match="train_data"):
+            TrainConfig(train_data=bad, teacher_checkpoint="x").validate()
+
+
+def test_every_committed_config_loads():
+    from pathlib import Path
+
+    from split_perception.config import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) >= 5
+    for path in configs:
+        mc, tc = load_config(path)
+        tc.validate().rate_weights(len(mc.widths))

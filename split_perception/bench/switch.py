@@ -123,15 +123,14 @@ def measure_in_process(model_path, repeats: int, progress: bool = True) -> dict:
 def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes:
     """Lower bound of a reload: a model holding only the encoder and the entropy model of one width
     (what a per-size onboard file would hold), weights memory-mapped, no fingerprint check; returns
-    the entropy-coded payload of `frame` (bit-identical to the full encoder's). An `encoder: front`
-    model's front is built as the teacher's first layers (the whole teacher is constructed for it)."""
+    the entropy-coded payload of `frame` (bit-identical to the full encoder's)."""
     from compressai.entropy_models import EntropyBottleneck
 
     from ..codec.checkpoint import DEFAULT_MODEL, TABLE_BUFFERS
     from ..config import model_config_from_dict
     from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
     from ..models.slimmable import WidthState
-    from ..models.teacher import Teacher
+    from ..models.teacher import front_only
     from ..preprocess import to_input_tensor
 
     ckpt = torch.load(model_path or DEFAULT_MODEL, map_location="cpu", weights_only=True, mmap=True)
@@ -143,8 +142,7 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
                 for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
 
     if cfg.encoder == "front":
-        teacher = Teacher(cfg)
-        encoder = FrontProjectionEncoder(cfg, WidthState(i), teacher.front_layers(), teacher.split_channels)
+        encoder = FrontProjectionEncoder(cfg, WidthState(i), *front_only(cfg))
     else:
         encoder = SlimmableEncoder(cfg, WidthState(i))
     encoder.load_state_dict(part("encoder."))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .gdn import GDN
@@ -29,3 +30,9 @@ class FeatureDecoder(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:
         return self.g_s(y)
+
+    @torch.no_grad()
+    def scale_input(self, factor: float) -> None:
+        """Expect inputs `factor` times larger: the first convolution's weight divided by it (its bias
+        is added after the product), so the outputs stay the same."""
+        self.g_s[0].weight.div_(factor)

@@ -31,14 +31,36 @@ from ..config import ModelConfig
 LOW_INDEX = 6  # stem[6]'s stride-8 output feeds LR-ASPP's low branch
 
 
+def _norm():
+    return partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+
+
+def _mobilenet(cfg: ModelConfig) -> nn.Module:
+    return mobilenet_v3_large(weights=None, norm_layer=_norm(), reduced_tail=True, width_mult=cfg.backbone_width_mult)
+
+
+def _check_split(k: int) -> int:
+    if not 1 <= k <= LOW_INDEX + 1:
+        raise ValueError(f"split_index must be 1..{LOW_INDEX + 1}: LR-ASPP's low branch reads "
+                         f"stem[{LOW_INDEX}], so a later split would have to send it too")
+    return k
+
+
+def front_only(cfg: ModelConfig) -> tuple[nn.Sequential, int]:
+    """The layers before the split and their output channels, without the rest of the teacher (for
+    an onboard model that holds only its encoder); state dict keys as in `Teacher.front_layers`."""
+    layers = _mobilenet(cfg).features[:_check_split(cfg.split_index)]
+    return layers, layers[-1].out_channels
+
+
 class Teacher(nn.Module):
     """Detection + segmentation network on one MobileNetV3 backbone, split at `split_index`."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
-        mbv3 = mobilenet_v3_large(weights=None, norm_layer=norm, reduced_tail=True, width_mult=cfg.backbone_width_mult)
+        norm = _norm()
+        mbv3 = _mobilenet(cfg)
         _normal_init(mbv3)
         backbone = _mobilenet_extractor(mbv3, 6, norm)
         anchors = DefaultBoxGenerator([[2, 3] for _ in range(6)], min_ratio=0.2, max_ratio=0.95)
@@ -61,11 +83,7 @@ class Teacher(nn.Module):
         return self.cfg.split_stride
 
     def _split(self, split_index: int | None) -> int:
-        k = self.cfg.split_index if split_index is None else split_index
-        if not 1 <= k <= LOW_INDEX + 1:
-            raise ValueError(f"split_index must be 1..{LOW_INDEX + 1}: LR-ASPP's low branch reads "
-                             f"stem[{LOW_INDEX}], so a later split would have to send it too")
-        return k
+        return _check_split(self.cfg.split_index if split_index is None else split_index)
 
     def front_layers(self, split_index: int | None = None) -> nn.Sequential:
         """The layers before the split, as a Sequential that shares the teacher's modules."""

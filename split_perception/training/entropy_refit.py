@@ -33,7 +33,7 @@ def rescale_gain(model: SplitModel, width: float, factor: float) -> None:
         raise ConfigError(f"a gain factor must be in [0.1, 10], got {factor}")
     i = model.width_index_of(width)
     model.encoder.gain[i].mul_(factor)
-    model.decoders[i].g_s[0].weight.div_(factor)
+    model.decoders[i].scale_input(factor)
 
 
 @torch.no_grad()

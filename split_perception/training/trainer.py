@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
 from ..codec.checkpoint import TABLE_BUFFERS, load_model, load_torchvision_detector, read_checkpoint, save_checkpoint
@@ -89,8 +89,8 @@ class Trainer:
         torch.set_num_threads(tc.num_threads)
         self.device = resolve_device(tc.device)
         seed_everything(tc.seed)
-        self.train_ds = CocoSceneDataset(tc.train_data, mc.input_size, mc.image_mean, mc.image_std,
-                                         tc.max_train_images)
+        self.train_ds = ConcatDataset([CocoSceneDataset(root, mc.input_size, mc.image_mean, mc.image_std,
+                                                        tc.max_train_images) for root in tc.train_roots()])
         if tc.stage == "teacher":
             self.model = Teacher(mc)
             if tc.teacher_init:
@@ -147,7 +147,7 @@ class Trainer:
     def _init_pca(self) -> None:
         if self.mc.encoder != "front":
             raise ConfigError("pca_init needs the 'front' encoder (a projection of the teacher's features)")
-        samples = training_samples(self.model.teacher, self.tc.train_data, self.mc.split_index, self.tc.pca_init,
+        samples = training_samples(self.model.teacher, self.tc.train_roots()[0], self.mc.split_index, self.tc.pca_init,
                                    self.progress)
         pca = PCA.fit(samples)
         step = self.tc.pca_step * pca.rms()
