@@ -48,6 +48,8 @@ class ModelConfig:
     gdn: bool = False  # "conv" encoder: GDN in it and IGDN in the decoders (else batch norm + ReLU)
     decoder_channels: int = 96
     decoder_layers: int = 2  # 3x3 convolutions per offboard decoder
+    shared_decoder: bool = False  # one offboard decoder for every width (narrower bottlenecks zero-padded)
+    # instead of one decoder per width
     seg_inter_channels: int = 64
     score_thresh: float = 0.3  # default detection score threshold at inference
     nms_thresh: float = 0.5

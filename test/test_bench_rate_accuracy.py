@@ -150,7 +150,7 @@ def _assert_headline_follows_the_rows(h: dict, rows: list[dict]) -> None:
     assert (h["best_image_bytes_max"] or inf) == min(h["jpeg_bytes_max"] or inf, h["webp_bytes_max"] or inf)
 
 
-def test_rate_accuracy_command_small_run(tmp_path, tiny_model_path, tiny_data):
+def test_rate_accuracy_command_small_run(tmp_path, tiny_model_path, tiny_data, capsys):
     out = tmp_path / "ra"
     rc = main(["bench", "rate-accuracy", "--model", str(tiny_model_path), "--data", str(tiny_data),
                "--fit-data", str(tiny_data), "--max-images", "6", "--fit-images", "6", "--quick", "--threads", "2",
@@ -178,6 +178,24 @@ def test_rate_accuracy_command_small_run(tmp_path, tiny_model_path, tiny_data):
         _assert_headline_follows_the_rows(h, rows)
     text = (out / "table.md").read_text()
     assert "| jpeg | q95 |" in text and "Bytes at equal accuracy" in text
+
+    # another model on the same frames reuses those baselines and measures only its widths
+    again = ["bench", "rate-accuracy", "--model", str(tiny_model_path), "--data", str(tiny_data), "--fit-data",
+             str(tiny_data), "--fit-images", "6", "--threads", "1", "--baselines", str(out)]
+    assert main(again + ["--max-images", "6", "--out", str(tmp_path / "reused")]) == 0
+    reused = json.loads((tmp_path / "reused/rate_accuracy.json").read_text())
+    baselines = [r for r in rows if r["method"] not in ("teacher", "ours")]
+    assert [r for r in reused["rows"] if r["method"] not in ("teacher", "ours")] == baselines
+    assert [r["width"] for r in reused["rows"] if r["method"] == "ours"] == [0.25, 0.5, 0.75, 1.0]
+    assert reused["baselines"] == str(out) and "Baselines taken from" in (tmp_path / "reused/table.md").read_text()
+    assert main(again + ["--max-images", "5", "--out", str(tmp_path / "x")]) == 2  # other frames
+    assert "measured otherwise: images 6 there, 5 here" in capsys.readouterr().err
+    res["rows"][0]["map"] += 0.1
+    (out / "rate_accuracy.json").write_text(json.dumps(res))
+    assert main(again + ["--max-images", "6", "--out", str(tmp_path / "x")]) == 2
+    assert "another teacher" in capsys.readouterr().err
+    assert main(again + ["--max-images", "6", "--baselines", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    assert "no readable rate-accuracy results" in capsys.readouterr().err
 
 
 def test_analyze_split_command_small_run(tmp_path, tiny_model_path, tiny_data):

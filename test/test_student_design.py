@@ -118,3 +118,32 @@ def test_front_encoder_starts_as_the_pca_baseline_and_keeps_the_teacher_front(tm
         SplitModel(tiny_config(split_index=5, encoder="front", bottleneck_channels=20))
     with pytest.raises(ConfigError, match="encoder must be one of"):
         ModelConfig(encoder="resnet").validate()
+
+
+def test_a_shared_decoder_serves_every_width_and_starts_from_the_widest(tmp_path, tiny_data):
+    from split_perception.offboard import OffboardDecoder
+    from split_perception.onboard import OnboardEncoder
+    from split_perception.training.entropy_refit import rescale_gain
+
+    src = tmp_path / "front_ensemble.pt"
+    save_checkpoint(SplitModel(tiny_config(split_index=5, encoder="front")), src)
+    ensemble, _ = load_model(src)
+    mc = tiny_config(split_index=5, encoder="front", shared_decoder=True)
+    trainer = _student(tmp_path, tiny_data, "shared", mc, teacher_checkpoint=str(src), student_init=str(src))
+    size = lambda m: sum(p.numel() for p in m.parameters())
+    assert size(trainer.model.decoders) == size(ensemble.decoders[3]) < size(ensemble.decoders)
+    for k, v in ensemble.decoders[3].state_dict().items():  # the widest width's decoder, taken whole
+        assert torch.equal(trainer.model.decoders.decoder.state_dict()[k], v), k
+    path = trainer.run()
+    model, _ = load_model(path)
+    assert model.cfg.shared_decoder and all(model.decoders[i] is model.decoders for i in range(4))
+    enc, dec = OnboardEncoder.from_model(model, "0" * 64), OffboardDecoder.from_model(model, "0" * 64)
+    frame = (torch.rand(96, 128, 3) * 255).byte().numpy()
+    for w in model.widths:  # every width's packet decodes through the one decoder
+        enc.set_width(w)
+        assert dec.decode(enc.encode(frame, frame_id=1)).width == w
+    with pytest.raises(ConfigError, match="shared decoder"):
+        rescale_gain(model, 1.0, 1.5)
+    with pytest.raises(CheckpointError, match="another model configuration"):  # shared -> ensemble is refused
+        _student(tmp_path, tiny_data, "back", tiny_config(split_index=5, encoder="front"),
+                 teacher_checkpoint=str(path), student_init=str(path))

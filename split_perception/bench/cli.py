@@ -39,6 +39,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--max-images", type=int, default=0, help="0 = all")
     s.add_argument("--fit-images", type=int, default=100, help="images used to fit the PCA baseline")
     s.add_argument("--quick", action="store_true", help="a small grid of baselines (CI)")
+    s.add_argument("--baselines", metavar="DIR",
+                   help="take JPEG/WebP/PNG and PCA from an earlier run's output folder on the same frames "
+                        "(the teacher is measured again and must match); only our widths are measured")
     s.set_defaults(func=_runner("rate_accuracy"))
 
     s = bsub.add_parser("latency", help="onboard/offboard ms per width vs full onboard inference and JPEG")

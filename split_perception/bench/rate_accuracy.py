@@ -9,6 +9,7 @@ to reach each width's mAP, interpolated along its rate-accuracy curve in log-byt
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -160,8 +161,12 @@ def measure(args, progress: bool = True) -> tuple[list[dict], dict]:
         return row
 
     rows = [done(_row("teacher", "uncompressed input", evaluate_teacher(teacher, data, n, progress)))]
+    base = earlier_baselines(args, rows[0], cfg) if args.baselines else None
     for w, r in evaluate_split(enc, dec, data, max_images=n, progress=progress).items():
         rows.append(done(_row("ours", f"w={w:g}", r, width=w)))
+    if base is not None:
+        rows += [done(r) for r in base["rows"] if r["method"] not in ("teacher", "ours")]
+        return rows, {k: base[k] for k in BASELINE_FACTS}
     for fmt, q in QUICK_IMAGE_GRID if args.quick else IMAGE_GRID:
         setting = f"level {q} (lossless)" if fmt == "png" else f"q{q}"
         r = evaluate_teacher(teacher, data, n, progress, image_codec=image_codec(fmt, q, cfg.input_size),
@@ -179,6 +184,41 @@ def measure(args, progress: bool = True) -> tuple[list[dict], dict]:
             "pca_fit_samples": len(samples), "pca_feature_rms": pca.rms(),
             "pca_explained": [float(v) for v in pca.explained()]}
     return rows, info
+
+
+BASELINE_FACTS = ("input_size", "split_index", "split_channels", "pca_fit_samples", "pca_feature_rms", "pca_explained")
+
+
+def earlier_baselines(args, teacher_row: dict, cfg) -> dict:
+    """The baselines of an earlier run on the same frames: its JSON, checked against this run (same
+    data, PCA fit, input size and split, and a teacher that scores the same on these frames)."""
+    path = Path(args.baselines) / "rate_accuracy.json"
+    try:
+        base = json.loads(path.read_text())
+        rows, teacher = base["rows"], next(r for r in base["rows"] if r["method"] == "teacher")
+        facts = {k: base[k] for k in BASELINE_FACTS}
+        same = {"data": base["data"], "fit_data": base["fit_data"], "command": base["command"]}
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        raise ConfigError(f"--baselines {args.baselines}: no readable rate-accuracy results ({exc})") from None
+    theirs = {"data": same["data"], "fit_data": same["fit_data"], "images": teacher["images"],
+              "input_size": list(facts["input_size"]), "split_index": facts["split_index"],
+              "fit_images": _option(same["command"], "--fit-images", 100)}
+    ours = {"data": args.data, "fit_data": args.fit_data, "images": teacher_row["images"],
+            "input_size": list(cfg.input_size), "split_index": cfg.split_index, "fit_images": args.fit_images}
+    differ = [k for k in ours if ours[k] != theirs[k]]
+    if differ:
+        raise ConfigError(f"--baselines {args.baselines} were measured otherwise: "
+                          + ", ".join(f"{k} {theirs[k]} there, {ours[k]} here" for k in differ))
+    if abs(teacher["map"] - teacher_row["map"]) > 1e-3:  # thread counts may move the last bits, not more
+        raise ConfigError(f"--baselines {args.baselines}: the teacher scored {teacher['map']:.4f} mAP there and "
+                          f"{teacher_row['map']:.4f} here: another teacher, whose baselines do not apply")
+    return {"rows": rows, **facts}
+
+
+def _option(command: str, name: str, default: int) -> int:
+    """An integer option's value in a recorded command line (its default when absent)."""
+    words = command.split()
+    return int(words[words.index(name) + 1]) if name in words[:-1] else default
 
 
 COLUMNS = [("method", "method", ""), ("setting", "setting", ""), ("kb_mean", "KB/frame (mean)", ".2f"),
@@ -250,7 +290,8 @@ def run(args) -> int:
     title = f"rate-accuracy on {args.data} ({images} images), model {args.model or 'bundled'}"
     plot(out / "rate_accuracy.png", rows, title)
     table = markdown_table(rows, COLUMNS)
-    text = (f"Rate-accuracy on `{args.data}` ({images} images; model {args.model or 'bundled'}). Image codecs "
+    reused = f" Baselines taken from `{args.baselines}` (same frames, same teacher)." if args.baselines else ""
+    text = (f"Rate-accuracy on `{args.data}` ({images} images; model {args.model or 'bundled'}).{reused} Image codecs "
             f"encode the frame at the network input size {info['input_size'][1]}x{info['input_size'][0]}; "
             "bytes are the encoded length. "
             f"Ours: the packet (header and CRC included). PCA: split-point features (k={info['split_index']}, "
@@ -258,7 +299,7 @@ def run(args) -> int:
             f"Bytes at equal mAP:\n\n{headline_table(heads)}\n\n{HOW_HEADLINE}\n")
     (out / "table.md").write_text(text)
     payload = {"command": command_line(args), "machine": machine_info(args.threads), "data": args.data,
-               "fit_data": args.fit_data, "model": args.model or "bundled", **info, "headline": heads,
+               "fit_data": args.fit_data, "model": args.model or "bundled", "baselines": args.baselines, **info, "headline": heads,
                "headline_method": HOW_HEADLINE, "seconds": time.perf_counter() - t0}
     files = write_results(out, "rate_accuracy", payload, rows)
     files += write_results(out, "headline", {"command": payload["command"], "method": HOW_HEADLINE}, heads)

@@ -1,4 +1,4 @@
-"""The student: slimmable onboard encoder + entropy models + per-width decoders + teacher tail.
+"""The student: slimmable onboard encoder + entropy models + offboard decoders + teacher tail.
 
 Follows CompressAI's contract: `forward` (training) returns restored features and likelihoods;
 `compress` returns entropy-coded strings; `decompress` turns strings back into features.
@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig, find_width
 from ..errors import CheckpointError, PacketError, WidthError
-from .decoder import FeatureDecoder
+from .decoder import FeatureDecoder, SharedDecoder
 from .encoder import FrontProjectionEncoder, SlimmableEncoder
 from .slimmable import WidthState
 from .teacher import Teacher
@@ -25,7 +25,7 @@ class SplitModel(nn.Module):
 
     The onboard encoder is a small slimmable conv network (`encoder: conv`) or the teacher's own
     front with a slimmable projection (`encoder: front`). The offboard side keeps one small decoder
-    per width (an ensemble, see README for why).
+    per width (an ensemble, see docs/design.md for why) or one shared by all widths (`shared_decoder`).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -40,9 +40,9 @@ class SplitModel(nn.Module):
             self.encoder = SlimmableEncoder(cfg, self._state)
         chans = self.encoder.bottleneck_channels
         self.entropy = nn.ModuleList(EntropyBottleneck(c) for c in chans)
-        self.decoders = nn.ModuleList(
-            FeatureDecoder(c, cfg.decoder_channels, self.teacher.split_channels, cfg.decoder_layers, cfg.gdn)
-            for c in chans)
+        args = (cfg.decoder_channels, self.teacher.split_channels, cfg.decoder_layers, cfg.gdn)
+        self.decoders = (SharedDecoder(chans[-1], *args) if cfg.shared_decoder
+                         else nn.ModuleList(FeatureDecoder(c, *args) for c in chans))
 
     # ---- width -------------------------------------------------------------------------
     @property

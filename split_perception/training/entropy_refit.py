@@ -31,6 +31,8 @@ def rescale_gain(model: SplitModel, width: float, factor: float) -> None:
         raise ConfigError("only an `encoder: front` model has a gain per width to rescale")
     if not 0.1 <= factor <= 10:
         raise ConfigError(f"a gain factor must be in [0.1, 10], got {factor}")
+    if model.cfg.shared_decoder:
+        raise ConfigError("a shared decoder serves every width: one width's gain cannot be moved alone")
     i = model.width_index_of(width)
     model.encoder.gain[i].mul_(factor)
     model.decoders[i].scale_input(factor)

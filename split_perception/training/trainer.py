@@ -132,10 +132,17 @@ class Trainer:
         self._resume()
 
     def _init_student(self, path: str) -> None:
+        """Start from a trained student of the same configuration. A shared decoder may start from
+        one decoder per width: it takes the widest width's decoder, whose input has every channel."""
         init, fp = load_model(path, kind="student")
-        if to_dict(init.cfg) != to_dict(self.mc):
+        same = {**to_dict(init.cfg), "shared_decoder": self.mc.shared_decoder} == to_dict(self.mc)
+        if not same or (init.cfg.shared_decoder and not self.mc.shared_decoder):
             raise CheckpointError(f"student_init {path} has another model configuration than this run")
         own, theirs = self.model.state_dict(), init.state_dict()
+        if self.mc.shared_decoder and not init.cfg.shared_decoder:
+            widest = f"decoders.{len(self.mc.widths) - 1}."
+            theirs = {("decoders.decoder." + k[len(widest):] if k.startswith(widest) else k): v
+                      for k, v in theirs.items() if k.startswith(widest) or not k.startswith("decoders.")}
         self.model.load_state_dict({k: v for k, v in theirs.items()
                                     if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS and not k.startswith("teacher.")},
                                    strict=False)
