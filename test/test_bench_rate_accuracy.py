@@ -197,7 +197,6 @@ def test_rate_accuracy_command_small_run(tmp_path, tiny_model_path, tiny_data, c
     assert main(again + ["--max-images", "6", "--baselines", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert "no readable rate-accuracy results" in capsys.readouterr().err
 
-
 def test_analyze_split_command_small_run(tmp_path, tiny_model_path, tiny_data):
     out = tmp_path / "as"
     rc = main(["analyze-split", "--model", str(tiny_model_path), "--data", str(tiny_data), "--fit-data",

@@ -1,5 +1,5 @@
 """The student's design options: slimmable GDN, the teacher-front encoder started from PCA, split points, per-width rate weights, fine-tuning
-from a head-distilled checkpoint, the teacher taken from a student checkpoint, the device choice."""
+from a head-distilled checkpoint, the teacher taken from a student checkpoint, the device choice, a shared decoder."""
 
 from __future__ import annotations
 

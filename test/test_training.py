@@ -1,9 +1,14 @@
-"""A tiny training run of each stage lowers its loss; resume picks up where it stopped."""
+"""Tiny training runs: each stage lowers its loss, resume picks up where it stopped, several datasets train
+together, and every committed config loads."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from split_perception.codec.checkpoint import load_model
-from split_perception.config import TrainConfig
+from split_perception.config import TrainConfig, load_config
+from split_perception.errors import ConfigError
 from split_perception.training.trainer import Trainer, sandwich_widths
 
 from .conftest import tiny_config
@@ -45,14 +50,9 @@ def test_sandwich_rule_takes_widest_and_narrowest():
 
 
 def test_several_training_sets_are_trained_on_together(tmp_path, tiny_data):
-    import pytest
-
-    from split_perception.errors import ConfigError
-
     one = _train(tmp_path, tiny_data, "teacher", 1, max_train_images=5)
-    both = _train(tmp_path, tiny_data, "teacher", 1, max_train_images=5)
-    both = Trainer(tiny_config(), TrainConfig(**{**vars(both.tc), "train_data": [str(tiny_data), str(tiny_data)]}),
-                   progress=False, log=lambda *_: None)
+    tc = TrainConfig(**{**vars(one.tc), "train_data": [str(tiny_data), str(tiny_data)]})
+    both = Trainer(tiny_config(), tc, progress=False, log=lambda *_: None)
     assert len(one.train_ds) == 5 and len(both.train_ds) == 10  # the limit holds per set
     for bad in ([], [""], [str(tiny_data), 3]):
         with pytest.raises(ConfigError, match="train_data"):
@@ -60,10 +60,6 @@ def test_several_training_sets_are_trained_on_together(tmp_path, tiny_data):
 
 
 def test_every_committed_config_loads():
-    from pathlib import Path
-
-    from split_perception.config import load_config
-
     configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
     assert len(configs) >= 5
     for path in configs:

@@ -197,12 +197,11 @@ def earlier_baselines(args, teacher_row: dict, cfg) -> dict:
         base = json.loads(path.read_text())
         rows, teacher = base["rows"], next(r for r in base["rows"] if r["method"] == "teacher")
         facts = {k: base[k] for k in BASELINE_FACTS}
-        same = {"data": base["data"], "fit_data": base["fit_data"], "command": base["command"]}
+        theirs = {"data": base["data"], "fit_data": base["fit_data"], "images": teacher["images"],
+                  "input_size": list(facts["input_size"]), "split_index": facts["split_index"],
+                  "fit_images": _option(base["command"], "--fit-images", 100)}
     except (OSError, ValueError, KeyError, StopIteration) as exc:
         raise ConfigError(f"--baselines {args.baselines}: no readable rate-accuracy results ({exc})") from None
-    theirs = {"data": same["data"], "fit_data": same["fit_data"], "images": teacher["images"],
-              "input_size": list(facts["input_size"]), "split_index": facts["split_index"],
-              "fit_images": _option(same["command"], "--fit-images", 100)}
     ours = {"data": args.data, "fit_data": args.fit_data, "images": teacher_row["images"],
             "input_size": list(cfg.input_size), "split_index": cfg.split_index, "fit_images": args.fit_images}
     differ = [k for k in ours if ours[k] != theirs[k]]
