@@ -61,3 +61,19 @@ def test_clear_errors(tmp_path, tiny_model_path):
 def test_make_dataset(tmp_path):
     run("make-dataset", tmp_path / "d", "-n", 2, "--height", 64, "--width", 96)
     assert len(json.loads((tmp_path / "d/annotations.json").read_text())["images"]) == 2
+
+
+def test_the_rerun_everything_script_calls_real_benchmarks_with_valid_options():
+    import shlex
+    from pathlib import Path
+
+    from split_perception.cli import build_parser
+
+    script = (Path(__file__).resolve().parents[1] / "scripts/bench_all.sh").read_text().replace("\\\n", " ")
+    ra = shlex.split(next(l for l in script.splitlines() if l.startswith("ra="))[3:].strip('"'))
+    calls = [shlex.split(l.replace("$ra", " ".join(ra)).rstrip("&")) for l in script.splitlines() if l.startswith("run ")]
+    assert len(calls) >= 12
+    parser = build_parser()
+    for call in calls:
+        args = parser.parse_args(["bench", *call[2:]])  # exits (fails the test) on an unknown option
+        assert args.bench == call[2] and (call[2] == "report" or args.out == f"results/bench/{call[1]}"), call
