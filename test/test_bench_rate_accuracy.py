@@ -190,6 +190,8 @@ def test_rate_accuracy_command_small_run(tmp_path, tiny_model_path, tiny_data, c
     assert reused["baselines"] == str(out) and "Baselines taken from" in (tmp_path / "reused/table.md").read_text()
     assert main(again + ["--max-images", "5", "--out", str(tmp_path / "x")]) == 2  # other frames
     assert "measured otherwise: images 6 there, 5 here" in capsys.readouterr().err
+    assert main(again + ["--max-images", "6", "--fit-images", "5", "--out", str(tmp_path / "x")]) == 2  # other PCA fit
+    assert "measured otherwise: fit_images 6 there, 5 here" in capsys.readouterr().err
     res["rows"][0]["map"] += 0.1
     (out / "rate_accuracy.json").write_text(json.dumps(res))
     assert main(again + ["--max-images", "6", "--out", str(tmp_path / "x")]) == 2

@@ -199,7 +199,7 @@ def earlier_baselines(args, teacher_row: dict, cfg) -> dict:
         facts = {k: base[k] for k in BASELINE_FACTS}
         theirs = {"data": base["data"], "fit_data": base["fit_data"], "images": teacher["images"],
                   "input_size": list(facts["input_size"]), "split_index": facts["split_index"],
-                  "fit_images": _option(base["command"], "--fit-images", 100)}
+                  "fit_images": base["fit_images"]}
     except (OSError, ValueError, KeyError, StopIteration) as exc:
         raise ConfigError(f"--baselines {args.baselines}: no readable rate-accuracy results ({exc})") from None
     ours = {"data": args.data, "fit_data": args.fit_data, "images": teacher_row["images"],
@@ -212,12 +212,6 @@ def earlier_baselines(args, teacher_row: dict, cfg) -> dict:
         raise ConfigError(f"--baselines {args.baselines}: the teacher scored {teacher['map']:.4f} mAP there and "
                           f"{teacher_row['map']:.4f} here: another teacher, whose baselines do not apply")
     return {"rows": rows, **facts}
-
-
-def _option(command: str, name: str, default: int) -> int:
-    """An integer option's value in a recorded command line (its default when absent)."""
-    words = command.split()
-    return int(words[words.index(name) + 1]) if name in words[:-1] else default
 
 
 COLUMNS = [("method", "method", ""), ("setting", "setting", ""), ("kb_mean", "KB/frame (mean)", ".2f"),
@@ -298,7 +292,7 @@ def run(args) -> int:
             f"Bytes at equal mAP:\n\n{headline_table(heads)}\n\n{HOW_HEADLINE}\n")
     (out / "table.md").write_text(text)
     payload = {"command": command_line(args), "machine": machine_info(args.threads), "data": args.data,
-               "fit_data": args.fit_data, "model": args.model or "bundled", "baselines": args.baselines, **info, "headline": heads,
+               "fit_data": args.fit_data, "fit_images": args.fit_images, "model": args.model or "bundled", "baselines": args.baselines, **info, "headline": heads,
                "headline_method": HOW_HEADLINE, "seconds": time.perf_counter() - t0}
     files = write_results(out, "rate_accuracy", payload, rows)
     files += write_results(out, "headline", {"command": payload["command"], "method": HOW_HEADLINE}, heads)
