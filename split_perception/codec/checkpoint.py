@@ -78,7 +78,7 @@ def read_checkpoint(path: str | Path) -> dict:
                               "to `train.teacher_init` instead)")
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads {VERSION}")
-    stored_config = ckpt.get("model_config")
+    stored_config = ckpt["stored_model_config"] = ckpt.get("model_config")  # as written, for the fingerprint
     try:
         ckpt["model_config"] = model_config_from_dict(stored_config)
     except (ConfigError, TypeError, AttributeError) as exc:
