@@ -95,7 +95,7 @@ class OffboardDecoder(ModelRuntime):
             by_width.setdefault(packet.width_index, []).append((k, packet, y_hat))
         order, good, features = [], [], []
         for i, group in sorted(by_width.items()):
-            features.append(self.model.decoders[i](torch.cat([y for _, _, y in group])))
+            features.append(self.model.decoder_for(i)(torch.cat([y for _, _, y in group])))
             order += [k for k, _, _ in group]
             good += [p for _, p, _ in group]
         if features:

@@ -58,11 +58,11 @@ def test_gain_moves_one_width_along_the_rate_axis(tiny_data):
     model.update_tables()
     x = torch.randn(2, 3, 96, 128)
     model.set_width(1.0)
-    restored = model.decoders[3](model.encoder(x))
+    restored = model.decoder_for(3)(model.encoder(x))
     moved = copy.deepcopy(model)
     rescale_gain(moved, 1.0, 3.0)
     rescale_gain(moved, 0.25, 0.5)
-    assert torch.allclose(moved.decoders[3](moved.encoder(x)), restored, atol=1e-4)  # the decoder undoes it
+    assert torch.allclose(moved.decoder_for(3)(moved.encoder(x)), restored, atol=1e-4)  # the decoder undoes it
 
     b0, b1 = (refit_entropy(m, str(tiny_data), 12, 400, lr=0.01, progress=False) for m in (model, moved))
     assert b1["1.0"]["bytes_after"] > 1.3 * b0["1.0"]["bytes_after"], (b0, b1)  # finer steps: more bytes

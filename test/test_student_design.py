@@ -136,7 +136,7 @@ def test_a_shared_decoder_serves_every_width_and_starts_from_the_widest(tmp_path
         assert torch.equal(trainer.model.decoders.decoder.state_dict()[k], v), k
     path = trainer.run()
     model, _ = load_model(path)
-    assert model.cfg.shared_decoder and all(model.decoders[i] is model.decoders for i in range(4))
+    assert model.cfg.shared_decoder and all(model.decoder_for(i) is model.decoders for i in range(4))
     enc, dec = OnboardEncoder.from_model(model, "0" * 64), OffboardDecoder.from_model(model, "0" * 64)
     frame = (torch.rand(96, 128, 3) * 255).byte().numpy()
     for w in model.widths:  # every width's packet decodes through the one decoder

@@ -163,7 +163,7 @@ def measure(model_path, data, frames: int, rounds: int, threads: int, progress: 
         macs[w] = count_macs(model.encoder, x)
         params[w] = active_encoder_params(model, i)
         y = torch.zeros(1, model.encoder.bottleneck_channels[i], *split_hw)
-        off_macs[w] = count_macs(lambda t, i=i: teacher.back(dec.model.decoders[i](t)), y)
+        off_macs[w] = count_macs(lambda t, i=i: teacher.back(dec.model.decoder_for(i)(t)), y)
     teacher_macs = count_macs(teacher, x)
     teacher_params = sum(p.numel() for p in teacher.parameters())
 

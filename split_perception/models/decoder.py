@@ -41,16 +41,12 @@ class FeatureDecoder(nn.Module):
 
 class SharedDecoder(nn.Module):
     """One decoder for every width, the slimmable counterpart of one decoder per width: a narrower
-    bottleneck is zero-padded to the widest's channels, so its weights are a slice of the widest's.
-    Indexing by width returns the same module, as `decoders[i]` does for the per-width ensemble."""
+    bottleneck is zero-padded to the widest's channels, so its weights are a slice of the widest's."""
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int, layers: int = 2, gdn: bool = False):
         super().__init__()
         self.decoder = FeatureDecoder(in_channels, hidden, out_channels, layers, gdn)
         self.in_channels = in_channels
-
-    def __getitem__(self, width_index: int) -> "SharedDecoder":
-        return self
 
     def forward(self, y: Tensor) -> Tensor:
         return self.decoder(F.pad(y, (0, 0, 0, 0, 0, self.in_channels - y.shape[1])))

@@ -63,6 +63,10 @@ class SplitModel(nn.Module):
             return i
         raise WidthError(f"width {width} is not one of this model's widths {list(self.cfg.widths)}")
 
+    def decoder_for(self, width_index: int) -> nn.Module:
+        """The offboard feature decoder of a width: its own, or the one shared by every width."""
+        return self.decoders if self.cfg.shared_decoder else self.decoders[width_index]
+
     def set_width(self, width: float) -> None:
         """Select the width used from the next call on; nothing is re-allocated."""
         self._state.index = self.width_index_of(width)
@@ -73,7 +77,7 @@ class SplitModel(nn.Module):
         i = self._state.index
         y = self.encoder(x)
         y_hat, likelihoods = self.entropy[i](y)
-        return {"z_hat": self.decoders[i](y_hat), "likelihoods": {"y": likelihoods}}
+        return {"z_hat": self.decoder_for(i)(y_hat), "likelihoods": {"y": likelihoods}}
 
     def _tables_ready(self, i: int) -> None:
         if self.entropy[i]._quantized_cdf.numel() == 0:
@@ -91,7 +95,7 @@ class SplitModel(nn.Module):
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:
         """Strings of the given width -> restored split-point features."""
-        return self.decoders[width_index](self.entropy_decode(strings, shape, width_index))
+        return self.decoder_for(width_index)(self.entropy_decode(strings, shape, width_index))
 
     @torch.no_grad()
     def entropy_decode(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:

@@ -35,7 +35,7 @@ def rescale_gain(model: SplitModel, width: float, factor: float) -> None:
         raise ConfigError("a shared decoder serves every width: one width's gain cannot be moved alone")
     i = model.width_index_of(width)
     model.encoder.gain[i].mul_(factor)
-    model.decoders[i].scale_input(factor)
+    model.decoder_for(i).scale_input(factor)
 
 
 @torch.no_grad()
