@@ -292,8 +292,9 @@ def run(args) -> int:
             f"Bytes at equal mAP:\n\n{headline_table(heads)}\n\n{HOW_HEADLINE}\n")
     (out / "table.md").write_text(text)
     payload = {"command": command_line(args), "machine": machine_info(args.threads), "data": args.data,
-               "fit_data": args.fit_data, "fit_images": args.fit_images, "model": args.model or "bundled", "baselines": args.baselines, **info, "headline": heads,
-               "headline_method": HOW_HEADLINE, "seconds": time.perf_counter() - t0}
+               "fit_data": args.fit_data, "fit_images": args.fit_images, "model": args.model or "bundled",
+               "baselines": args.baselines, **info, "headline": heads, "headline_method": HOW_HEADLINE,
+               "seconds": time.perf_counter() - t0}
     files = write_results(out, "rate_accuracy", payload, rows)
     files += write_results(out, "headline", {"command": payload["command"], "method": HOW_HEADLINE}, heads)
     print()
