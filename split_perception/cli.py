@@ -74,15 +74,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_refit_entropy(args) -> int:
-    from .codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from .codec.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
     from .training.entropy_refit import refit_entropy, rescale_gain
 
     if args.images < 2 or args.steps < 1 or args.lr <= 0:
         raise ConfigError(f"--images must be >= 2, --steps >= 1 and --lr > 0, got {args.images}, {args.steps}, "
                           f"{args.lr}")
     _threads(args.threads)
-    model, fp = load_model(args.model, kind="student")
-    extra = read_checkpoint(args.model)["extra"]
+    ckpt = read_checkpoint(args.model)
+    model, fp, extra = model_from_checkpoint(ckpt, args.model), ckpt["fingerprint"], ckpt["extra"]
     for width, factor in args.gain:
         rescale_gain(model, width, factor)
     report = refit_entropy(model, args.data, args.images, args.steps, lr=args.lr, progress=not args.quiet)

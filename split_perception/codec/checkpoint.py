@@ -99,6 +99,12 @@ def load_model(path: str | Path | None = None, kind: str = "student") -> tuple[n
     """Checkpoint -> (model in eval mode, fingerprint). The stored CDF tables are used as they are."""
     path = Path(path) if path else DEFAULT_MODEL
     ckpt = read_checkpoint(path)
+    return model_from_checkpoint(ckpt, path, kind), ckpt["fingerprint"]
+
+
+def model_from_checkpoint(ckpt: dict, path: str | Path, kind: str = "student") -> nn.Module:
+    """The model (eval mode) of a container that `read_checkpoint` returned; `path` names it in errors.
+    For callers that also need the container's metadata, so the file is read once."""
     if ckpt["kind"] != kind:
         raise CheckpointError(f"{path}: holds a {ckpt['kind']} model, a {kind} model is needed here")
     model = SplitModel(ckpt["model_config"]) if kind == "student" else Teacher(ckpt["model_config"])
@@ -112,7 +118,7 @@ def load_model(path: str | Path | None = None, kind: str = "student") -> tuple[n
         empty = [i for i, m in enumerate(model.entropy) if m._quantized_cdf.numel() == 0]
         if empty:
             raise CheckpointError(f"{path}: entropy tables missing for width indices {empty}")
-    return model.eval(), ckpt["fingerprint"]
+    return model.eval()
 
 
 def load_torchvision_detector(teacher: Teacher, path: str | Path) -> list[str]:

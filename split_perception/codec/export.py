@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_model, read_checkpoint
+from .checkpoint import model_from_checkpoint, read_checkpoint
 from .onboard_export import (
     DEFAULT_MODEL,
     FORMAT,
@@ -42,8 +42,8 @@ def export_onboard(model_path: str | Path | None = None, out: str | Path | None 
     """Write the export of a checkpoint (default: beside it) and return its folder."""
     ckpt_path = Path(model_path) if model_path else DEFAULT_MODEL
     out = Path(out) if out else export_dir_for(ckpt_path)
-    model, fp = load_model(ckpt_path)
     ckpt = read_checkpoint(ckpt_path)
+    model = model_from_checkpoint(ckpt, ckpt_path)
     cfg = model.cfg
     out.mkdir(parents=True, exist_ok=True)
     x = torch.zeros(1, 3, *cfg.input_size)
@@ -64,7 +64,7 @@ def export_onboard(model_path: str | Path | None = None, out: str | Path | None 
     model.set_width(cfg.widths[-1])
     np.savez(out / TABLES, **tables)
     sha[TABLES] = file_sha256(out / TABLES)
-    manifest = {"format": FORMAT, "version": VERSION, "fingerprint": fp, "checkpoint_sha256": file_sha256(ckpt_path),
+    manifest = {"format": FORMAT, "version": VERSION, "fingerprint": ckpt["fingerprint"], "checkpoint_sha256": file_sha256(ckpt_path),
                 "model_config": ckpt["stored_model_config"], "widths": widths, "input": {"name": "image", "shape": [1, 3, *cfg.input_size]},
                 "bytes_per_width": ckpt["extra"].get("bytes_per_width") or {}, "onnx_opset": OPSET, "sha256": sha}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

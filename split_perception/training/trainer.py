@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
-from ..codec.checkpoint import TABLE_BUFFERS, load_model, load_torchvision_detector, read_checkpoint, save_checkpoint
+from ..codec.checkpoint import (TABLE_BUFFERS, load_model, load_torchvision_detector, model_from_checkpoint,
+                                read_checkpoint, save_checkpoint)
 from ..config import ModelConfig, TrainConfig, to_dict
 from ..data.coco import CocoSceneDataset, collate
 from ..errors import CheckpointError, ConfigError
@@ -67,9 +68,9 @@ def resolve_device(name: str) -> torch.device:
 
 def load_teacher(path: str) -> Teacher:
     """The frozen teacher from a teacher checkpoint, or the one inside a student checkpoint."""
-    kind = read_checkpoint(path)["kind"]
-    model, _ = load_model(path, kind=kind)
-    return model if kind == "teacher" else model.teacher
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path, kind=ckpt["kind"])
+    return model if ckpt["kind"] == "teacher" else model.teacher
 
 
 def _to(device: torch.device, x, targets, sem):
