@@ -77,8 +77,8 @@ def cmd_refit_entropy(args) -> int:
     from .codec.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
     from .training.entropy_refit import refit_entropy, rescale_gain
 
-    if args.images < 2 or args.steps < 1 or args.lr <= 0:
-        raise ConfigError(f"--images must be >= 2, --steps >= 1 and --lr > 0, got {args.images}, {args.steps}, "
+    if args.images < 2 or args.steps < 0 or args.lr <= 0:
+        raise ConfigError(f"--images must be >= 2, --steps >= 0 and --lr > 0, got {args.images}, {args.steps}, "
                           f"{args.lr}")
     _threads(args.threads)
     ckpt = read_checkpoint(args.model)
@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output checkpoint (.pt)")
     s.add_argument("--data", default="data/synthetic/train", help="COCO-format training images")
     s.add_argument("--images", type=int, default=1000, help="images to fit on (the last 10%% only measure bytes)")
-    s.add_argument("--steps", type=int, default=2000, help="Adam steps per width")
+    s.add_argument("--steps", type=int, default=2000, help="Adam steps per width (0: keep the densities, only count the "
+                                                                "symbols per context)")
     s.add_argument("--lr", type=float, default=1e-3, help="learning rate of the densities (cosine decay)")
     s.add_argument("--gain", type=width_factor, action="append", default=[], metavar="W=F",
                    help="first move width W along the rate axis: its gain times F (finer quantization, more "

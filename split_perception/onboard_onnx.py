@@ -1,5 +1,6 @@
-"""The onboard encoder on ONNX Runtime: numpy preprocessing, one ONNX graph per width, rANS coding
-from the stored integer tables. Imports no torch (a robot installs requirements-onboard.txt)."""
+"""The onboard encoder on ONNX Runtime: numpy preprocessing, one ONNX graph per width, context-
+adaptive rANS coding from the stored integer tables. Imports no torch (a robot installs
+requirements-onboard.txt)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 
 from .codec.onboard_export import OnboardExport
 from .codec.packet import FINGERPRINT_BYTES, Packet
-from .codec.rans import BottleneckEncoder
+from .codec.context import ContextCoder, ContextTables
 from .config import find_width
 from .errors import CheckpointError, ConfigError, WidthError
 from .preprocess import to_input_array
@@ -41,7 +42,7 @@ class OnnxEncoder:
                                                            providers=["CPUExecutionProvider"]))
             except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
                 raise CheckpointError(f"{t.graph}: ONNX Runtime cannot load it ({exc})") from None
-            self._coders.append(BottleneckEncoder(t.quantized_cdf, t.cdf_length, t.offset, t.medians, t.latent_shape))
+            self._coders.append(ContextCoder(ContextTables(t.quantized_cdf, t.cdf_length, t.offset)))
         self._index = len(self.cfg.widths) - 1
         self._input = np.empty((1, 3, *self.cfg.input_size), np.float32)
 
@@ -67,10 +68,19 @@ class OnnxEncoder:
         """Network input -> float32 bottleneck (before rounding) at a width."""
         return self._sessions[width_index].run(None, {"image": x})[0]
 
+    def symbols(self, y: np.ndarray, width_index: int) -> np.ndarray:
+        """float32 bottleneck 1xCxHxW -> the int32 symbols CxHxW that are coded: round(y - median)
+        per channel, half to even as torch.round."""
+        medians = self.export.widths[width_index].medians
+        return np.round(y[0] - medians[:, None, None]).astype(np.int32)
+
     def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
         i = self._index  # one consistent snapshot
         y = self.bottleneck(self.preprocess(rgb), i)
         c, h, w = self.export.widths[i].latent_shape
+        if y.shape != (1, c, h, w):
+            raise CheckpointError(f"width {self.cfg.widths[i]}: the graph gives a {y.shape} bottleneck, "
+                                  f"the export says {(1, c, h, w)}")
         packet = Packet(self._fp, i, self.cfg.widths[i], frame_id, stamp_ns, tuple(rgb.shape[:2]), (c, h, w),
-                        self._coders[i].encode(y))
+                        self._coders[i].encode(self.symbols(y, i)))
         return packet.to_bytes()

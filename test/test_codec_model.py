@@ -56,7 +56,7 @@ def test_cross_process_encode_is_bit_exact(tiny_model_path, tmp_path):
     assert (packet.frame_id, packet.stamp_ns, packet.width) == (7, 99, 0.5)
     c, h, w = packet.latent_shape
     m = dec.model
-    y_remote = m.entropy[packet.width_index].decompress([packet.payload + bytes(4096)], (h, w))
+    y_remote = m.entropy_decode([packet.payload + bytes(4096)], (h, w), packet.width_index)
     enc = OnboardEncoder(tiny_model_path)
     enc.set_width(0.5)
     with torch.no_grad():

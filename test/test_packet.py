@@ -12,6 +12,7 @@ from split_perception.codec.packet import (
     MAX_CHANNELS,
     MAX_DIM,
     MAX_PAYLOAD,
+    VERSION,
     Packet,
     parse,
 )
@@ -46,11 +47,12 @@ def test_every_single_bit_flip_is_refused():
                 parse(bytes(flipped))
 
 
-def test_other_version_is_refused_with_reason():
+@pytest.mark.parametrize("version", [1, 99])  # 1: factorized coding, which this decoder no longer reads
+def test_other_version_is_refused_with_reason(version):
     data = bytearray(make().to_bytes())
-    data[4] = 99
+    data[4] = version
     body = bytes(data[:-4])
-    with pytest.raises(PacketError, match="version 99"):
+    with pytest.raises(PacketError, match=f"version {version}"):
         parse(body + struct.pack("<I", zlib.crc32(body)))
 
 
@@ -86,7 +88,7 @@ def test_header_with_valid_crc_is_accepted_exactly_when_length_and_shapes_hold(
         width_index, width_milli, fp, frame_id, stamp_ns, ih, iw, c, lh, lw, payload, claimed_len):
     """Any header (claimed payload length included: the true one or any u32) behind a valid CRC."""
     length = len(payload) if claimed_len is None else claimed_len
-    body = struct.pack("<4sBBH16sQqHHHHHI", b"SPFC", 1, width_index, width_milli, fp, frame_id, stamp_ns,
+    body = struct.pack("<4sBBH16sQqHHHHHI", b"SPFC", VERSION, width_index, width_milli, fp, frame_id, stamp_ns,
                        ih, iw, c, lh, lw, length) + payload
     data = body + struct.pack("<I", zlib.crc32(body))
     plausible = all(1 <= v <= MAX_DIM for v in (ih, iw, lh, lw)) and 1 <= c <= MAX_CHANNELS

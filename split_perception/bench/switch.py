@@ -124,10 +124,10 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
     """Lower bound of a reload: a model holding only the encoder and the entropy model of one width
     (what a per-size onboard file would hold), weights memory-mapped, no fingerprint check; returns
     the entropy-coded payload of `frame` (bit-identical to the full encoder's)."""
-    from compressai.entropy_models import EntropyBottleneck
-
     from ..codec.checkpoint import DEFAULT_MODEL, TABLE_BUFFERS
+    from ..codec.context import ContextCoder
     from ..config import model_config_from_dict
+    from ..models.context_model import ContextModel
     from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
     from ..models.slimmable import WidthState
     from ..models.teacher import front_only
@@ -147,14 +147,16 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
         encoder = SlimmableEncoder(cfg, WidthState(i))
     encoder.load_state_dict(part("encoder."))
     encoder.eval()
-    entropy = EntropyBottleneck(encoder.bottleneck_channels[i])
-    state = part(f"entropy.{i}.")
+    context = ContextModel(encoder.bottleneck_channels[i])
+    state = part(f"context.{i}.")
     for name in TABLE_BUFFERS:
-        getattr(entropy, name).resize_(state[name].shape)
-    entropy.load_state_dict(state)
+        getattr(context, name).resize_(state[name].shape)
+    context.load_state_dict(state)
+    medians = part(f"entropy.{i}.")["quantiles"][:, :, 1:2]  # EntropyBottleneck's medians
     x = to_input_tensor(frame, cfg.input_size, cfg.image_mean, cfg.image_std)[None]
     with torch.no_grad():
-        return entropy.compress(encoder(x))[0]
+        symbols = torch.round(encoder(x) - medians).int()
+    return ContextCoder(context.tables()).encode(symbols[0].numpy())
 
 
 def _packet_width(packet: bytes) -> float:

@@ -109,6 +109,9 @@ def model_from_checkpoint(ckpt: dict, path: str | Path, kind: str = "student") -
         raise CheckpointError(f"{path}: holds a {ckpt['kind']} model, a {kind} model is needed here")
     model = SplitModel(ckpt["model_config"]) if kind == "student" else Teacher(ckpt["model_config"])
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    counted = kind == "teacher" or any(k.startswith("context.") for k in state)
+    if not counted:  # written before context coding: no counts, so it codes as the factorized model did
+        state.update({k: v for k, v in model.state_dict().items() if k.startswith("context.")})
     _resize_tables(model, state)
     try:
         model.load_state_dict(state, strict=True)
@@ -118,6 +121,9 @@ def model_from_checkpoint(ckpt: dict, path: str | Path, kind: str = "student") -
         empty = [i for i, m in enumerate(model.entropy) if m._quantized_cdf.numel() == 0]
         if empty:
             raise CheckpointError(f"{path}: entropy tables missing for width indices {empty}")
+        if not counted:
+            for eb, ctx in zip(model.entropy, model.context):
+                ctx.update(eb)  # from the stored factorized tables' density; eb's own tables stay as stored
     return model.eval()
 
 

@@ -2,7 +2,7 @@
 
 Only the analysis transform (the slimmable encoder) goes into ONNX, one graph per width with the
 channel slices frozen at trace time; rounding and entropy coding stay outside the graph and use
-the integer CDF tables exactly as the checkpoint stores them (see `codec/onboard_export.py`).
+the context coder's integer CDF tables exactly as the checkpoint stores them (see `codec/onboard_export.py`).
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ def export_onboard(model_path: str | Path | None = None, out: str | Path | None 
             name = f"encoder_w{i}.onnx"
             (out / name).write_bytes(_graph_bytes(model.encoder, x))
             sha[name] = file_sha256(out / name)
-            eb = model.entropy[i]
-            tables.update({f"quantized_cdf_{i}": eb._quantized_cdf.numpy().astype(np.int32),
-                           f"cdf_length_{i}": eb._cdf_length.numpy().astype(np.int32),
-                           f"offset_{i}": eb._offset.numpy().astype(np.int32),
-                           f"medians_{i}": eb._get_medians().reshape(-1).numpy().astype(np.float32)})
+            ctx = model.context[i].tables()
+            tables.update({f"quantized_cdf_{i}": ctx.quantized_cdf.astype(np.int32),
+                           f"cdf_length_{i}": ctx.cdf_length.astype(np.int32),
+                           f"offset_{i}": ctx.offset.astype(np.int32),
+                           f"medians_{i}": model.entropy[i]._get_medians().reshape(-1).numpy().astype(np.float32)})
             widths.append({"width": w, "graph": name, "channels": shape[0], "latent_shape": list(shape)})
     model.set_width(cfg.widths[-1])
     np.savez(out / TABLES, **tables)

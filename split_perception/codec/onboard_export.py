@@ -19,7 +19,7 @@ from ..config import ModelConfig, model_config_from_dict
 from ..errors import CheckpointError, ConfigError
 
 FORMAT = "split_perception.onboard_export"
-VERSION = 1
+VERSION = 2  # 2: context-coder tables (CONTEXTS per channel)
 MANIFEST = "manifest.json"
 TABLES = "tables.npz"
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default_model.pt"
@@ -40,14 +40,14 @@ def file_sha256(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class WidthTables:
-    """One width's graph and entropy-bottleneck tables, exactly as the checkpoint stores them."""
+    """One width's graph, context-coder tables and medians, exactly as the checkpoint stores them."""
 
     graph: Path
     channels: int
     latent_shape: tuple[int, int, int]  # (channels, h, w) of the bottleneck
-    quantized_cdf: np.ndarray  # int32 [channels, max_length + 2]
-    cdf_length: np.ndarray  # int32 [channels]
-    offset: np.ndarray  # int32 [channels]
+    quantized_cdf: np.ndarray  # int32 [channels * CONTEXTS, max_length + 2]
+    cdf_length: np.ndarray  # int32 [channels * CONTEXTS]
+    offset: np.ndarray  # int32 [channels * CONTEXTS]
     medians: np.ndarray  # float32 [channels]
 
 

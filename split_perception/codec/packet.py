@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..errors import PacketError
 
 MAGIC = b"SPFC"
-VERSION = 1
+VERSION = 2  # 2: context-coded payload
 _HEADER = struct.Struct("<4sBBH16sQqHHHHHI")
 HEADER_SIZE = _HEADER.size
 CRC_SIZE = 4

@@ -6,12 +6,15 @@ Follows CompressAI's contract: `forward` (training) returns restored features an
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
+from ..codec.context import ContextCoder
 from ..config import ModelConfig, find_width
 from ..errors import CheckpointError, PacketError, WidthError
+from .context_model import ContextModel
 from .decoder import FeatureDecoder, SharedDecoder
 from .encoder import FrontProjectionEncoder, SlimmableEncoder
 from .slimmable import WidthState
@@ -39,7 +42,9 @@ class SplitModel(nn.Module):
         else:
             self.encoder = SlimmableEncoder(cfg, self._state)
         chans = self.encoder.bottleneck_channels
-        self.entropy = nn.ModuleList(EntropyBottleneck(c) for c in chans)
+        self.entropy = nn.ModuleList(EntropyBottleneck(c) for c in chans)  # training rate term, medians
+        self.context = nn.ModuleList(ContextModel(c) for c in chans)  # the tables packets are coded with
+        self._coders: dict[int, ContextCoder] = {}
         args = (cfg.decoder_channels, self.teacher.split_channels, cfg.decoder_layers, cfg.gdn)
         self.decoders = (SharedDecoder(chans[-1], *args) if cfg.shared_decoder
                          else nn.ModuleList(FeatureDecoder(c, *args) for c in chans))
@@ -79,18 +84,26 @@ class SplitModel(nn.Module):
         y_hat, likelihoods = self.entropy[i](y)
         return {"z_hat": self.decoder_for(i)(y_hat), "likelihoods": {"y": likelihoods}}
 
-    def _tables_ready(self, i: int) -> None:
-        if self.entropy[i]._quantized_cdf.numel() == 0:
-            raise CheckpointError("entropy model has no CDF tables: load the model with "
-                                  "split_perception.codec.checkpoint.load_model (tables are stored there)")
+    def _coder(self, i: int) -> ContextCoder:
+        if i not in self._coders:
+            if self.context[i]._quantized_cdf.numel() == 0:
+                raise CheckpointError("entropy model has no CDF tables: load the model with "
+                                      "split_perception.codec.checkpoint.load_model (tables are stored there)")
+            self._coders[i] = ContextCoder(self.context[i].tables())
+        return self._coders[i]
 
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict:
         """Images -> {"strings": one bytes per image, "shape": (h, w) of the bottleneck}."""
-        i = self._state.index
-        self._tables_ready(i)
         y = self.encoder(x)
-        return {"strings": self.entropy[i].compress(y), "shape": tuple(y.shape[-2:])}
+        return {"strings": self.entropy_encode(y, self._state.index), "shape": tuple(y.shape[-2:])}
+
+    @torch.no_grad()
+    def entropy_encode(self, y: Tensor, width_index: int) -> list[bytes]:
+        """Unquantized bottlenecks N x C x h x w of a width -> one context-coded string each."""
+        coder = self._coder(width_index)
+        symbols = torch.round(y - self.entropy[width_index]._get_medians()).int().numpy()
+        return [coder.encode(s) for s in symbols]
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:
@@ -100,8 +113,9 @@ class SplitModel(nn.Module):
     @torch.no_grad()
     def entropy_decode(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:
         """Strings of the given width -> the quantized bottleneck, the feature decoder's input."""
-        self._tables_ready(width_index)
-        y_hat = self.entropy[width_index].decompress(strings, shape)
+        coder = self._coder(width_index)
+        symbols = np.stack([coder.decode(s, (coder.channels, *shape)) for s in strings])
+        y_hat = torch.from_numpy(symbols).float() + self.entropy[width_index]._get_medians()
         if not torch.isfinite(y_hat).all() or y_hat.abs().max() > MAX_SYMBOL:
             raise PacketError("payload decodes to out-of-range symbols: corrupt or forged packet")
         return y_hat
@@ -115,7 +129,10 @@ class SplitModel(nn.Module):
     def aux_loss(self) -> Tensor:
         return sum(m.loss() for m in self.entropy)
 
-    def update_tables(self) -> None:
-        """Compute the integer CDF tables. Called once, when a checkpoint is written."""
-        for m in self.entropy:
-            m.update(force=True)
+    def update_tables(self, width_index: int | None = None) -> None:
+        """Compute the integer CDF tables (of one width, or all). Called when a checkpoint is written
+        and after a refit; raises ValueError for a density that has no valid table (NaN)."""
+        for i in range(len(self.entropy)) if width_index is None else (width_index,):
+            self.entropy[i].update(force=True)
+            self.context[i].update(self.entropy[i])
+            self._coders.pop(i, None)

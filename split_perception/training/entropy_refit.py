@@ -56,19 +56,28 @@ def bottlenecks(model: SplitModel, root: str, max_images: int, progress: bool = 
 
 @torch.no_grad()
 def coded_bytes(model: SplitModel, i: int, y: Tensor) -> float:
-    """Mean bytes of the strings that width `i`'s entropy coder writes for `y` (real rANS output)."""
+    """Mean bytes of the strings that width `i`'s context coder writes for `y` (real rANS output)."""
     model.entropy[i].eval()
-    return sum(len(s) for s in model.entropy[i].compress(y)) / len(y)
+    return sum(len(s) for s in model.entropy_encode(y, i)) / len(y)
+
+
+@torch.no_grad()
+def count_contexts(model: SplitModel, i: int, y: Tensor) -> None:
+    """Count width `i`'s symbols of the bottlenecks `y` per (channel, context), then build its tables."""
+    model.context[i].fit(torch.round(y - model.entropy[i]._get_medians()).int())
+    model.update_tables(i)
 
 
 def refit_entropy(model: SplitModel, root: str, max_images: int = 1000, steps: int = 2000, batch_size: int = 16,
                   lr: float = 1e-3, aux_lr: float = 1e-2, held_out: float = 0.1, seed: int = 0,
                   progress: bool = True) -> dict[str, dict[str, float]]:
-    """Fit every width's density to its cached bottlenecks; return bytes/image before and after.
+    """Fit every width's density to its cached bottlenecks, then count its symbols per context;
+    return bytes/image before and after.
 
     The last `held_out` fraction of the images is not fitted on; bytes are reported there. Only the
     entropy models change, so the encoder's packets carry the same symbols and the decoders see
     the same inputs (up to the quantization offsets, which follow the refitted medians).
+    `steps=0` keeps the densities and only counts the contexts.
     """
     ys = bottlenecks(model, root, max_images, progress)
     n_fit = max(1, int(len(ys[0]) * (1 - held_out)))
@@ -81,7 +90,7 @@ def refit_entropy(model: SplitModel, root: str, max_images: int = 1000, steps: i
         density = [p for n, p in eb.named_parameters() if not n.endswith("quantiles")]
         opt = torch.optim.Adam(density, lr=lr)
         aux_opt = torch.optim.Adam([eb.quantiles], lr=aux_lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(1, steps))))
         eb.train()
         bar = tqdm(range(steps), desc=f"refit width {w}", disable=not progress, leave=False)
         for _ in bar:
@@ -97,7 +106,7 @@ def refit_entropy(model: SplitModel, root: str, max_images: int = 1000, steps: i
             aux_opt.step()
             bar.set_postfix(bytes=f"{loss.item():.0f}")
         try:
-            eb.update(force=True)
+            count_contexts(model, i, fit)
         except ValueError as exc:  # a density that diverged (NaN) has no CDF table
             raise ConfigError(f"width {w}: the refitted density has no valid table ({exc}); try a lower --lr "
                               f"or a smaller --gain") from None

@@ -144,9 +144,9 @@ class Trainer:
             widest = f"decoders.{len(self.mc.widths) - 1}."
             theirs = {("decoders.decoder." + k[len(widest):] if k.startswith(widest) else k): v
                       for k, v in theirs.items() if k.startswith(widest) or not k.startswith("decoders.")}
-        self.model.load_state_dict({k: v for k, v in theirs.items()
-                                    if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS and not k.startswith("teacher.")},
-                                   strict=False)
+        # Tables and context counts describe the old encoder's symbols: the next refit counts anew.
+        self.model.load_state_dict({k: v for k, v in theirs.items() if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS
+                                    and not k.startswith(("teacher.", "context."))}, strict=False)
         changed = [k for k in own if k.startswith("teacher.") and not torch.equal(own[k], theirs[k])]
         if changed:
             raise CheckpointError(f"student_init {path} was trained against another teacher ({len(changed)} tensors differ)")
