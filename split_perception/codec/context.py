@@ -5,8 +5,8 @@ A symbol at (channel c, row h, column w) is coded with one of `CONTEXTS` tables 
 chosen by what the decoder already has, the row h - 1 of every channel:
 - how many of the 3 symbols above it (w - 1, w, w + 1) in its own channel are nonzero (0-3), and
 - how active that 3-symbol window is across all channels (6 levels of the nonzero fraction).
-Most symbols are zero (87-89% on the bundled model); near an object many channels are active
-at once, so both counts predict a symbol's spread better than its channel alone.
+Most symbols are zero, and near an object many channels are active at once, so both counts
+predict a symbol's spread better than its channel alone.
 
 The stream is one `encode_with_indexes` call over the symbols in (row, channel, column) order;
 the decoder reads it back one row at a time (`decode_stream`), computing each row's contexts
