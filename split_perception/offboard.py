@@ -64,6 +64,13 @@ class OffboardDecoder(ModelRuntime):
         if packet.latent_shape != expect:
             raise PacketError(f"latent shape {packet.latent_shape}, the model makes {expect}")
 
+    def screen(self, data: bytes) -> Packet:
+        """Parse and check a packet without decoding it (microseconds): PacketError/ModelMismatchError
+        for anything this decoder would refuse, so a bad packet can be refused on arrival."""
+        packet = parse(data)
+        self.check(packet)
+        return packet
+
     @torch.no_grad()
     def decode(self, data: bytes, with_mask: bool = True) -> DecodedFrame:
         """Bytes -> detections (+ mask). Raises PacketError / ModelMismatchError, never crashes."""
@@ -84,8 +91,7 @@ class OffboardDecoder(ModelRuntime):
         by_width: dict[int, list[tuple[int, Packet, torch.Tensor]]] = {}
         for k, data in enumerate(packets):
             try:
-                packet = parse(data)
-                self.check(packet)
+                packet = self.screen(data)
                 c, h, w = packet.latent_shape
                 padded = packet.payload + bytes(8 + _PAD_PER_SYMBOL * c * h * w)
                 y_hat = self.model.entropy_decode([padded], (h, w), packet.width_index)

@@ -40,3 +40,9 @@ def test_batch_of_mixed_widths_and_bad_packets(bundled_model_path, tiny_model_pa
     assert dec.decode_batch([]) == []
     with pytest.raises(ModelMismatchError):
         dec.decode(other)
+    # screening (what the decoder node does on arrival) refuses exactly what decoding would
+    assert dec.screen(packets[0]).frame_id == 0
+    for bad, err in ((packets[2][:40], PacketError), (other, ModelMismatchError),
+                     (packets[1][:-1] + bytes([packets[1][-1] ^ 1]), PacketError)):
+        with pytest.raises(err):
+            dec.screen(bad)

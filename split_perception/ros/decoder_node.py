@@ -1,7 +1,8 @@
 """Offboard decoder node: EncodedFeatures -> detections, segmentation mask, annotated image, LinkStatus.
 
 One node serves one robot (its own topics) or a fleet (`robots`: one set of topics per robot
-namespace, one model in memory). Arrivals are measured in the subscription callbacks; one worker
+namespace, one model in memory). Arrivals are measured and screened in the subscription callbacks
+(a malformed or foreign packet is refused there, before it can displace a good frame); one worker
 takes the newest packet of every robot that has one waiting (a drop-oldest slot per robot, so a
 slow robot never stalls another) and decodes them as one batch. Bad packets are counted per robot
 and logged (throttled), never fatal.
@@ -60,7 +61,7 @@ class DecoderNode(Node):
         self.decoder = OffboardDecoder(model_path or None, score_thresh=score if score >= 0 else None)
         self.slots = LatestSlots()
         qos = qos_from(reliability)
-        self.streams = {n: RobotStream(self, n, self.slots, qos, window, diagnostics_period, self.decoder.fingerprint)
+        self.streams = {n: RobotStream(self, n, self.slots, qos, window, diagnostics_period, self.decoder)
                         for n in names}
         self.unserved: set[str] = set()
         # fleet: the robots' features topics, fixed for the node's life (checked against the graph)

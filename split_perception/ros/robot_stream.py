@@ -10,11 +10,11 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from ..errors import ConfigError, ModelMismatchError
+from ..errors import ConfigError, ModelMismatchError, PacketError
 from ..health import Counters
 from ..link.stats import LinkStats
 from ..msg import Detection2D, Detection2DArray, EncodedFeatures, LinkStatus
-from ..offboard import DecodedFrame
+from ..offboard import DecodedFrame, OffboardDecoder
 from ..stamps import stamp_ns
 from ..visualize import draw_detections
 from .common import LatestSlots
@@ -57,8 +57,8 @@ class RobotStream:
     """
 
     def __init__(self, node: Node, name: str, slots: LatestSlots, qos, window_s: float, diagnostics_period: float,
-                 fingerprint: str):
-        self.name, self._node, self._slots, self._fingerprint = name, node, slots, fingerprint
+                 decoder: OffboardDecoder):
+        self.name, self._node, self._slots, self._decoder = name, node, slots, decoder
         prefix = f"{name}/" if name else ""
         self.stats = LinkStats(window_s)
         self._lock = threading.Lock()
@@ -71,8 +71,9 @@ class RobotStream:
         self.vis_pub = node.create_publisher(Image, prefix + "annotated", 5)
         self.status_pub = node.create_publisher(LinkStatus, prefix + "link_status", 10)
         self.worker_alive = lambda: True  # the node sets its worker's liveness
-        self.diagnostics = Diagnostics(node, diagnostics_period, self._diagnostics, fingerprint[:12], suffix=name,
-                                       input_name="packets", bad_name="bad packets", busy_key="decode_ms")
+        self.diagnostics = Diagnostics(node, diagnostics_period, self._diagnostics, decoder.fingerprint[:12],
+                                       suffix=name, input_name="packets", bad_name="bad packets",
+                                       busy_key="decode_ms")
 
     @property
     def bad_packets(self) -> int:
@@ -85,14 +86,20 @@ class RobotStream:
             latency_ms = None  # replayed stamps or unsynchronised clocks: not a link latency
         with self._lock:
             self.stats.add(time.monotonic(), int(msg.frame_id), len(msg.packet), latency_ms, float(msg.width))
+        try:  # refused on arrival: a bad packet never takes the slot of a good frame waiting there
+            self._decoder.screen(bytes(msg.packet))
+        except (PacketError, ModelMismatchError) as exc:
+            self.refused(exc)
+            return
         self._slots.put(msg, self.name)
 
     def refused(self, exc: Exception) -> None:
-        """Count a packet the decoder refused and log it (throttled)."""
-        if isinstance(exc, ModelMismatchError):
-            self.mismatched += 1
-        else:
-            self.corrupt += 1
+        """Count a packet refused on arrival or by the decoder, and log it (throttled)."""
+        with self._lock:
+            if isinstance(exc, ModelMismatchError):
+                self.mismatched += 1
+            else:
+                self.corrupt += 1
         who = f"robot {self.name}: " if self.name else ""
         self._node.get_logger().error(f"{who}packet refused ({self.bad_packets} so far): {exc}",
                                       throttle_duration_sec=5.0)
@@ -128,7 +135,7 @@ class RobotStream:
         return counters, {
             "frames_decoded": str(self.decoded), "bad_packets": str(self.bad_packets),
             "model_mismatches": str(self.mismatched), "width": str(self.width),
-            "model_fingerprint": self._fingerprint, "throughput_bps": f"{s.throughput_bps:.0f}",
+            "model_fingerprint": self._decoder.fingerprint, "throughput_bps": f"{s.throughput_bps:.0f}",
             "loss_rate": f"{s.loss_rate:.3f}", "latency_ms": f"{s.latency_ms:.1f}",
             "frames_lost": str(s.frames_lost), "bytes_per_frame": f"{s.bytes_per_frame:.0f}"}
 
