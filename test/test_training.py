@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from split_perception.codec.checkpoint import load_model
 from split_perception.config import TrainConfig, load_config
@@ -38,6 +39,29 @@ def test_two_stage_training_lowers_loss_and_resumes(tmp_path, tiny_data):
     assert hist[-1]["loss"] < hist[0]["loss"] and hist[-1]["kd"] < hist[0]["kd"]
     model, _ = load_model(final)
     assert len(model.widths) == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_gives_a_checkpoint_that_runs_on_the_cpu(tmp_path, tiny_data):
+    """Both stages on CUDA (bfloat16 autocast, DataLoader workers); the checkpoints load and code on the CPU."""
+    from split_perception.offboard import OffboardDecoder
+    from split_perception.onboard import OnboardEncoder
+
+    teacher = _train(tmp_path, tiny_data, "teacher", 3, device="cuda", num_workers=2)
+    assert teacher.device.type == "cuda"
+    path = teacher.run()
+    student = _train(tmp_path, tiny_data, "student", 3, teacher_checkpoint=str(path), rate_weight=0.05,
+                     device="cuda", num_workers=2)
+    final = student.run()
+    hist = [json.loads(l) for l in (tmp_path / "student/log.jsonl").read_text().splitlines()]
+    assert hist[-1]["loss"] < hist[0]["loss"] and hist[-1]["kd"] < hist[0]["kd"]
+    model, _ = load_model(final)
+    assert next(model.parameters()).device.type == "cpu"
+    enc, dec = OnboardEncoder.from_model(model, "0" * 64), OffboardDecoder.from_model(model, "0" * 64)
+    frame = (torch.rand(96, 128, 3) * 255).byte().numpy()
+    for w in model.widths:
+        enc.set_width(w)
+        assert dec.decode(enc.encode(frame, frame_id=1)).width == w
 
 
 def test_sandwich_rule_takes_widest_and_narrowest():

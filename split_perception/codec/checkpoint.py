@@ -41,7 +41,9 @@ def fingerprint(state_dict: dict[str, torch.Tensor], cfg: dict) -> str:
 
 
 def _stored(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: (v.half() if v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
+    """The state dict as stored: fp16 floats, on the CPU whatever device the model trained on."""
+    return {k: (v.half() if v.is_floating_point() else v).detach().cpu().clone()
+            for k, v in model.state_dict().items()}
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, extra: dict | None = None) -> str:

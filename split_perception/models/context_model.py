@@ -47,7 +47,7 @@ class ContextModel(nn.Module):
         """Tables from the counts and `eb`'s factorized pmf (call after `eb.update`)."""
         pmf, tail, offset, length = _factorized_pmf(eb)
         channels, contexts = self.counts.shape[:2]
-        counts = self.counts.double().numpy()
+        counts = self.counts.cpu().double().numpy()
         rows, lengths, offsets = [], [], []
         for c in range(channels):
             n = int(length[c])
@@ -71,7 +71,8 @@ class ContextModel(nn.Module):
         self._offset = torch.tensor(offsets, dtype=torch.int32)
 
     def tables(self) -> ContextTables:
-        return ContextTables(self._quantized_cdf.numpy(), self._cdf_length.numpy(), self._offset.numpy())
+        return ContextTables(self._quantized_cdf.cpu().numpy(), self._cdf_length.cpu().numpy(),
+                             self._offset.cpu().numpy())
 
 
 def _factorized_pmf(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -86,4 +87,4 @@ def _factorized_pmf(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray, np.n
     pmf, lower, upper = eb._likelihood(samples, stop_gradient=True)
     pmf = pmf[:, 0, :]
     tail = torch.sigmoid(lower[:, 0, :1]) + torch.sigmoid(-upper[:, 0, -1:])
-    return pmf.double().numpy(), tail[:, 0].double().numpy(), (-minima).numpy(), pmf_length.numpy()
+    return tuple(t.cpu().numpy() for t in (pmf.double(), tail[:, 0].double(), -minima, pmf_length))

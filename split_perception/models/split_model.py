@@ -102,7 +102,7 @@ class SplitModel(nn.Module):
     def entropy_encode(self, y: Tensor, width_index: int) -> list[bytes]:
         """Unquantized bottlenecks N x C x h x w of a width -> one context-coded string each."""
         coder = self._coder(width_index)
-        symbols = torch.round(y - self.entropy[width_index]._get_medians()).int().numpy()
+        symbols = torch.round(y - self.entropy[width_index]._get_medians()).int().cpu().numpy()
         return [coder.encode(s) for s in symbols]
 
     @torch.no_grad()
