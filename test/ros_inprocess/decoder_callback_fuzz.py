@@ -34,12 +34,19 @@ def ros():
 
 @pytest.fixture
 def node(ros):
-    """A decoder node of this test's own (counters at zero), its worker stopped: the test calls the
-    decode step itself, one message at a time."""
+    """A decoder node of this test's own (counters at zero), its worker stopped: the test does the
+    worker's step itself."""
     n = DecoderNode()
     n.close()
     yield n
     n.destroy_node()
+
+
+def work(node) -> None:
+    """What the node's worker does on waking: decode the frame waiting in the slot, if any."""
+    batch = node.slots.take(timeout=0.0)
+    if batch:
+        node._decode(batch)
 
 
 @st.composite
@@ -81,10 +88,14 @@ def messages(draw) -> EncodedFeatures:
 @given(msgs=st.lists(messages(), min_size=1, max_size=3))
 def test_any_message_is_decoded_or_refused_and_counted(node, msgs):
     stream = node.streams[""]
-    before = stream.decoded + stream.bad_packets
+    counted = lambda: stream.decoded + stream.bad_packets + node.slots.dropped("")
+    before = counted()
     for msg in msgs:
-        stream._on_features(msg)  # the subscription callback: link statistics
-    node._decode([("", msg) for msg in msgs])  # what the worker does with the frames waiting: one batch
+        stream._on_features(msg)  # the subscription callback: link statistics, bad packets refused
+    work(node)
+    assert counted() == before + len(msgs)  # each decoded, refused, or replaced by a newer one
+    before = stream.decoded + stream.bad_packets
+    node._decode([("", msg) for msg in msgs])  # the decode step alone, every message in one batch
     assert stream.decoded + stream.bad_packets == before + len(msgs)
     node._publish_status()  # LinkStatus from whatever arrived: must stay a valid message
     s = stream.stats.snapshot(0.0)
@@ -98,7 +109,7 @@ def test_real_packets_decoded_and_corrupt_ones_refused(node):
     stream = node.streams[""]
     for i, packet in enumerate([*SEEDS, *corrupt]):
         stream._on_features(message(packet, i))
-        node._decode([("", message(packet, i))])
+        work(node)
     assert (stream.decoded, stream.bad_packets) == (len(SEEDS), len(corrupt))
     s = stream.stats.snapshot(0.0)
     assert (s.frames_received, s.frames_lost) == (len(SEEDS) + len(corrupt), 0)
