@@ -148,6 +148,9 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     print(f"starting nodes (ROS_DOMAIN_ID={domain_id}); link trace {trace.points} ...", flush=True)
+    # the robot's side (camera -> encoder) with the Fast DDS profile that carries whole 640x480 frames
+    # in shared memory, as on a robot (README, "Onboard install"); without it most frames are lost
+    robot_env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(CONFIG / "fastdds_large_frames.xml")}
     procs = [
         start_node("decoder", domain_id, params=model, params_file=CONFIG / "decoder.yaml",
                    log_path=logs / "decoder.log"),
@@ -158,7 +161,7 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
                                                                      "features_out": "features"},
                    log_path=logs / "link_emulator.log"),
         start_node("encoder", domain_id, params=model, params_file=CONFIG / "encoder.yaml",
-                   remap={"features": "features_onboard"}, log_path=logs / "encoder.log"),
+                   remap={"features": "features_onboard"}, log_path=logs / "encoder.log", env=robot_env),
     ]
     rec_path = out / "recording.json"
     try:
@@ -166,7 +169,8 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
         # than the encoder, and frames sent before it is ready would be counted as sent, never decoded
         wait_ready(logs, "encoder", "decoder")
         procs.append(start_node("bag_player", domain_id, params={"bag": bag, "loop": True, "wait_for_subscribers": 1},
-                                params_file=CONFIG / "bag_player.yaml", log_path=logs / "bag_player.log"))
+                                params_file=CONFIG / "bag_player.yaml", log_path=logs / "bag_player.log",
+                                env=robot_env))
         recorder = subprocess.run([*python_module("split_perception.harness.demo_recorder"), str(seconds),
                                    str(rec_path)], env=ros_env(domain_id), timeout=seconds + 120)
         if recorder.returncode != 0:

@@ -27,7 +27,7 @@ def test_demo_with_default_output_folder_from_a_repository_copy(tmp_path, bundle
     assert cli.is_file(), f"{cli} missing: the package is not installed in this venv"
     work = repo_copy(tmp_path / "clone")
     proc = subprocess.run([str(cli), "demo", "--seconds", "24", "--frames", "10",
-                           "--trace", "steps:3e6@0,0.12e6@8,3e6@15", "--domain-id", str(pick_domain())],
+                           "--trace", "steps:3e6@0,0.05e6@8,3e6@15", "--domain-id", str(pick_domain())],
                           cwd=work, capture_output=True, text=True, timeout=600)
     out = work / "out" / "demo"  # the default, relative to where the user stands
     logs = {p.name: p.read_text() for p in (out / "logs").glob("*.log")}
