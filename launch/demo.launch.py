@@ -22,6 +22,9 @@ def generate_launch_description():
     def cfg(name):
         return os.path.join(config, f"{name}.yaml")
 
+    # camera -> encoder: whole 640x480 frames through Fast DDS shared memory (README, "Onboard install")
+    robot_env = {"FASTDDS_DEFAULT_PROFILES_FILE": os.path.join(config, "fastdds_large_frames.xml")}
+
     return LaunchDescription([
         DeclareLaunchArgument("bag", description="rosbag2 with a camera topic (split-perception make-bag)"),
         DeclareLaunchArgument("bandwidth", default_value="steps:3e6@0,0.06e6@12,0.14e6@22,3e6@30",
@@ -29,10 +32,11 @@ def generate_launch_description():
         DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
         Node(package="split_perception", executable="bag_player", name="bag_player", output="screen",
              parameters=[cfg("bag_player"), {"bag": ParameterValue(LaunchConfiguration("bag"), value_type=str), "loop": True}],
-             remappings=[("image", "/camera/image_raw")]),
+             remappings=[("image", "/camera/image_raw")], additional_env=robot_env),
         Node(package="split_perception", executable="encoder", name="encoder", output="screen",
              parameters=[cfg("encoder"), {"model_path": model}],
-             remappings=[("image", "/camera/image_raw"), ("features", "features_onboard")]),
+             remappings=[("image", "/camera/image_raw"), ("features", "features_onboard")],
+             additional_env=robot_env),
         Node(package="split_perception", executable="link_emulator", name="link_emulator", output="screen",
              parameters=[cfg("link_emulator"), {"bandwidth": ParameterValue(LaunchConfiguration("bandwidth"), value_type=str)}],
              remappings=[("features_in", "features_onboard"), ("features_out", "features")]),
