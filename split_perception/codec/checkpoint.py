@@ -42,7 +42,7 @@ def fingerprint(state_dict: dict[str, torch.Tensor], cfg: dict) -> str:
 
 def _stored(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict as stored: fp16 floats, on the CPU whatever device the model trained on."""
-    return {k: (v.half() if v.is_floating_point() else v).detach().cpu().clone()
+    return {k: (v.half() if v.is_floating_point() else v).cpu().clone()
             for k, v in model.state_dict().items()}
 
 
