@@ -18,6 +18,7 @@ import numpy as np
 from .data.bags import ground_truth_path, read_images, write_sample_bag
 from .harness.processes import (
     CONFIG,
+    LARGE_FRAMES_PROFILE,
     python_module,
     ros_env,
     start_node,
@@ -150,7 +151,7 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
     print(f"starting nodes (ROS_DOMAIN_ID={domain_id}); link trace {trace.points} ...", flush=True)
     # the robot's side (camera -> encoder) with the Fast DDS profile that carries whole 640x480 frames
     # in shared memory, as on a robot (README, "Onboard install"); without it most frames are lost
-    robot_env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(CONFIG / "fastdds_large_frames.xml")}
+    robot_env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(LARGE_FRAMES_PROFILE)}
     procs = [
         start_node("decoder", domain_id, params=model, params_file=CONFIG / "decoder.yaml",
                    log_path=logs / "decoder.log"),

@@ -96,9 +96,9 @@ def run(args) -> int:
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     if not runtimes or set(runtimes) - {"onnx", "torch"}:
         raise ConfigError(f"--runtimes: comma-separated onnx and/or torch, got {args.runtimes!r}")
-    from ..harness.processes import CONFIG
+    from ..harness.processes import LARGE_FRAMES_PROFILE
 
-    profile = args.dds_profile if args.dds_profile is not None else str(CONFIG / "fastdds_large_frames.xml")
+    profile = args.dds_profile if args.dds_profile is not None else str(LARGE_FRAMES_PROFILE)
     if profile and not Path(profile).is_file():
         raise ConfigError(f"--dds-profile: no such file {profile}")
     domain = domain_from(args)

@@ -19,6 +19,7 @@ from ..errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / ".colcon" / "install" / "split_perception"
 CONFIG = REPO / "config"
+LARGE_FRAMES_PROFILE = CONFIG / "fastdds_large_frames.xml"  # whole camera frames through shared memory
 
 
 def install_space() -> Path:
