@@ -50,6 +50,8 @@ class ModelConfig:
     decoder_layers: int = 2  # 3x3 convolutions per offboard decoder
     shared_decoder: bool = False  # one offboard decoder for every width (narrower bottlenecks zero-padded)
     # instead of one decoder per width
+    coarse_widths: tuple[float, ...] = ()  # "front" encoder: widths whose bottleneck is averaged over 2x2 (a
+    # quarter of the symbols, twice the split stride); their decoders upsample back
     seg_inter_channels: int = 64
     score_thresh: float = 0.3  # default detection score threshold at inference
     nms_thresh: float = 0.5
@@ -62,6 +64,11 @@ class ModelConfig:
     @property
     def split_stride(self) -> int:
         return SPLIT_STRIDES[self.split_index]
+
+    def latent_stride(self, width_index: int) -> int:
+        """Stride of a width's bottleneck grid: the split's, or twice it for a coarse width."""
+        coarse = find_width(self.coarse_widths, self.widths[width_index]) is not None
+        return self.split_stride * (2 if coarse else 1)
 
     def validate(self) -> "ModelConfig":
         if not self.class_names:
@@ -78,6 +85,14 @@ class ModelConfig:
                               f"got {self.split_index}")
         if self.encoder not in ENCODERS:
             raise ConfigError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.coarse_widths:
+            if any(find_width(widths, w) is None for w in self.coarse_widths):
+                raise ConfigError(f"coarse_widths must be some of the widths {widths}, got {list(self.coarse_widths)}")
+            if self.encoder != "front" or self.shared_decoder:
+                raise ConfigError("coarse_widths needs the 'front' encoder and one decoder per width")
+            if self.split_index in SPLIT_STRIDES and any(s % (2 * self.split_stride) for s in self.input_size):
+                raise ConfigError(f"coarse_widths need input_size multiples of {2 * self.split_stride}, "
+                                  f"got {self.input_size}")
         if self.decoder_layers < 1:
             raise ConfigError(f"decoder_layers must be at least 1, got {self.decoder_layers}")
         return self
@@ -113,6 +128,8 @@ class TrainConfig:
     seg_weight: float = 1.0  # segmentation loss relative to detection loss
     rate_weight: float | list[float] = 0.01  # lambda on bits per input pixel: one value, or one per width
     random_widths: int = 1  # sandwich rule: max + min + this many random widths per step
+    train_widths: list[float] = field(default_factory=list)  # student, optional: train only these
+    # widths' own gain, decoder and entropy model (the shared projection frozen, every other width unchanged)
     max_train_images: int = 0  # per training dataset; 0 = all
     eval_every: int = 1
     max_eval_images: int = 200
@@ -135,6 +152,9 @@ class TrainConfig:
         weights = self.rate_weight if isinstance(self.rate_weight, (list, tuple)) else [self.rate_weight]
         if not weights or any(not isinstance(v, (int, float)) or v < 0 for v in weights):
             raise ConfigError(f"rate_weight must be a non-negative number or a list of them, got {self.rate_weight!r}")
+        if not isinstance(self.train_widths, (list, tuple)) or any(
+                not isinstance(w, (int, float)) or w <= 0 for w in self.train_widths):
+            raise ConfigError(f"train_widths must be a list of the model's widths, got {self.train_widths!r}")
         return self
 
     def train_roots(self) -> list[str]:

@@ -49,8 +49,8 @@ class OffboardDecoder(ModelRuntime):
 
     def _attach(self, model, fingerprint: str) -> None:
         super()._attach(model, fingerprint)
-        stride = self.model.teacher.split_stride
-        self._latent_hw = tuple(-(-s // stride) for s in self.cfg.input_size)
+        self._latent_hw = [tuple(-(-s // self.cfg.latent_stride(i)) for s in self.cfg.input_size)
+                           for i in range(len(self.cfg.widths))]
 
     def check(self, packet: Packet) -> None:
         """Raise ModelMismatchError unless the packet was made by this model at one of its widths."""
@@ -60,7 +60,7 @@ class OffboardDecoder(ModelRuntime):
         if find_width(self.cfg.widths, packet.width) != packet.width_index:
             raise ModelMismatchError(f"width {packet.width} (index {packet.width_index}) is not one of "
                                      f"{list(self.cfg.widths)}")
-        expect = (self.model.encoder.bottleneck_channels[packet.width_index], *self._latent_hw)
+        expect = (self.model.encoder.bottleneck_channels[packet.width_index], *self._latent_hw[packet.width_index])
         if packet.latent_shape != expect:
             raise PacketError(f"latent shape {packet.latent_shape}, the model makes {expect}")
 

@@ -60,10 +60,11 @@ def exported_gdn(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported_front(tmp_path_factory):
-    """A tiny student of the teacher-front design (split k=5, projection with a gain per width), exported."""
+    """A tiny student of the teacher-front design (split k=5, projection with a gain per width, the
+    narrowest width on the coarse grid), exported."""
     torch.manual_seed(2)
     path = tmp_path_factory.mktemp("exported_front") / "model.pt"
-    model = SplitModel(tiny_config(split_index=5, encoder="front"))
+    model = SplitModel(tiny_config(split_index=5, encoder="front", coarse_widths=(0.25,)))
     with torch.no_grad():
         for g in model.encoder.gain:
             g.uniform_(0.5, 2.0)

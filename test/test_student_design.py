@@ -147,3 +147,40 @@ def test_a_shared_decoder_serves_every_width_and_starts_from_the_widest(tmp_path
     with pytest.raises(CheckpointError, match="another model configuration"):  # shared -> ensemble is refused
         _student(tmp_path, tiny_data, "back", tiny_config(split_index=5, encoder="front"),
                  teacher_checkpoint=str(path), student_init=str(path))
+
+
+def test_train_widths_fine_tunes_one_width_on_a_coarse_grid_and_leaves_the_others_bit_exact(tmp_path, tiny_data):
+    from split_perception.codec.packet import parse
+    from split_perception.offboard import OffboardDecoder
+    from split_perception.onboard import OnboardEncoder
+
+    src = tmp_path / "front.pt"
+    save_checkpoint(SplitModel(tiny_config(split_index=5, encoder="front")), src)
+    mc = tiny_config(split_index=5, encoder="front", coarse_widths=(0.25,))
+    trainer = _student(tmp_path, tiny_data, "narrowest", mc, teacher_checkpoint=str(src), student_init=str(src),
+                       train_widths=[0.25], rate_weight=[5.0, 0.5, 0.2, 0.1])
+    assert trainer.trained_widths == [0]
+    trained = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("encoder.gain.0", "decoders.0.", "entropy.0.")) for n in trained)
+    before, _ = load_model(src)
+    after, _ = load_model(trainer.run())
+    old, new = before.state_dict(), after.state_dict()
+    moved = {k for k in new if not k.startswith("context.") and not torch.equal(old[k], new[k])}
+    assert "encoder.gain.0" in moved and any(k.startswith("decoders.0.") for k in moved)
+    assert all(k.startswith(("encoder.gain.0", "decoders.0.", "entropy.0.")) for k in moved), sorted(moved)
+    # the coarse width codes a quarter of the positions (stride 16 for 96x128), the others the split's grid
+    enc, dec = OnboardEncoder.from_model(after, "0" * 64), OffboardDecoder.from_model(after, "0" * 64)
+    frame = (torch.rand(96, 128, 3) * 255).byte().numpy()
+    for w, grid in [(0.25, (6, 8)), (1.0, (12, 16))]:
+        enc.set_width(w)
+        packet = enc.encode(frame, frame_id=1)
+        assert parse(packet).latent_shape[1:] == grid and dec.decode(packet).width == w
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        tiny_config(split_index=5, encoder="front", coarse_widths=(0.25,), input_size=(96, 120))
+    with pytest.raises(ConfigError, match="coarse_widths must be some of the widths"):
+        tiny_config(split_index=5, encoder="front", coarse_widths=(0.3,))
+    with pytest.raises(ConfigError, match="train_widths"):
+        TrainConfig(teacher_checkpoint="t.pt", train_widths=0.25).validate()
+    with pytest.raises(ConfigError, match="'front' encoder"):
+        _student(tmp_path, tiny_data, "conv", tiny_config(split_index=5), teacher_checkpoint=str(src),
+                 train_widths=[0.25])

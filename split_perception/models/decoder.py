@@ -14,11 +14,14 @@ class FeatureDecoder(nn.Module):
 
     `layers` 3x3 convolutions of `hidden` channels, then a 1x1 projection. With `gdn` the first
     normalization is an inverse GDN (undoing the encoder's GDN, as in learned image codecs) and the
-    others batch norm + ReLU. The decoder runs offboard, where capacity is cheap.
+    others batch norm + ReLU. The decoder runs offboard, where capacity is cheap. With `upsample`
+    the bottleneck is on a grid twice as coarse (a coarse width) and is first repeated over 2x2.
     """
 
-    def __init__(self, in_channels: int, hidden: int, out_channels: int, layers: int = 2, gdn: bool = False):
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, layers: int = 2, gdn: bool = False,
+                 upsample: bool = False):
         super().__init__()
+        self.upsample = upsample
         mods: list[nn.Module] = []
         for i in range(layers):
             mods.append(nn.Conv2d(in_channels if i == 0 else hidden, hidden, 3, padding=1, bias=gdn and i == 0))
@@ -30,7 +33,7 @@ class FeatureDecoder(nn.Module):
         self.g_s = nn.Sequential(*mods)
 
     def forward(self, y: Tensor) -> Tensor:
-        return self.g_s(y)
+        return self.g_s(F.interpolate(y, scale_factor=2.0, mode="nearest") if self.upsample else y)
 
     @torch.no_grad()
     def scale_input(self, factor: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
@@ -52,6 +53,8 @@ class FrontProjectionEncoder(nn.Module):
     channels, times a gain per width, so each width learns its own quantization step. Configurable
     detectors kept more accuracy by slimming the bottleneck than by slimming the encoder's compute.
     Started from PCA (`init_from_pca`), the projection begins as the PCA baseline's transform.
+    A coarse width (`coarse_widths`) averages its channels over 2x2 positions: a quarter of the
+    symbols, for the low rates where the tail's stride-16 layers need little of the stride-8 detail.
     """
 
     def __init__(self, cfg: ModelConfig, state: WidthState, front: nn.Module, split_channels: int):
@@ -64,6 +67,7 @@ class FrontProjectionEncoder(nn.Module):
         self.front = front
         self.proj = SlimConv2d([split_channels] * len(ws), self.bottleneck_channels, 1, 1, state)
         self.gain = nn.ParameterList(nn.Parameter(torch.ones(c)) for c in self.bottleneck_channels)
+        self.pooled = [cfg.latent_stride(i) > cfg.split_stride for i in range(len(ws))]
         self.state = state
 
     @torch.no_grad()
@@ -76,4 +80,6 @@ class FrontProjectionEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.proj(self.front(x))
+        if self.pooled[self.state.index]:
+            y = F.avg_pool2d(y, 2)
         return y * self.gain[self.state.index].view(1, -1, 1, 1)

@@ -115,6 +115,7 @@ class Trainer:
             elif tc.pca_init and not self.last_path.is_file():
                 self._init_pca()
             self.lambdas = tc.rate_weights(len(mc.widths))
+            self.trained_widths = self._trained_widths()
             named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
             density = [p for n, p in named if n.startswith("entropy.") and not n.endswith("quantiles")]
             params = [{"params": [p for n, p in named if not n.startswith("entropy.")]},
@@ -134,9 +135,11 @@ class Trainer:
 
     def _init_student(self, path: str) -> None:
         """Start from a trained student of the same configuration. A shared decoder may start from
-        one decoder per width: it takes the widest width's decoder, whose input has every channel."""
+        one decoder per width: it takes the widest width's decoder, whose input has every channel.
+        Coarse widths may differ: they change the grid, not the parameters."""
         init, fp = load_model(path, kind="student")
-        same = {**to_dict(init.cfg), "shared_decoder": self.mc.shared_decoder} == to_dict(self.mc)
+        free = {"shared_decoder": self.mc.shared_decoder, "coarse_widths": list(self.mc.coarse_widths)}
+        same = {**to_dict(init.cfg), **free} == to_dict(self.mc)
         if not same or (init.cfg.shared_decoder and not self.mc.shared_decoder):
             raise CheckpointError(f"student_init {path} has another model configuration than this run")
         own, theirs = self.model.state_dict(), init.state_dict()
@@ -151,6 +154,22 @@ class Trainer:
         if changed:
             raise CheckpointError(f"student_init {path} was trained against another teacher ({len(changed)} tensors differ)")
         self.log(f"initialised student from {path} (fingerprint {fp[:16]})")
+
+    def _trained_widths(self) -> list[int] | None:
+        """Indices of `train_widths` with everything else frozen (None: all widths, sandwich rule).
+
+        Only a width's own parameters train: its gain, decoder and entropy model. The shared
+        projection stays as it is, so every other width keeps its packets and its accuracy."""
+        if not self.tc.train_widths:
+            return None
+        if self.mc.encoder != "front" or self.mc.shared_decoder:
+            raise ConfigError("train_widths needs the 'front' encoder (a gain per width) and one decoder per width")
+        indices = sorted({self.model.width_index_of(w) for w in self.tc.train_widths})
+        own = tuple(f"{part}.{i}." for i in indices for part in ("encoder.gain", "decoders", "entropy"))
+        for name, p in self.model.named_parameters():
+            if not (name + ".").startswith(own):
+                p.requires_grad_(False)
+        return indices
 
     def _init_pca(self) -> None:
         if self.mc.encoder != "front":
@@ -216,7 +235,7 @@ class Trainer:
         pixels = x.shape[0] * x.shape[2] * x.shape[3]
         self.opt.zero_grad(set_to_none=True)
         stats = {"loss": 0.0, "kd": 0.0, "bpp": 0.0, "task": 0.0}
-        widths = sandwich_widths(m.widths, tc.random_widths, rng)
+        widths = self.trained_widths or sandwich_widths(m.widths, tc.random_widths, rng)
         for wi in widths:
             m._state.index = wi
             with self._autocast():
@@ -228,7 +247,7 @@ class Trainer:
                     task = _task_loss(m.teacher.losses(m.teacher.back(out["z_hat"]), targets, sem), tc)
                     loss = loss + tc.task_weight * task
                     stats["task"] += task.item() / len(widths)
-            if wi in widths[:2]:  # widest and narrowest: present at every step
+            if wi in widths[:2]:  # the sandwich's widest and narrowest: present at every step
                 stats[f"bpp_w{wi}"] = bpp.item()
             (loss / len(widths)).backward()
             stats["loss"] += loss.item() / len(widths)
