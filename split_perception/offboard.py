@@ -11,6 +11,7 @@ import torch
 from .codec.packet import Packet, parse
 from .config import find_width
 from .errors import ModelMismatchError, PacketError, SplitPerceptionError
+from .preprocess import to_input_tensor
 from .runtime import ModelRuntime
 
 # rANS reads 32-bit words without bounds checks; a forged payload must only ever read zeros
@@ -110,10 +111,22 @@ class OffboardDecoder(ModelRuntime):
                 results[k] = self._frame(packet, r, len(packets[k]), with_mask)
         return results
 
-    def _frame(self, packet: Packet, result: dict, num_bytes: int, with_mask: bool) -> DecodedFrame:
+    @torch.no_grad()
+    def teacher(self, rgb: np.ndarray) -> tuple[list[Detection], np.ndarray]:
+        """The teacher (the same network without the bottleneck) on an uncompressed RGB frame: the
+        reference each width is compared with. It takes its input from the frame here, in the form the
+        torch teacher needs, whatever runtime encodes the frame onboard."""
+        cfg, teacher = self.cfg, self.model.teacher
+        x = to_input_tensor(rgb, cfg.input_size, cfg.image_mean, cfg.image_std)[None]
+        result = teacher.postprocess(teacher(x), [rgb.shape[:2]])[0]
+        return self._detections(result), result["mask"].numpy()
+
+    def _detections(self, result: dict) -> list[Detection]:
         names = self.cfg.class_names
-        dets = [Detection(int(lab), names[int(lab) - 1], float(s), tuple(float(v) for v in box))
-                for box, lab, s in zip(result["boxes"], result["labels"], result["scores"])
+        return [Detection(int(lab), names[int(lab) - 1], float(s), tuple(float(v) for v in box))
+                for box, lab, s in zip(result["boxes"].tolist(), result["labels"].tolist(), result["scores"].tolist())
                 if 1 <= int(lab) <= len(names)]
-        return DecodedFrame(packet.frame_id, packet.stamp_ns, packet.width, packet.image_size, num_bytes, dets,
-                            result["mask"].numpy() if with_mask else None)
+
+    def _frame(self, packet: Packet, result: dict, num_bytes: int, with_mask: bool) -> DecodedFrame:
+        return DecodedFrame(packet.frame_id, packet.stamp_ns, packet.width, packet.image_size, num_bytes,
+                            self._detections(result), result["mask"].numpy() if with_mask else None)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .test_ros_package import NODES, declared_parameters
+from .test_user_commands import DOC_COMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -38,3 +39,20 @@ def test_tracked_files_do_not_point_outside_the_repository():
                                                                       "Makefile", "CMakeLists.txt", ".sh"))
             and f != "test/test_docs.py" and bad.search((REPO / f).read_text(errors="replace"))]
     assert not hits, hits
+
+
+def documented_commands() -> set[str]:
+    """Every `split-perception` sub-command that README.md or docs/cli.md shows (`bench X` counts as one)."""
+    text = README + (REPO / "docs" / "cli.md").read_text()
+    found = set()
+    for m in re.finditer(r"(?:split-perception|split_perception\.cli)\s+(bench\s+)?([a-z][a-z-]*)", text):
+        found.add(f"bench {m.group(2)}" if m.group(1) else m.group(2))
+    return found - {"bench"}
+
+
+def test_every_documented_command_runs_in_a_test():
+    missing = documented_commands() - set(DOC_COMMANDS)
+    assert not missing, f"documented without a test that runs it (add one to test_user_commands.DOC_COMMANDS): {missing}"
+    for command, where in DOC_COMMANDS.items():
+        file, name = where.split("::")
+        assert re.search(rf"^def {name}\(", (REPO / "test" / file).read_text(), re.M), f"{command}: no test {where}"

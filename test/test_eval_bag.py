@@ -210,9 +210,27 @@ def test_truncated_mcap_evaluates_the_frames_before_the_damage(tmp_path, capsys,
     _check_outputs(tmp_path / "out", res, annotated=1)
 
 
-def test_decode_bag_matches_the_offboard_decoder_and_counts_bad_packets(tmp_path, capsys, tiny_model_path):
+def write_features_bag(bag: Path, fingerprint: str, packets: list[bytes], image_size, *raw: bytes) -> Path:
+    """A rosbag2 of EncodedFeatures on /features (as `ros2 bag record` of the encoder's topic writes it), one
+    message per packet with stamp T0 + i, then `raw` messages as they are (not CDR of the type, say)."""
     from rosbags.rosbag2 import Writer
 
+    ts = typestore()
+    Msg = ts.types[MSGTYPE]
+    Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    with Writer(bag, version=9) as w:
+        conn = w.add_connection("/features", MSGTYPE, typestore=ts)
+        for i, p in enumerate(packets):
+            msg = Msg(header=Header(stamp=Time(*split_ns(T0 + i)), frame_id="camera"), model_fingerprint=fingerprint,
+                      width=1.0, frame_id=i, image_height=image_size[0], image_width=image_size[1], encode_ms=1.0,
+                      packet=np.frombuffer(p, np.uint8))
+            w.write(conn, T0 + i, ts.serialize_cdr(msg, MSGTYPE))
+        for j, data in enumerate(raw):
+            w.write(conn, T0 + len(packets) + j, data)
+    return bag
+
+
+def test_decode_bag_matches_the_offboard_decoder_and_counts_bad_packets(tmp_path, capsys, tiny_model_path):
     torch.manual_seed(1)
     other_model = tmp_path / "other.pt"
     save_checkpoint(SplitModel(tiny_config()), other_model)
@@ -226,18 +244,8 @@ def test_decode_bag_matches_the_offboard_decoder_and_counts_bad_packets(tmp_path
     corrupt[len(corrupt) // 2] ^= 0xFF
     sent = [packets[0], bytes(corrupt), packets[2], other.encode(frames[0], 9, T0 + 9), packets[3]]
 
-    ts = typestore()
-    Msg = ts.types[MSGTYPE]
-    Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
-    bag = tmp_path / "features_bag"
-    with Writer(bag, version=9) as w:
-        conn = w.add_connection("/features", MSGTYPE, typestore=ts)
-        for i, p in enumerate(sent):
-            msg = Msg(header=Header(stamp=Time(*split_ns(T0 + i)), frame_id="camera"), model_fingerprint=enc.fingerprint,
-                      width=1.0, frame_id=i, image_height=96, image_width=128, encode_ms=1.0,
-                      packet=np.frombuffer(p, np.uint8))
-            w.write(conn, T0 + i, ts.serialize_cdr(msg, MSGTYPE))
-        w.write(conn, T0 + len(sent), b"\x00\x01\x00\x00\xff")  # a message cut short: not CDR of the type
+    bag = write_features_bag(tmp_path / "features_bag", enc.fingerprint, sent, (96, 128),
+                             b"\x00\x01\x00\x00\xff")  # a message cut short: not CDR of the type
 
     out = tmp_path / "results.json"
     assert main(["decode-bag", str(bag), "-o", str(out), "--model", str(tiny_model_path),

@@ -183,24 +183,20 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
                     quality: int | None) -> dict[int, list[dict]]:
     """COCO results of the teacher on each frame as it arrives offboard (raw, or JPEG at `quality`)."""
     import cv2
-    import torch
 
     from ..data.image_codecs import decode_image, encode_image
     from ..evaluation.evaluate import EVAL_SCORE_THRESH, coco_results
-    from ..onboard import OnboardEncoder
+    from ..offboard import OffboardDecoder
 
-    enc = OnboardEncoder(model_path, runtime="torch")
-    teacher = enc.model.teacher
-    teacher.det.score_thresh = EVAL_SCORE_THRESH
+    dec = OffboardDecoder(model_path, score_thresh=EVAL_SCORE_THRESH)
     out = {}
     for path, image_id in zip(images, ids):
         rgb = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         if quality is not None:
             rgb = decode_image(encode_image(rgb, "jpeg", quality))
-        with torch.no_grad():
-            det = teacher.postprocess(teacher(enc.preprocess(rgb)), [rgb.shape[:2]])[0]
-        out[image_id] = coco_results(cat_ids, image_id, det["boxes"].tolist(), det["labels"].tolist(),
-                                     det["scores"].tolist())
+        dets, _ = dec.teacher(rgb)
+        out[image_id] = coco_results(cat_ids, image_id, [d.box for d in dets], [d.label_id for d in dets],
+                                     [d.score for d in dets])
     return out
 
 

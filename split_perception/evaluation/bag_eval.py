@@ -140,16 +140,6 @@ class BagEvaluation:
         self.label_ids = list(range(1, len(self.cfg.class_names) + 1))  # agreement: category id = label id
         self.picker = _Picker(annotate)
 
-    @torch.no_grad()
-    def _teacher(self, rgb: np.ndarray) -> tuple[list[Detection], np.ndarray]:
-        out = self.teacher.back(self.teacher.front(self.enc.preprocess(rgb)))
-        r = self.teacher.postprocess(out, [rgb.shape[:2]])[0]
-        names = self.cfg.class_names
-        dets = [Detection(int(lab), names[int(lab) - 1], float(s), tuple(float(v) for v in box))
-                for box, lab, s in zip(r["boxes"].tolist(), r["labels"].tolist(), r["scores"].tolist())
-                if 1 <= int(lab) <= len(names)]
-        return dets, r["mask"].numpy()
-
     def run(self, bag: Path, topic: str | None, max_frames: int, progress: bool) -> dict:
         gt_file = ground_truth_path(bag)
         truth = GroundTruth(gt_file) if gt_file.is_file() else None
@@ -167,7 +157,7 @@ class BagEvaluation:
         first = next(items, None)  # a missing bag or topic fails here, before any progress bar
         saved = self.teacher.det.score_thresh
         self.teacher.det.score_thresh = EVAL_SCORE_THRESH  # COCO mAP wants the low-score tail too
-        bar = tqdm(total=max_frames or None, desc=f"eval-bag {bag.name}", unit="frame", disable=not progress)
+        bar = None  # opened at the first frame converted: a bag of nothing usable prints only its error
         try:
             for item in itertools.chain([first] if first else [], items):
                 topic_read = item.topic
@@ -179,6 +169,9 @@ class BagEvaluation:
                     skipped[enc_name] += 1
                     errors.setdefault(enc_name, str(exc))
                     continue
+                if bar is None:
+                    bar = tqdm(total=max_frames or None, desc=f"eval-bag {bag.name}", unit="frame",
+                               disable=not progress)
                 index = len(frame_ids)
                 stamp = stamp_ns(item.msg.header.stamp)
                 self._frame(index, stamp, rgb, len(item.msg.data), methods, truth, truth_ids)
@@ -193,7 +186,8 @@ class BagEvaluation:
                 raise
             stopped = str(exc)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             self.teacher.det.score_thresh = saved
         if not encodings:
             raise BagError(f"{bag}: no camera message{' on ' + topic if topic else ''}")
@@ -213,7 +207,7 @@ class BagEvaluation:
 
     def _frame(self, index: int, stamp: int, rgb: np.ndarray, raw_bytes: int, methods: list[Method],
                truth: GroundTruth | None, truth_ids: list[int]) -> None:
-        teacher_dets, teacher_mask = self._teacher(rgb)
+        teacher_dets, teacher_mask = self.dec.teacher(rgb)
         outputs = {"teacher": (teacher_dets, teacher_mask, raw_bytes, 0.0)}
         for m in methods[1:]:
             if m.width is not None:
@@ -227,7 +221,7 @@ class BagEvaluation:
                 t0 = time.perf_counter()
                 data = encode_image(rgb, "jpeg", m.quality)
                 dt = time.perf_counter() - t0
-                dets, mask = self._teacher(decode_image(data))
+                dets, mask = self.dec.teacher(decode_image(data))
                 outputs[m.setting] = (dets, mask, len(data), dt)
         image_id = truth.by_stamp.get(stamp) if truth else None
         if image_id is not None:

@@ -7,6 +7,7 @@ install: the message definition is read from msg/EncodedFeatures.msg and registe
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import Counter
@@ -80,9 +81,11 @@ def decode_bag(path: str | Path, model_path=None, topic: str | None = None, scor
 
     dec = OffboardDecoder(model_path, score_thresh=score_thresh)
     detections, frames, refused, stopped, used = [], [], Counter(), None, None
+    items = read_features(path, topic)
+    first = next(items, None)  # a missing bag or topic fails here, before any progress bar
     bar = tqdm(desc=f"decode-bag {Path(path).name}", unit="msg", disable=not progress)
     try:
-        for used, msg in read_features(path, topic):
+        for used, msg in itertools.chain([first] if first else [], items):
             bar.update()
             if msg is None:
                 refused["unreadable message"] += 1
