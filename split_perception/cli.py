@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from .config import DEVICES, RUNTIMES
@@ -409,7 +408,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")  # torchvision import noise
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

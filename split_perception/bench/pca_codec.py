@@ -13,11 +13,10 @@ import struct
 
 import numpy as np
 import torch
-from compressai._CXX import pmf_to_quantized_cdf
-from compressai.ans import RansDecoder, RansEncoder
 from torch import Tensor
 
 from ..errors import PacketError
+from ..models.compressai_import import RansDecoder, RansEncoder, pmf_to_quantized_cdf
 from ..pca import PCA, positions
 
 HEADER = struct.Struct("<HHHf")  # latent h, w, components, step: 10 bytes, counted in every frame

@@ -40,7 +40,6 @@ def ros_env(domain_id: int, base: dict | None = None) -> dict:
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # all processes are on this machine
     env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONWARNINGS"] = "ignore::FutureWarning"
     return env
 
 

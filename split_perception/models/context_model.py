@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from compressai._CXX import pmf_to_quantized_cdf
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from ..codec.context import CONTEXTS, ContextTables, symbol_contexts
+from .compressai_import import EntropyBottleneck, pmf_to_quantized_cdf
 
 COUNT_RANGE = 32  # symbols -32..32 are counted; rarer ones keep the factorized pmf's share
 PRIOR_COUNT = 32.0  # weight of the factorized pmf in every context, in symbols

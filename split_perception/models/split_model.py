@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from ..codec.context import ContextCoder
 from ..config import ModelConfig, find_width
 from ..errors import CheckpointError, PacketError, WidthError
+from .compressai_import import EntropyBottleneck
 from .context_model import ContextModel
 from .decoder import FeatureDecoder, SharedDecoder
 from .encoder import FrontProjectionEncoder, SlimmableEncoder
