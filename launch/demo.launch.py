@@ -22,27 +22,36 @@ def generate_launch_description():
     def cfg(name):
         return os.path.join(config, f"{name}.yaml")
 
+    def topic(name):  # the topics of onboard.launch.py and offboard.launch.py for one robot
+        return f"/split_perception/{name}"
+
     # camera -> encoder: whole 640x480 frames through Fast DDS shared memory (README, "Onboard install")
-    robot_env = {"FASTDDS_DEFAULT_PROFILES_FILE": os.path.join(config, "fastdds_large_frames.xml")}
+    robot_env = {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")}
 
     return LaunchDescription([
         DeclareLaunchArgument("bag", description="rosbag2 with a camera topic (split-perception make-bag)"),
         DeclareLaunchArgument("bandwidth", default_value="steps:3e6@0,0.06e6@12,0.14e6@22,3e6@30",
                               description="emulated link: bits/s, steps (rate@second) or a CSV file"),
         DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
+        DeclareLaunchArgument("fastdds_profile", default_value=os.path.join(config, "fastdds_large_frames.xml"),
+                              description="FASTDDS_DEFAULT_PROFILES_FILE of the bag player and the encoder; empty = "
+                                          "Fast DDS defaults"),
         Node(package="split_perception", executable="bag_player", name="bag_player", output="screen",
              parameters=[cfg("bag_player"), {"bag": ParameterValue(LaunchConfiguration("bag"), value_type=str), "loop": True}],
              remappings=[("image", "/camera/image_raw")], additional_env=robot_env),
         Node(package="split_perception", executable="encoder", name="encoder", output="screen",
              parameters=[cfg("encoder"), {"model_path": model}],
-             remappings=[("image", "/camera/image_raw"), ("features", "features_onboard")],
+             remappings=[("image", "/camera/image_raw"), ("features", topic("features_onboard"))],
              additional_env=robot_env),
         Node(package="split_perception", executable="link_emulator", name="link_emulator", output="screen",
              parameters=[cfg("link_emulator"), {"bandwidth": ParameterValue(LaunchConfiguration("bandwidth"), value_type=str)}],
-             remappings=[("features_in", "features_onboard"), ("features_out", "features")]),
+             remappings=[("features_in", topic("features_onboard")), ("features_out", topic("features")),
+                         ("link_bandwidth", topic("link_bandwidth"))]),
         Node(package="split_perception", executable="decoder", name="decoder", output="screen",
-             parameters=[cfg("decoder"), {"model_path": model}]),
+             parameters=[cfg("decoder"), {"model_path": model}],
+             remappings=[(t, topic(t)) for t in ("features", "detections", "segmentation", "annotated", "link_status")]),
         Node(package="split_perception", executable="link_monitor", name="link_monitor", output="screen",
              parameters=[cfg("link_monitor"), {"model_path": model}],
-             remappings=[("features", "features_onboard")]),  # the encoder's side of the emulated link
+             remappings=[("features", topic("features_onboard")),  # the encoder's side of the emulated link
+                         ("link_status", topic("link_status")), ("link_bandwidth", topic("link_bandwidth"))]),
     ])

@@ -23,7 +23,8 @@ def _fleet(context):
 
     text = LaunchConfiguration("robots").perform(context)
     robots = [r.strip(" []'\"/") for r in text.split(",") if r.strip(" []'\"/")]  # as offboard.launch.py reads it
-    return [*[include("onboard", robot=r, camera=f"/{r}/camera/image_raw") for r in robots],
+    profile = LaunchConfiguration("fastdds_profile")
+    return [*[include("onboard", robot=r, camera=f"/{r}/camera/image_raw", fastdds_profile=profile) for r in robots],
             include("offboard", robots=text)]
 
 
@@ -32,5 +33,9 @@ def generate_launch_description():
         DeclareLaunchArgument("robots", default_value="[r1, r2]",
                               description="robot namespaces; robot <r> encodes /<r>/camera/image_raw"),
         DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
+        DeclareLaunchArgument("fastdds_profile", default_value=os.path.join(
+                                  get_package_share_directory("split_perception"), "config", "fastdds_large_frames.xml"),
+                              description="FASTDDS_DEFAULT_PROFILES_FILE of the robots' nodes; empty = Fast DDS "
+                                          "defaults"),
         OpaqueFunction(function=_fleet),
     ])

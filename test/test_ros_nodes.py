@@ -130,3 +130,29 @@ def test_bag_replay_detections_for_every_delivered_frame(tmp_path, domain, tiny_
     delivered = rec["link_status"][-1]["received"]  # what reached the decoder
     assert delivered >= 9, logs(tmp_path)
     assert len(rec["detections"]) == delivered, logs(tmp_path)
+
+
+def test_monitor_waits_for_a_late_decoder_and_nodes_log_final_statistics(tmp_path, domain):
+    """The decoder comes up 10 s after the encoder (as when it loads its model): the link monitor judges
+    nothing before its first report and then sees no shortfall, so the width stays; on SIGINT the
+    monitor and the bag player log their final statistics; no node prints a warning at start."""
+    from split_perception.data.bags import write_sample_bag
+
+    bag = write_sample_bag(tmp_path / "bag", frames=8, fps=8, size=(240, 320))
+    late = ["sh", "-c", 'sleep 10 && exec "$@"', "late"]
+    procs = nodes(tmp_path, domain, [("encoder", {}, None), ("link_monitor", {}, None)])
+    procs.append(start_node("bag_player", domain, params={"bag": str(bag), "loop": True},
+                            log_path=tmp_path / "bag_player.log"))
+    procs.append(start_node("decoder", domain, log_path=tmp_path / "decoder.log", prefix=late))
+    try:
+        rec = probe(tmp_path, domain, seconds=30, publish="none", await_publishers=["detections"])
+    finally:
+        stop(procs)
+    assert rec["detections"] and rec["link_status"], logs(tmp_path)
+    widths = {f["width"] for f in rec["features"]}
+    monitor = (tmp_path / "link_monitor.log").read_text()
+    assert widths == {1.0} and "width ->" not in monitor, (widths, logs(tmp_path))
+    assert "first link status from the decoder" in monitor
+    assert "link reports" in monitor and "stopped: published" in (tmp_path / "bag_player.log").read_text()
+    assert "Warning" not in logs(tmp_path), logs(tmp_path)
+    assert all(p.returncode == 0 for p in procs), logs(tmp_path)

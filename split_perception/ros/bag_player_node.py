@@ -123,6 +123,11 @@ class BagPlayerNode(Node):
         self.get_logger().info(f"{why}: published {self.published} frames")
         raise SystemExit(code)
 
+    def close(self) -> None:
+        """Final statistics when stopped before the end of the bag (Ctrl-C, SIGTERM)."""
+        if not self.finished:
+            self.get_logger().info(f"stopped: published {self.published} frames")
+
 
 def main(args=None) -> int:
     return run_node(BagPlayerNode, args)

@@ -60,8 +60,10 @@ class LinkMonitorNode(Node):
         self.create_subscription(EncodedFeatures, "features", self._on_sent, qos_from("best_effort", 10))
         self.create_subscription(Float64, "link_bandwidth", self._on_bandwidth, 10)
         self.create_timer(period, self._tick)
-        self.status: LinkStatus | None = None
+        self.status: LinkStatus | None = None  # None until the decoder's first report: nothing judged before
         self.status_time = time.monotonic()
+        self.first_status: float | None = None
+        self.reports = 0  # LinkStatus messages received
         self._judged: LinkStatus | None = None  # the report the last decision was made on
         self.sent: deque[float] = deque()  # when the encoder published (onboard, before the link)
         self.first_sent: float | None = None
@@ -139,6 +141,10 @@ class LinkMonitorNode(Node):
 
     def _on_status(self, msg: LinkStatus) -> None:
         self.status, self.status_time = msg, time.monotonic()
+        self.reports += 1
+        if self.first_status is None:
+            self.first_status = self.status_time
+            self.get_logger().info("first link status from the decoder: judging the link from now on")
         if msg.fps > 0:
             self.policy.observe_bytes(round(msg.width, 3), msg.bytes_per_frame)
 
@@ -155,8 +161,11 @@ class LinkMonitorNode(Node):
         obs = LinkObservation(capacity_bps=cap, sent_fps=len(self.sent) / window if warm else None,
                               stale=st is not None and now - self.status_time > self.status_timeout)
         if st is not None and not obs.stale:
-            obs.loss_rate, obs.delivered_fps, obs.throughput_bps = st.loss_rate, st.fps, st.throughput_bps
+            obs.loss_rate, obs.throughput_bps = st.loss_rate, st.throughput_bps
             obs.latency_ms = st.latency_ms or None
+            # a decoder that has just started counts a partly empty window: its rate is no shortfall yet
+            if now - self.first_status > 2 * window:
+                obs.delivered_fps = st.fps
         return obs
 
     # ---- decisions ---------------------------------------------------------------------
@@ -171,6 +180,8 @@ class LinkMonitorNode(Node):
             self._paused = False
             self.get_logger().info(f"automatic switching resumed from width {self.policy.width:g}")
         obs = self.observation(now)
+        if self.status is None and obs.capacity_bps is None:
+            return  # no report from the decoder yet (it may still be loading): nothing has been lost
         if self.status is self._judged and not obs.stale and obs.capacity_bps is None:
             return  # judge each link report once: the same congested report must not back off twice
         self._judged = self.status
@@ -214,6 +225,13 @@ class LinkMonitorNode(Node):
                                         f"{self.policy.max_rate_hz(self.policy.actual.rate_hz):g}")
         self._inflight = None
         return True
+
+    def close(self) -> None:
+        actual = self.policy.actual
+        setting = (f"at width {actual.width:g}, max_rate_hz {self.policy.max_rate_hz(actual.rate_hz):g}" if actual
+                   else "never seen")
+        self.get_logger().info(f"{self.reports} link reports, {self.switches} width/rate requests; "
+                               f"{self.encoder_fqn} {setting}")
 
 
 def main(args=None) -> int:
