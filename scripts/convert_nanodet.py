@@ -251,10 +251,10 @@ def teacher_yaml(hashes: dict[str, str], fp16: bool, command: str) -> dict:
         "model": "model.onnx",
         "classes": "classes.txt",
         "head": {"family": "nanodet_gfl", "num_classes": len(COCO_CLASSES), "reg_max": REG_MAX,
-                 "strides": list(STRIDES), "scores_are_sigmoid": True,
+                 "strides": list(STRIDES),
                  "outputs": {s: {"cls": f"cls_pred_stride_{s}", "dis": f"dis_pred_stride_{s}"} for s in STRIDES},
                  "score_threshold": 0.05, "iou_threshold": 0.6, "max_detections": 100, "pre_nms_top_k": 1000},
-        "input": {"name": INPUT_NAME, "size": [INPUT_SIZE, INPUT_SIZE], "channel_order": "BGR",
+        "input": {"name": INPUT_NAME, "width": INPUT_SIZE, "height": INPUT_SIZE, "channel_order": "BGR",
                   "layout": "NCHW", "mean": list(MEAN), "std": list(STD), "resize": "letterbox"},
         "split": {"tensor": SPLIT_TENSOR, "shape": list(BACKBONE_TENSORS["PartitionedCall/onnx_tf_prefix_Concat_27:0"][1])},
         "provenance": {
