@@ -2,9 +2,9 @@
 
 The geometry is that of NanoDet's validation pipeline (`keep_ratio: True`): the image is scaled by
 min(W/w, H/h) about its centre and placed at the centre of the W x H input, sampled bilinearly at
-dst -> (dst - offset) / ratio as `cv2.warpPerspective` does (no half-pixel shift, outside is black),
-and the result is rounded to 8-bit values as the upstream pipeline's uint8 image is. Detected boxes
-map back through the inverse of the same transform.
+dst -> (dst - offset) / ratio as `cv2.warpPerspective` does (no half-pixel shift, outside is black,
+positions rounded to 1/32 pixel, integer weights, 8-bit result), so the network sees the same pixels
+as upstream's pipeline gave it. Detected boxes map back through the inverse of the same transform.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ImageError
+
+SUBPIXEL_BITS = 5  # OpenCV's INTER_BITS: warps sample at 1/32 pixel with integer weights
+SUBPIXELS = 1 << SUBPIXEL_BITS
 
 
 @dataclass(frozen=True)
@@ -40,20 +43,24 @@ class Letterbox:
         return out
 
 
-def _sample_axis(image: np.ndarray, n_out: int, offset: float, ratio: float, axis: int) -> np.ndarray:
-    """Bilinear samples of `image` along `axis` at (i - offset) / ratio; positions outside read black."""
-    n_in = image.shape[axis]
-    src = (np.arange(n_out, dtype=np.float64) - offset) / ratio
-    i0 = np.floor(src).astype(np.int64)
-    w1 = (src - i0).astype(np.float32)
+def _axis_taps(n_in: int, n_out: int, offset: float, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """(source indices, integer weights summing to 32), both n_out x 2, of bilinear sampling at
+    (i - offset) / ratio with the position rounded to 1/32 pixel as OpenCV's warps do; taps outside
+    the source weigh 0 (a black border)."""
+    position = np.rint((np.arange(n_out) - offset) / ratio * SUBPIXELS).astype(np.int64)
+    first, fraction = position // SUBPIXELS, position % SUBPIXELS
+    index = np.stack([first, first + 1], axis=1)
+    weight = np.stack([SUBPIXELS - fraction, fraction], axis=1)
+    weight[(index < 0) | (index >= n_in)] = 0
+    return np.clip(index, 0, n_in - 1), weight
+
+
+def _sample_axis(image: np.ndarray, taps: tuple[np.ndarray, np.ndarray], axis: int) -> np.ndarray:
+    """Integer weighted sums of the two taps along `axis` (values scale by 32)."""
+    index, weight = taps
     shape = [1] * image.ndim
-    shape[axis] = n_out
-    out = np.zeros(image.shape[:axis] + (n_out,) + image.shape[axis + 1:], np.float32)
-    for index, weight in ((i0, 1.0 - w1), (i0 + 1, w1)):
-        inside = (index >= 0) & (index < n_in)
-        taken = np.take(image, np.clip(index, 0, n_in - 1), axis=axis).astype(np.float32)
-        out += taken * np.where(inside, weight, 0.0).astype(np.float32).reshape(shape)
-    return out
+    shape[axis] = len(index)
+    return sum(np.take(image, index[:, k], axis=axis).astype(np.int64) * weight[:, k].reshape(shape) for k in (0, 1))
 
 
 def letterbox(image: np.ndarray, input_width: int, input_height: int) -> tuple[np.ndarray, Letterbox]:
@@ -61,6 +68,6 @@ def letterbox(image: np.ndarray, input_width: int, input_height: int) -> tuple[n
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
         raise ImageError(f"expected an H x W x 3 uint8 image, got {image.shape} {image.dtype}")
     transform = Letterbox.fit(image.shape[1], image.shape[0], input_width, input_height)
-    rows = _sample_axis(image, input_height, transform.offset_y, transform.ratio, axis=0)
-    boxed = _sample_axis(rows, input_width, transform.offset_x, transform.ratio, axis=1)
-    return np.clip(np.rint(boxed), 0, 255), transform
+    rows = _sample_axis(image, _axis_taps(image.shape[0], input_height, transform.offset_y, transform.ratio), 0)
+    both = _sample_axis(rows, _axis_taps(image.shape[1], input_width, transform.offset_x, transform.ratio), 1)
+    return ((both + (SUBPIXELS ** 2 >> 1)) >> 2 * SUBPIXEL_BITS).astype(np.float32), transform
