@@ -27,3 +27,7 @@ class ImageError(SplitPerceptionError, ValueError):
 
 class WidthError(SplitPerceptionError, ValueError):
     """A width that is not one of the model's widths."""
+
+
+class ModelGraphError(SplitPerceptionError, ValueError):
+    """An ONNX graph has no tensor of the given name, or cannot be cut into two parts there."""
