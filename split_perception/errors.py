@@ -27,3 +27,7 @@ class ImageError(SplitPerceptionError, ValueError):
 
 class WidthError(SplitPerceptionError, ValueError):
     """A width that is not one of the model's widths."""
+
+
+class FootageError(SplitPerceptionError, ValueError):
+    """A footage source (image folder, video file, camera bag) that is missing, unreadable or empty."""
