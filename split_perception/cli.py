@@ -231,11 +231,37 @@ def cmd_fuzz(args) -> int:
 def cmd_make_bag(args) -> int:
     from .data.bags import ground_truth_path, write_sample_bag
 
+    if args.video:
+        return _make_bag_from_video(args)
+    fps = 10.0 if args.fps is None else args.fps
     path = write_sample_bag(args.out, frames=args.frames, seed=args.seed, size=(args.height, args.width),
-                            fps=args.fps, storage=args.storage, image_format=args.image_format)
+                            fps=fps, storage=args.storage, image_format=args.image_format)
     print(f"wrote {args.frames} {args.image_format} frames to {path} ({args.storage}); "
           f"ground truth: {ground_truth_path(path)}")
     return 0
+
+
+def _make_bag_from_video(args) -> int:
+    """A clip replayed as a camera bag: its frames at its own frame rate (or --fps), no ground truth."""
+    from .data.bags import write_image_bag
+    from .data.footage import iter_frames, video_fps
+
+    frames = iter_frames(args.video, max_frames=args.max_frames)  # a missing path fails here, first
+    fps = args.fps or video_fps(args.video)
+    if fps is None:
+        raise ConfigError(f"{args.video} declares no frame rate; pass --fps")
+    count = write_image_bag(args.out, _progress(frames, every=100), fps=fps, storage=args.storage,
+                            image_format=args.image_format)
+    print(f"wrote {count} {args.image_format} frames of {args.video} at {fps:g} fps to {args.out} ({args.storage})")
+    return 0
+
+
+def _progress(frames, every: int):
+    """Pass frames through, printing a count every `every` of them (long clips take a while)."""
+    for i, frame in enumerate(frames, 1):
+        yield frame
+        if i % every == 0:
+            print(f"  {i} frames", flush=True)
 
 
 def _one_line_error(run, args) -> int:
@@ -353,10 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help=MODEL_HELP)
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("make-bag", help="write a rosbag2 of synthetic camera frames, ground truth beside it")
+    s = sub.add_parser("make-bag", help="write a rosbag2 of synthetic camera frames, ground truth beside it; "
+                                        "or of a real clip's frames (--video)")
     s.add_argument("out", help="bag folder to create")
-    s.add_argument("--frames", type=int, default=60)
-    s.add_argument("--fps", type=float, default=10.0)
+    s.add_argument("--video", help="a clip (any video OpenCV reads, an image folder or a camera bag) instead of "
+                                   "synthetic frames; no ground truth")
+    s.add_argument("--max-frames", dest="max_frames", type=int, default=0, help="with --video: 0 = all frames")
+    s.add_argument("--frames", type=int, default=60, help="synthetic frames")
+    s.add_argument("--fps", type=float, help="frame rate of the bag (default: the clip's, synthetic 10)")
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--height", type=int, default=480)
     s.add_argument("--width", type=int, default=640)

@@ -31,3 +31,7 @@ class WidthError(SplitPerceptionError, ValueError):
 
 class ModelGraphError(SplitPerceptionError, ValueError):
     """An ONNX graph has no tensor of the given name, or cannot be cut into two parts there."""
+
+
+class FootageError(SplitPerceptionError, ValueError):
+    """A footage source (image folder, video file, camera bag) that is missing, unreadable or empty."""

@@ -1,16 +1,18 @@
 """rosbag2 files (mcap or sqlite3) read and written with `rosbags`: no ROS install needed.
 
-`write_sample_bag` renders synthetic frames into a bag with COCO ground truth beside it (image id
+`write_image_bag` writes any frames (a real clip, see data/footage.py) as a camera bag;
+`write_sample_bag` renders synthetic frames into one with COCO ground truth beside it (image id
 = frame index + 1, matched through the header stamp); `read_images` yields camera messages and
 raises BagError naming the file and position when a bag is broken.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -37,12 +39,22 @@ def ground_truth_path(bag: str | Path) -> Path:
     return bag.parent / f"{bag.name}.ground_truth.json"
 
 
-def write_sample_bag(path: str | Path, frames: int = 60, seed: int = 7, size=(480, 640), fps: float = 10.0,
-                     storage: str = "mcap", topic: str = "/camera/image_raw",
-                     class_names=DEFAULT_CLASSES, image_format: str = "rgb8") -> Path:
-    """Synthetic frames at `fps` into a rosbag2 folder, as rgb8 `Image` or as `CompressedImage`
-    (`image_format` "jpeg" or "png", on `topic`/compressed); COCO ground truth written beside it."""
-    from pycocotools import mask as mask_utils
+T0_NS = 1_700_000_000_000_000_000  # header stamp and recording time of a written bag's first frame
+
+
+def frame_stamp_ns(index: int, fps: float) -> int:
+    """Header stamp of frame `index` of a bag written at `fps`."""
+    return T0_NS + int(index * 1e9 / fps)
+
+
+def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], fps: float = 10.0, storage: str = "mcap",
+                    topic: str = "/camera/image_raw", image_format: str = "rgb8") -> int:
+    """RGB uint8 frames into a new rosbag2 folder, one message every 1/`fps` s (header stamp =
+    recording time = `frame_stamp_ns`), as rgb8 `Image` on `topic` or as `CompressedImage`
+    (`image_format` "jpeg" q95 or "png") on `topic`/compressed. Returns the number of frames.
+
+    The first frame is taken before the folder is created, so a source that fails at once leaves
+    nothing behind."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from .image_codecs import encode_image
@@ -50,35 +62,58 @@ def write_sample_bag(path: str | Path, frames: int = 60, seed: int = 7, size=(48
     path = Path(path)
     if path.exists():
         raise BagError(f"{path} exists; rosbag2 writes a new folder")
-    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    if storage not in ("mcap", "sqlite3"):
+        raise BagError(f"storage must be mcap or sqlite3, got {storage!r}")
     if image_format not in ("rgb8", "jpeg", "png"):
         raise BagError(f"image_format must be rgb8, jpeg or png, got {image_format!r}")
+    if not fps > 0:
+        raise BagError(f"fps must be > 0, got {fps}")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise BagError(f"no frames to write to {path}")
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     ts = _typestore()
     Image = ts.types["sensor_msgs/msg/Image"]
     Compressed = ts.types["sensor_msgs/msg/CompressedImage"]
     msgtype = Image.__msgtype__ if image_format == "rgb8" else Compressed.__msgtype__
     Header = ts.types["std_msgs/msg/Header"]
     Time = ts.types["builtin_interfaces/msg/Time"]
-    rng = np.random.default_rng(seed)
-    images, annotations = [], []
-    t0 = 1_700_000_000_000_000_000
+    count = 0
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conn = writer.add_connection(topic if image_format == "rgb8" else f"{topic}/compressed", msgtype,
                                      typestore=ts)
-        for i in range(frames):
-            rgb, objects = render_scene(rng, tuple(size), tuple(class_names))
-            stamp = t0 + int(i * 1e9 / fps)
+        for rgb in itertools.chain([first], frames):
+            stamp = frame_stamp_ns(count, fps)
             header = Header(stamp=Time(*split_ns(stamp)), frame_id="camera")
             if image_format == "rgb8":
-                msg = Image(header=header, height=size[0], width=size[1], encoding="rgb8", is_bigendian=0,
-                            step=size[1] * 3, data=np.ascontiguousarray(rgb).reshape(-1))
+                h, w = rgb.shape[:2]
+                msg = Image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
+                            data=np.ascontiguousarray(rgb).reshape(-1))
             else:
                 msg = Compressed(header=header, format=image_format,
                                  data=np.frombuffer(encode_image(rgb, image_format, 95 if image_format == "jpeg" else 3),
                                                     np.uint8))
             writer.write(conn, stamp, ts.serialize_cdr(msg, msgtype))
+            count += 1
+    return count
+
+
+def write_sample_bag(path: str | Path, frames: int = 60, seed: int = 7, size=(480, 640), fps: float = 10.0,
+                     storage: str = "mcap", topic: str = "/camera/image_raw",
+                     class_names=DEFAULT_CLASSES, image_format: str = "rgb8") -> Path:
+    """Synthetic frames at `fps` into a rosbag2 folder, as rgb8 `Image` or as `CompressedImage`
+    (`image_format` "jpeg" or "png", on `topic`/compressed); COCO ground truth written beside it."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(seed)
+    images, annotations = [], []
+
+    def scenes():
+        for i in range(frames):
+            rgb, objects = render_scene(rng, tuple(size), tuple(class_names))
             images.append({"id": i + 1, "file_name": f"frame{i:06d}", "height": size[0], "width": size[1],
-                           "stamp_ns": stamp})
+                           "stamp_ns": frame_stamp_ns(i, fps)})
             for obj in objects:
                 rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
                 x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
@@ -86,6 +121,10 @@ def write_sample_bag(path: str | Path, frames: int = 60, seed: int = 7, size=(48
                 annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": obj.label,
                                     "bbox": [x, y, w, h], "area": float(mask_utils.area(rle)),
                                     "segmentation": rle, "iscrowd": 0})
+            yield rgb
+
+    path = Path(path)
+    write_image_bag(path, scenes(), fps=fps, storage=storage, topic=topic, image_format=image_format)
     categories = [{"id": k + 1, "name": n} for k, n in enumerate(class_names)]
     ground_truth_path(path).write_text(json.dumps({"images": images, "annotations": annotations,
                                                    "categories": categories}))
