@@ -1,4 +1,4 @@
-"""A teacher detector on ONNX Runtime: image -> letterboxed input -> model -> head decoding.
+"""A teacher detector on ONNX Runtime: image -> resized input (letterbox or stretch) -> model -> head decoding.
 
 Torch-free, so the same code serves onboard and offboard. `preprocess` and `decode` are separate
 so that a split deployment can run the front of the model in one place and the tail in another.
@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from ..errors import ImageError
 from .detections import Detection
-from .letterbox import Letterbox, letterbox
+from .letterbox import RESIZES, Letterbox
 from .spec import CHANNEL_ORDERS, TeacherSpec, load_teacher_spec
 
 DEFAULT_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "teachers" / "nanodet_g"
@@ -22,11 +22,11 @@ DEFAULT_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "teachers" / 
 
 def preprocess(image: np.ndarray, spec: TeacherSpec, channel_order: str) -> tuple[np.ndarray, Letterbox]:
     """(1 x 3 x H x W float32 network input, its Letterbox) for an H' x W' x 3 uint8 image whose channels
-    are in `channel_order` ("RGB" or "BGR")."""
+    are in `channel_order` ("RGB" or "BGR"), resized as teacher.yaml's input.resize says."""
     if channel_order not in CHANNEL_ORDERS:
         raise ImageError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
     inp = spec.input
-    boxed, transform = letterbox(image, inp.width, inp.height)
+    boxed, transform = RESIZES[inp.resize](image, inp.width, inp.height)
     if channel_order != inp.channel_order:
         boxed = boxed[..., ::-1]
     normed = (boxed - np.float32(inp.mean)) / np.float32(inp.std)
