@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import ImageError
+from ..errors import ImageError, ModelGraphError
 from .detections import Detection
 from .letterbox import RESIZES, Letterbox
 from .spec import CHANNEL_ORDERS, TeacherSpec, load_teacher_spec
@@ -41,6 +41,10 @@ class TeacherDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(self.spec.model_path), options, providers=["CPUExecutionProvider"])
+        present = {t.name for t in [*self.session.get_inputs(), *self.session.get_outputs()]}
+        if missing := {self.spec.input.name, *self.spec.head.output_names} - present:
+            raise ModelGraphError(f"{self.spec.model_path.name} has no input or output {sorted(missing)}, "
+                                  f"which teacher.yaml names; it has {sorted(present)}")
 
     def outputs(self, tensor: np.ndarray) -> Mapping[str, np.ndarray]:
         """The model's outputs for a preprocessed input, by name."""
