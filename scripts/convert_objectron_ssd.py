@@ -38,7 +38,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 import yaml
@@ -110,6 +109,33 @@ def extract(tarball: bytes) -> dict[str, bytes]:
     if labels != [BACKGROUND_LABEL, *CLASSES]:
         sys.exit(f"unexpected label map {labels}")
     return files
+
+
+def without_counters(name: str) -> str:
+    return re.sub(r"__\d+", "", name)
+
+
+def sort_nodes(model: onnx.ModelProto) -> None:
+    """Put the nodes in one fixed topological order: of the nodes whose inputs are ready, the first by
+    (op type, output names, input names) with tf2onnx's counters (`__<n>`) left out.
+
+    tf2onnx orders independent branches (the box and class predictors of a level) differently from run
+    to run; names without its counters are the TFLite model's own, the same every time."""
+    graph = model.graph
+    def key(node: onnx.NodeProto) -> tuple:
+        return node.op_type, [without_counters(name) for name in [*node.output, *node.input]]
+    ready_names = {i.name for i in [*graph.input, *graph.initializer]}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [node for node in pending if all(not name or name in ready_names for name in node.input)]
+        if not ready:
+            sys.exit("the converted graph has a cycle or a dangling input")
+        node = min(ready, key=key)
+        ordered.append(node)
+        pending.remove(node)
+        ready_names.update(node.output)
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def number_constants(model: onnx.ModelProto) -> None:
@@ -229,6 +255,7 @@ def main() -> None:
         model, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=OPSET, inputs_as_nchw=[TFLITE_INPUT])
     rename_tensors(model, {TFLITE_INPUT: INPUT_NAME, **OUTPUT_NAMES,
                            **{old: new for old, (new, _) in BACKBONE_TENSORS.items()}})
+    sort_nodes(model)
     number_constants(model)
     canonical_names(model)
     model.producer_name = "split_perception convert_objectron_ssd.py"
@@ -258,7 +285,8 @@ def main() -> None:
     (args.out / "LICENSE").write_bytes(license_text(files["package_json"]))
     hashes = {"tflite": sha256(files["tflite"]), "labels": sha256(files["labels"]), "onnx": sha256(onnx_bytes)}
     command = " ".join(["python scripts/convert_objectron_ssd.py",
-                        *([f"--tarball {args.tarball.name}"] if args.tarball else []), "--photos", *map(str, args.photos)])
+                        *([f"--tarball {args.tarball.name}"] if args.tarball else []),
+                        "--photos", *map(str, args.photos)])
     spec = teacher_yaml(hashes, fp16, ort_vs_tflite, command)
     header = "# Written by scripts/convert_objectron_ssd.py; PROVENANCE.md says where every file comes from.\n"
     (args.out / "teacher.yaml").write_text(header + yaml.safe_dump(spec, sort_keys=False, width=110))
