@@ -121,11 +121,11 @@ def test_decoding_of_a_single_cell(spec):
     cls8[0, cell, 7] = 0.9
     cls8[0, cell, 2] = 0.8  # same box, other class: class-wise NMS keeps both
     dis8[0, cell].reshape(4, 11)[:, 2] = 50.0
-    identity = Letterbox(1.0, 0.0, 0.0, 416, 416)
+    identity = Letterbox(1.0, 1.0, 0.0, 0.0, 416, 416)
     [detections] = head.decode(outputs, [identity])
     assert [(d.class_id, round(d.score, 6)) for d in detections] == [(7, 0.9), (2, 0.8)]
     np.testing.assert_allclose(detections[0].box, (28, 12, 60, 44), atol=1e-4)
-    half = Letterbox(0.5, 8.0, 0.0, 832, 832)  # source twice the input, shifted 8 px right in it
+    half = Letterbox(0.5, 0.5, 8.0, 0.0, 832, 832)  # source twice the input, shifted 8 px right in it
     np.testing.assert_allclose(head.decode(outputs, [half])[0][0].box, (40, 24, 104, 88), atol=1e-3)
 
 
@@ -169,7 +169,7 @@ def _spec_data() -> dict:
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["head"].pop("family"), "missing field 'head.family'"),
     (lambda d: d["head"].update(family="yolo"), "unknown head family 'yolo'"),
-    (lambda d: d["input"].update(resize="stretch"), "input.resize"),
+    (lambda d: d["input"].update(resize="squash"), "input.resize"),
     (lambda d: d["input"].update(mean=[1, 2]), "three numbers"),
     (lambda d: d["head"].update(num_classes=81), "has 80 names"),
     (lambda d: d["head"].pop("reg_max"), "missing 'reg_max'"),

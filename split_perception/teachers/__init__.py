@@ -1,9 +1,9 @@
 """Real teacher detectors (ONNX models described by teacher.yaml) and their torch-free decoding.
 
-Importing the package registers the head families it holds (nanodet_gfl).
+Importing the package registers the head families it holds (nanodet_gfl, ssd_anchors).
 """
 
-from . import nanodet  # noqa: F401  (registers the nanodet_gfl head family)
+from . import nanodet, ssd  # noqa: F401  (register the nanodet_gfl and ssd_anchors head families)
 from .detections import Detection
 from .spec import TeacherSpec, load_teacher_spec
 

@@ -1,4 +1,4 @@
-"""A teacher detector on ONNX Runtime: image -> letterboxed input -> model -> head decoding.
+"""A teacher detector on ONNX Runtime: image -> resized input (letterbox or stretch) -> model -> head decoding.
 
 Torch-free, so the same code serves onboard and offboard. `preprocess` and `decode` are separate
 so that a split deployment can run the front of the model in one place and the tail in another.
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import ImageError
+from ..errors import ImageError, ModelGraphError
 from .detections import Detection
-from .letterbox import Letterbox, letterbox
+from .letterbox import RESIZES, Letterbox
 from .spec import CHANNEL_ORDERS, TeacherSpec, load_teacher_spec
 
 DEFAULT_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "teachers" / "nanodet_g"
@@ -22,11 +22,11 @@ DEFAULT_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "teachers" / 
 
 def preprocess(image: np.ndarray, spec: TeacherSpec, channel_order: str) -> tuple[np.ndarray, Letterbox]:
     """(1 x 3 x H x W float32 network input, its Letterbox) for an H' x W' x 3 uint8 image whose channels
-    are in `channel_order` ("RGB" or "BGR")."""
+    are in `channel_order` ("RGB" or "BGR"), resized as teacher.yaml's input.resize says."""
     if channel_order not in CHANNEL_ORDERS:
         raise ImageError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
     inp = spec.input
-    boxed, transform = letterbox(image, inp.width, inp.height)
+    boxed, transform = RESIZES[inp.resize](image, inp.width, inp.height)
     if channel_order != inp.channel_order:
         boxed = boxed[..., ::-1]
     normed = (boxed - np.float32(inp.mean)) / np.float32(inp.std)
@@ -41,6 +41,10 @@ class TeacherDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(self.spec.model_path), options, providers=["CPUExecutionProvider"])
+        present = {t.name for t in [*self.session.get_inputs(), *self.session.get_outputs()]}
+        if missing := {self.spec.input.name, *self.spec.head.output_names} - present:
+            raise ModelGraphError(f"{self.spec.model_path.name} has no input or output {sorted(missing)}, "
+                                  f"which teacher.yaml names; it has {sorted(present)}")
 
     def outputs(self, tensor: np.ndarray) -> Mapping[str, np.ndarray]:
         """The model's outputs for a preprocessed input, by name."""

@@ -14,9 +14,10 @@ import yaml
 
 from ..errors import ConfigError
 from .heads import HEAD_FAMILIES, HeadDecoder, build_head
+from .letterbox import RESIZES
 
 CHANNEL_ORDERS = ("BGR", "RGB")
-RESIZE_POLICIES = ("letterbox",)  # squashing a wide frame to a square input detects poorly
+RESIZE_POLICIES = tuple(RESIZES)  # whichever the teacher's own pipeline used: its weights expect those pixels
 
 
 @dataclass(frozen=True)
