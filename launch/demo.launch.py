@@ -33,10 +33,12 @@ def generate_launch_description():
             Node(package="split_perception", executable="bag_player", name="bag_player", output="screen",
                  parameters=[cfg("bag_player"), {"bag": ParameterValue(LaunchConfiguration("bag"), value_type=str),
                                                  "loop": True}],
-                 remappings=[("image", "/camera/image_raw")], additional_env=robot_env),
+                 remappings=[("image", "/camera/image_raw"), ("image/compressed", "/camera/image_raw/compressed")],
+                 additional_env=robot_env),
             Node(package="split_perception", executable="encoder", name="encoder", output="screen",
                  parameters=[cfg("encoder"), {"model_path": model}],
-                 remappings=[("image", "/camera/image_raw"), ("features", topic("features_onboard"))],
+                 remappings=[("image", "/camera/image_raw"), ("image/compressed", "/camera/image_raw/compressed"),
+                             ("features", topic("features_onboard"))],
                  additional_env=robot_env),
         ]
 
