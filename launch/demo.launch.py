@@ -8,7 +8,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -26,7 +26,21 @@ def generate_launch_description():
         return f"/split_perception/{name}"
 
     # camera -> encoder: whole 640x480 frames through Fast DDS shared memory (README, "Onboard install")
-    robot_env = {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")}
+    def robot(context):
+        profile = LaunchConfiguration("fastdds_profile").perform(context)
+        robot_env = {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else {}  # as onboard.launch.py
+        return [
+            Node(package="split_perception", executable="bag_player", name="bag_player", output="screen",
+                 parameters=[cfg("bag_player"), {"bag": ParameterValue(LaunchConfiguration("bag"), value_type=str),
+                                                 "loop": True}],
+                 remappings=[("image", "/camera/image_raw"), ("image/compressed", "/camera/image_raw/compressed")],
+                 additional_env=robot_env),
+            Node(package="split_perception", executable="encoder", name="encoder", output="screen",
+                 parameters=[cfg("encoder"), {"model_path": model}],
+                 remappings=[("image", "/camera/image_raw"), ("image/compressed", "/camera/image_raw/compressed"),
+                             ("features", topic("features_onboard"))],
+                 additional_env=robot_env),
+        ]
 
     return LaunchDescription([
         DeclareLaunchArgument("bag", description="rosbag2 with a camera topic (split-perception make-bag)"),
@@ -36,13 +50,7 @@ def generate_launch_description():
         DeclareLaunchArgument("fastdds_profile", default_value=os.path.join(config, "fastdds_large_frames.xml"),
                               description="FASTDDS_DEFAULT_PROFILES_FILE of the bag player and the encoder; empty = "
                                           "Fast DDS defaults"),
-        Node(package="split_perception", executable="bag_player", name="bag_player", output="screen",
-             parameters=[cfg("bag_player"), {"bag": ParameterValue(LaunchConfiguration("bag"), value_type=str), "loop": True}],
-             remappings=[("image", "/camera/image_raw")], additional_env=robot_env),
-        Node(package="split_perception", executable="encoder", name="encoder", output="screen",
-             parameters=[cfg("encoder"), {"model_path": model}],
-             remappings=[("image", "/camera/image_raw"), ("features", topic("features_onboard"))],
-             additional_env=robot_env),
+        OpaqueFunction(function=robot),
         Node(package="split_perception", executable="link_emulator", name="link_emulator", output="screen",
              parameters=[cfg("link_emulator"), {"bandwidth": ParameterValue(LaunchConfiguration("bandwidth"), value_type=str)}],
              remappings=[("features_in", topic("features_onboard")), ("features_out", topic("features")),

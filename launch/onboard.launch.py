@@ -28,7 +28,8 @@ def _stack(context):
     return [
         Node(package="split_perception", executable="encoder", name="encoder", namespace=robot, output="screen",
              parameters=[os.path.join(config, "encoder.yaml"), {"model_path": model}],
-             remappings=[("image", LaunchConfiguration("camera")), ("features", features)],
+             remappings=[("image", LaunchConfiguration("camera")),  # input_type compressed: <camera>/compressed
+                         ("image/compressed", [LaunchConfiguration("camera"), "/compressed"]), ("features", features)],
              additional_env=robot_env),
         Node(package="split_perception", executable="link_monitor", name="link_monitor", namespace=robot,
              output="screen", parameters=[os.path.join(config, "link_monitor.yaml"), {"model_path": model}],
@@ -43,7 +44,8 @@ def generate_launch_description():
     config = os.path.join(get_package_share_directory("split_perception"), "config")
     return LaunchDescription([
         DeclareLaunchArgument("camera", default_value="/camera/image_raw",
-                              description="sensor_msgs/Image topic to encode"),
+                              description="sensor_msgs/Image topic to encode (<camera>/compressed with the "
+                                          "encoder's input_type compressed)"),
         DeclareLaunchArgument("robot", default_value="",
                               description="this robot's name in a fleet: nodes in its namespace, topics "
                                           "/<robot>/features, link_status, link_bandwidth; empty = /split_perception/*"),
