@@ -27,3 +27,7 @@ class ImageError(SplitPerceptionError, ValueError):
 
 class WidthError(SplitPerceptionError, ValueError):
     """A width that is not one of the model's widths."""
+
+
+class TeacherError(SplitPerceptionError, ValueError):
+    """A teacher graph uses an op, attribute or dynamic shape that the torch twin cannot reproduce."""

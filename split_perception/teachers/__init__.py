@@ -1,0 +1,1 @@
+"""Teacher detectors shipped as ONNX graphs, and the tools that run and train through them."""
