@@ -265,18 +265,14 @@ def _source_coords(mode: str, out_len: int, in_len: int, scale: float) -> np.nda
     raise TeacherError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
 
 
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    magnitude = np.abs(x)
-    whole = np.floor(magnitude)
-    return np.sign(x) * (whole + (magnitude - whole >= 0.5))
-
-
 def _nearest(mode: str, coords: np.ndarray, downsampling: bool) -> np.ndarray:
-    if mode == "round_prefer_floor":
-        truncated = np.trunc(coords)
-        return np.where(coords == truncated + np.float32(0.5), truncated, _round_half_away(coords))
-    if mode == "round_prefer_ceil":
-        return _round_half_away(coords)
+    """Source pixel of each coordinate. As ONNX Runtime does, a coordinate within 1e-6 of a .5 tie
+    counts as a tie, so float32 rounding of the coordinate does not decide which way it goes."""
+    if mode in ("round_prefer_floor", "round_prefer_ceil"):
+        low = np.floor(coords)
+        fraction = coords - low
+        tie = np.abs(fraction - np.float32(0.5)) <= 1e-6
+        return np.where(tie, low + (mode == "round_prefer_ceil"), low + (fraction > 0.5))
     if mode == "floor":
         return np.floor(coords)
     if mode == "ceil":
@@ -300,16 +296,20 @@ def _resize_fn(n: _Node, scales: list[float] | None, sizes: list[int] | None, mo
         raise n.error(f"mode {mode!r} is not supported")
     if n.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" or n.attrs.get("antialias", 0):
         raise n.error("keep_aspect_ratio_policy and antialias are not supported")
-    plan = []
+    resized = []
     for j, axis in enumerate(axes):
         in_len = x_shape[axis]
         if sizes is not None:
-            out_len = sizes[j]
-            scale = float(np.float32(out_len) / np.float32(in_len))
+            scale = float(np.float32(sizes[j]) / np.float32(in_len))
+            resized.append((axis, in_len, sizes[j], scale))
         else:
             scale = float(np.float32(scales[j]))
-            out_len = int(np.float32(scale) * np.float32(in_len))
-        if out_len == in_len and scale == 1.0:
+            resized.append((axis, in_len, int(np.float32(scale) * np.float32(in_len)), scale))
+    if all(in_len == out_len for _, in_len, out_len, _ in resized):
+        return lambda x: x  # ORT copies the input whenever the shape does not change, whatever the scales
+    plan = []
+    for axis, in_len, out_len, scale in resized:
+        if scale == 1.0:
             continue
         src = _source_coords(coords, out_len, in_len, scale)
         if mode == "nearest":
@@ -357,15 +357,24 @@ def _upsample(n: _Node):
 # --- shapes and indexing -----------------------------------------------------------------------
 
 def _reshape(n: _Node):
+    """Reshape to the target resolved at conversion; the leading (batch) dimension follows the
+    input's when the graph keeps it, so a twin converted at batch 1 reshapes any batch."""
     in_shape = n.shape(0)
     target = n.ints(1) if n.opset >= 5 else list(n.attrs["shape"])
     if not n.attrs.get("allowzero", 0):
         target = [in_shape[i] if t == 0 else t for i, t in enumerate(target)]
-    if -1 in target:
+    inferred = target.index(-1) if -1 in target else None
+    if inferred is not None:
         known = math.prod(t for t in target if t != -1)
-        target[target.index(-1)] = math.prod(in_shape) // known if known else 0
-    if in_shape and target and in_shape[0] == target[0] and math.prod(target[1:]) > 0:
-        target = [-1] + target[1:]  # the leading (batch) dimension follows the input's
+        target[inferred] = math.prod(in_shape) // known if known else 0
+    follows = bool(in_shape and target) and in_shape[0] == target[0] and math.prod(target[1:]) > 0
+    if inferred is not None:
+        target[inferred] = -1
+        if follows and inferred != 0:
+            rest = target[1:]
+            return lambda x: x.reshape([x.shape[0]] + rest)
+    elif follows:
+        target[0] = -1
     return lambda x: x.reshape(target)
 
 
