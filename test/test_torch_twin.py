@@ -206,13 +206,18 @@ def test_tf2onnx_style_graph_matches_ort():
         helper.make_node("Reshape", ["cat", "shape"], ["flat"]),
         helper.make_node("Transpose", ["flat"], ["out"], perm=[0, 2, 1]),
         helper.make_node("Transpose", ["s"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Pad", ["a1", "zero_pads"], ["z1"]),  # zeros before a conv: the conv absorbs them
+        helper.make_node("Conv", ["z1", "w4"], ["c4"], strides=[2, 2]),
+        helper.make_node("Sigmoid", ["z1"], ["z1_s"]),
     ]
-    inits = [w1, w2, w3, _init("b1", rng.standard_normal(8).astype(np.float32)),
+    w4, cast4 = _fp16_weight("w4", (4, 8, 3, 3), rng)
+    nodes.insert(0, cast4)
+    inits = [w1, w2, w3, w4, _init("zero_pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)), _init("b1", rng.standard_normal(8).astype(np.float32)),
              _init("b3", rng.standard_normal(6).astype(np.float32)),
              _init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)), _init("neg_inf", np.float32(-np.inf)),
              _init("scales", np.array([1, 1, 2, 2], np.float32)), _init("split", np.array([2, 4], np.int64)),
              _init("shape", np.array([0, 6, -1], np.int64))]
-    model = _model(nodes, [_value("image", [1, 17, 19, 3])], [_value("out", None), _value("nhwc", None)], inits)
+    model = _model(nodes, [_value("image", [1, 17, 19, 3])], [_value(n, None) for n in ("out", "nhwc", "c4", "z1_s")], inits)
     twin = check(model, torch.randn(1, 17, 19, 3))
     assert {b.dtype for b in twin.buffers()} <= {torch.float32, torch.int64}
     assert all(name.isidentifier() for name, _ in twin.named_buffers())

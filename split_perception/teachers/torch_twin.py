@@ -62,16 +62,17 @@ def _attribute(attr: onnx.AttributeProto):
 class _Node:
     """One ONNX node during conversion: its attributes, and its inputs' probe values.
 
-    Builders read inputs that must be known at conversion through `static`/`ints`/`floats` (which
+    Builders read inputs that must be known at conversion through `static`/`ints`/`scalar` (which
     removes them from the step's runtime arguments) and shapes through `shape`; `aux` adds a
     constant runtime argument (such as gather indices) after the node's own tensor inputs.
     """
 
-    def __init__(self, proto: onnx.NodeProto, opset: int, values: dict[str, Tensor], consts: set[str]):
+    def __init__(self, proto: onnx.NodeProto, opset: int, values: dict[str, Tensor], consts: set[str],
+                 producers: dict[str, onnx.NodeProto]):
         self.proto, self.opset = proto, opset
         self.attrs = {a.name: _attribute(a) for a in proto.attribute}
         self.names = list(proto.input)
-        self._values, self._consts = values, consts
+        self._values, self._consts, self._producers = values, consts, producers
         self.consumed: set[int] = set()
         self.aux: list[Tensor] = []
 
@@ -107,6 +108,29 @@ class _Node:
     def axes(self, i: int, attr: str = "axes") -> list[int] | None:
         """Axes given as an input (newer opsets) or as an attribute (older ones)."""
         return self.ints(i) if self.has(i) else self.attrs.get(attr)
+
+    def absorb_zero_pad(self, i: int) -> tuple[list[int], list[int]] | None:
+        """When input i is made by a Pad that adds zeros around the spatial axes only (tf2onnx writes
+        one before most convs), read the Pad's input instead and return its begin and end pads."""
+        pad = self._producers.get(self.names[i])
+        if pad is None or pad.op_type != "Pad":
+            return None
+        attrs = {a.name: _attribute(a) for a in pad.attribute}
+        inputs = list(pad.input) + [""] * 3
+        if attrs.get("mode", "constant") != "constant" or inputs[3]:
+            return None
+        if self.opset < 11:
+            pads, value = list(attrs.get("pads", attrs.get("paddings"))), attrs.get("value", 0.0)
+        elif inputs[1] in self._consts and (not inputs[2] or inputs[2] in self._consts):
+            pads = self._values[inputs[1]].tolist()
+            value = self._values[inputs[2]].reshape(-1)[0].item() if inputs[2] else 0
+        else:
+            return None
+        rank = len(pads) // 2
+        if value != 0 or min(pads) < 0 or any(pads[:2] + pads[rank:rank + 2]):
+            return None
+        self.names[i] = inputs[0]
+        return pads[2:rank], pads[rank + 2:]
 
     def args(self) -> list[str]:
         return [n for i, n in enumerate(self.names) if n != "" and i not in self.consumed]
@@ -161,6 +185,10 @@ def _conv(n: _Node):
     conv = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
     kernel = n.attrs.get("kernel_shape", w_shape[2:])
     strides, dilations, begin, end = _geometry(n, x_shape[2:], kernel)
+    absorbed = n.absorb_zero_pad(0)
+    if absorbed:
+        begin = [b + a for b, a in zip(begin, absorbed[0])]
+        end = [e + a for e, a in zip(end, absorbed[1])]
     group = n.attrs.get("group", 1)
     if begin == end:
         return lambda x, w, b=None: conv(x, w, b, strides, begin, dilations, group)
@@ -367,14 +395,10 @@ def _reshape(n: _Node):
     if inferred is not None:
         known = math.prod(t for t in target if t != -1)
         target[inferred] = math.prod(in_shape) // known if known else 0
-    follows = bool(in_shape and target) and in_shape[0] == target[0] and math.prod(target[1:]) > 0
-    if inferred is not None:
-        target[inferred] = -1
-        if follows and inferred != 0:
-            rest = target[1:]
-            return lambda x: x.reshape([x.shape[0]] + rest)
-    elif follows:
+    if bool(in_shape and target) and in_shape[0] == target[0] and math.prod(target[1:]) > 0:
         target[0] = -1
+    elif inferred is not None:
+        target[inferred] = -1
     return lambda x: x.reshape(target)
 
 
@@ -739,13 +763,17 @@ class TorchTwin(nn.Module):
         self.output_names = [v.name for v in graph.output]
         values.update({v.name: _probe_input(v, input_shapes or {}) for v in graph.input if v.name not in consts})
         steps: list[_Step] = []
+        producers: dict[str, onnx.NodeProto] = {}
         with torch.no_grad():
             for proto in graph.node:
-                steps += self._convert(proto, opset, values, consts)
+                made = self._convert(proto, opset, values, consts, producers)
+                producers.update((name, proto) for step in made for name in step.outputs)
+                steps += made
         self._bind(self._live(steps), values, consts)
 
     @staticmethod
-    def _convert(proto: onnx.NodeProto, opset: int, values: dict[str, Tensor], consts: set[str]) -> list[_Step]:
+    def _convert(proto: onnx.NodeProto, opset: int, values: dict[str, Tensor], consts: set[str],
+                 producers: dict[str, onnx.NodeProto]) -> list[_Step]:
         """Build a node's step and run it on the probe; a node whose arguments are all constant folds."""
         build = _OPS.get(proto.op_type) if proto.domain in ("", "ai.onnx") else None
         if build is None:
@@ -754,7 +782,7 @@ class TorchTwin(nn.Module):
         missing = [name for name in proto.input if name and name not in values]
         if missing:
             raise TeacherError(f"{proto.op_type} node {proto.name!r} reads {missing}, which no earlier node makes")
-        node = _Node(proto, opset, values, consts)
+        node = _Node(proto, opset, values, consts, producers)
         fn = build(node)
         args = node.args()
         aux_names = []
