@@ -134,10 +134,26 @@ class Dense(nn.Module):
         return torch.sqrt(centred.pow(2) + 1) * torch.exp(-centred.abs()), y.amax(dim=1) / 4
 
 
+class Misc(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        self.prelu = nn.PReLU(4, init=0.2)
+        self.norm = nn.InstanceNorm2d(4, affine=True)
+        self.gelu = nn.GELU()
+
+    def forward(self, x):
+        y = self.norm(self.prelu(self.up(x)))
+        acts = (F.hardswish(y) + F.hardsigmoid(y) + F.elu(y) + F.softplus(y) + torch.tanh(y)
+                + self.gelu(y) + torch.where(y > 0.5, y, -y).clamp(min=-1.0))
+        pooled = F.adaptive_max_pool2d(acts, 1)
+        return acts * torch.sigmoid(pooled), pooled.expand(-1, -1, 2, 3).repeat(1, 1, 2, 1)
+
+
 @pytest.mark.parametrize("module, shape", [
     (Convs(), (1, 4, 11, 13)), (Pools(), (1, 3, 9, 11)), (Pools(), (2, 2, 6, 7)), (Resizes(), (1, 2, 7, 9)),
-    (Shapes(), (2, 8, 3, 5)), (Slices(), (1, 6, 5, 7)), (Dense(), (4, 12)),
-], ids=["convs", "pools_odd", "pools_even", "resizes", "shapes", "slices", "dense"])
+    (Shapes(), (2, 8, 3, 5)), (Slices(), (1, 6, 5, 7)), (Dense(), (4, 12)), (Misc(), (1, 3, 5, 6)),
+], ids=["convs", "pools_odd", "pools_even", "resizes", "shapes", "slices", "dense", "misc"])
 def test_torch_exports_match_ort(module, shape):
     torch.manual_seed(0)
     x = torch.randn(shape)
@@ -225,14 +241,13 @@ def test_tf2onnx_style_graph_matches_ort():
 
 COORDINATE_MODES = ["asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners", "tf_half_pixel_for_nn"]
 NEAREST_MODES = ["floor", "round_prefer_floor", "round_prefer_ceil", "ceil"]
+RESIZE_MODES = [(c, m) for c in COORDINATE_MODES for m in NEAREST_MODES + ["linear"]
+                if (c, m) != ("tf_half_pixel_for_nn", "linear")]  # that mode is for nearest only
 
 
-@pytest.mark.parametrize("coordinates", COORDINATE_MODES)
-@pytest.mark.parametrize("mode", NEAREST_MODES + ["linear"])
+@pytest.mark.parametrize("coordinates, mode", RESIZE_MODES)
 @pytest.mark.parametrize("target", ["scales_up", "scales_down", "sizes", "same_size"])
 def test_resize_modes_match_ort(coordinates, mode, target):
-    if mode == "linear" and coordinates == "tf_half_pixel_for_nn":
-        pytest.skip("tf_half_pixel_for_nn is for nearest only")
     scales = {"scales_up": [1, 1, 2.5, 1.75], "scales_down": [1, 1, 0.5, 0.6], "same_size": [1, 1, 1.1, 1.05]}.get(target)
     inputs = ["x", "", "scales"] if scales else ["x", "", "", "sizes"]
     inits = [_init("scales", np.array(scales, np.float32))] if scales else [_init("sizes", np.array([1, 2, 7, 13], np.int64))]
@@ -269,6 +284,53 @@ def test_upsample_matches_ort(mode):
     model = _model([node], [_value("x", [1, 2, 5, 6])], [_value("y", None)],
                    [_init("scales", np.array([1, 1, 2, 3], np.float32))], opset=9)
     check(model, torch.randn(1, 2, 5, 6))
+
+
+def test_elementwise_and_folded_ops_match_ort():
+    node = helper.make_node
+    nodes = [node("Relu", ["x"], ["relu"]), node("Abs", ["x"], ["abs"]), node("Add", ["abs", "one"], ["pos"]),
+             node("Log", ["pos"], ["log"]), node("Reciprocal", ["pos"], ["inv"]),
+             node("Floor", ["x"], ["floor"]), node("Ceil", ["x"], ["ceil"]),
+             node("Max", ["x", "relu", "floor"], ["max"]), node("Min", ["x", "ceil"], ["min"]),
+             node("Sum", ["x", "relu", "log"], ["sum"]), node("CastLike", ["sum", "x"], ["sum_f"]),
+             node("ReduceMin", ["x"], ["rmin"], axes=[2]), node("ReduceSum", ["x", "axes"], ["rsum"], keepdims=0),
+             node("Less", ["x", "zero"], ["lt"]), node("LessOrEqual", ["x", "zero"], ["le"]),
+             node("GreaterOrEqual", ["x", "half"], ["ge"]), node("Not", ["lt"], ["nlt"]),
+             node("And", ["nlt", "ge"], ["and"]), node("Or", ["and", "le"], ["or"]),
+             node("Where", ["or", "x", "inv"], ["where"]), node("Dropout", ["where"], ["drop"]),
+             node("GlobalMaxPool", ["x"], ["gmax"]), node("Size", ["x"], ["size"]),
+             node("Cast", ["size"], ["size_f"], to=TensorProto.FLOAT), node("Mul", ["gmax", "size_f"], ["scaled"]),
+             node("Range", ["start", "limit", "delta"], ["range"]),
+             node("Cast", ["range"], ["range_f"], to=TensorProto.FLOAT), node("Add", ["x", "range_f"], ["ramp"])]
+    inits = [_init("one", np.float32(1)), _init("zero", np.float32(0)), _init("half", np.float32(0.5)),
+             _init("axes", np.array([1, 3], np.int64)), _init("start", np.int64(0)), _init("limit", np.int64(5)),
+             _init("delta", np.int64(1))]
+    outputs = ("max", "min", "sum_f", "rmin", "rsum", "drop", "scaled", "ramp")
+    model = _model(nodes, [_value("x", [1, 3, 4, 5])], [_value(n, None) for n in outputs], inits)
+    twin = check(model, torch.randn(1, 3, 4, 5))
+    assert {"c_range_f", "c_size_f"} <= dict(twin.named_buffers()).keys()  # Range, Size and Casts folded
+
+
+def test_opset_11_attribute_forms_match_ort(tmp_path):
+    """Older opsets give axes and splits as attributes and Softmax its coerced-to-2D meaning."""
+    nodes = [helper.make_node("Unsqueeze", ["x"], ["u"], axes=[0, -1]),
+             helper.make_node("Squeeze", ["u"], ["q"], axes=[0]),
+             helper.make_node("Squeeze", ["q"], ["all"]),
+             helper.make_node("Split", ["x", ], ["s1", "s2"], axis=1, split=[1, 2]),
+             helper.make_node("Softmax", ["x"], ["soft"], axis=1),
+             helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1, 3], keepdims=0),
+             helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["back"]),
+             helper.make_node("Clip", ["x", "low", ""], ["clip"]),
+             helper.make_node("Flatten", ["x"], ["flat"], axis=2)]
+    inits = [_init("starts", np.array([-1, 4], np.int64)), _init("ends", np.array([-100, 0], np.int64)),
+             _init("axes", np.array([3, 2], np.int64)), _init("steps", np.array([-2, -3], np.int64)),
+             _init("low", np.float32(-0.3))]
+    outputs = ("q", "all", "s1", "s2", "soft", "mean", "back", "clip", "flat")
+    model = _model(nodes, [_value("x", [1, 3, 5, 1])], [_value(n, None) for n in outputs], inits, opset=11)
+    path = tmp_path / "g.onnx"
+    onnx.save(model, str(path))
+    assert twin_of(path).output_names == list(outputs)
+    check(model, torch.randn(1, 3, 5, 1))
 
 
 def test_unknown_op_is_a_typed_error():
