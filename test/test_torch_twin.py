@@ -89,7 +89,10 @@ class Convs(nn.Module):
 
 class Pools(nn.Module):
     def forward(self, x):
+        # padding 1 with kernel 2: ceil mode's last window would start in the end pad, and is dropped
         return (F.max_pool2d(x, 3, 2, padding=1, ceil_mode=True), F.max_pool2d(x, 2, 2, ceil_mode=True),
+                F.max_pool2d(x, 2, 2, padding=1, ceil_mode=True),
+                F.avg_pool2d(x, 2, 2, padding=1, ceil_mode=True, count_include_pad=True),
                 F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False),
                 F.avg_pool2d(x, 3, 2, padding=1, count_include_pad=True), F.adaptive_avg_pool2d(x, 1))
 
@@ -288,11 +291,11 @@ def test_upsample_matches_ort(mode):
 
 def test_elementwise_and_folded_ops_match_ort():
     node = helper.make_node
-    nodes = [node("Relu", ["x"], ["relu"]), node("Abs", ["x"], ["abs"]), node("Add", ["abs", "one"], ["pos"]),
+    nodes = [node("Relu", ["x"], ["relu"]), node("LeakyRelu", ["x"], ["leaky"]), node("Abs", ["x"], ["abs"]), node("Add", ["abs", "one"], ["pos"]),
              node("Log", ["pos"], ["log"]), node("Reciprocal", ["pos"], ["inv"]),
              node("Floor", ["x"], ["floor"]), node("Ceil", ["x"], ["ceil"]),
              node("Max", ["x", "relu", "floor"], ["max"]), node("Min", ["x", "ceil"], ["min"]),
-             node("Sum", ["x", "relu", "log"], ["sum"]), node("CastLike", ["sum", "x"], ["sum_f"]),
+             node("Sum", ["x", "leaky", "log"], ["sum"]), node("CastLike", ["sum", "x"], ["sum_f"]),
              node("ReduceMin", ["x"], ["rmin"], axes=[2]), node("ReduceSum", ["x", "axes"], ["rsum"], keepdims=0),
              node("Less", ["x", "zero"], ["lt"]), node("LessOrEqual", ["x", "zero"], ["le"]),
              node("GreaterOrEqual", ["x", "half"], ["ge"]), node("Not", ["lt"], ["nlt"]),
