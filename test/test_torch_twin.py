@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from split_perception.errors import TeacherError
-from split_perception.teachers.torch_twin import TorchTwin, twin_of
+from split_perception.teachers.torch_twin import SUPPORTED_OPS, TorchTwin, twin_of
 
 ATOL = 1e-4
 NANODET = Path(__file__).resolve().parents[1] / "split_perception/assets/teachers/nanodet_g/model.onnx"
@@ -334,6 +334,13 @@ def test_opset_11_attribute_forms_match_ort(tmp_path):
     onnx.save(model, str(path))
     assert twin_of(path).output_names == list(outputs)
     check(model, torch.randn(1, 3, 5, 1))
+
+
+def test_supports_the_ops_of_tf2onnx_detectors_and_torch_exports():
+    assert {"Conv", "LeakyRelu", "Relu", "Sigmoid", "Softmax", "MaxPool", "AveragePool", "Concat", "Add", "Sub",
+            "Mul", "Div", "Resize", "Upsample", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice",
+            "Split", "Gather", "Shape", "Constant", "ConstantOfShape", "Cast", "Identity", "Clip",
+            "BatchNormalization", "MatMul", "Gemm", "ReduceMean", "Pad", "Exp", "Sqrt", "Pow"} <= SUPPORTED_OPS
 
 
 def test_unknown_op_is_a_typed_error():

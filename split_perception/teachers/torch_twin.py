@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -587,9 +588,9 @@ def _simple(fn: Callable):
     return lambda n: fn
 
 
-def _with_attrs(make: Callable):
-    """A builder from a function of the node's attributes that returns the step."""
-    return lambda n: make(n.attrs)
+def _hard_sigmoid(n: _Node):
+    alpha, beta = n.attrs.get("alpha", 0.2), n.attrs.get("beta", 0.5)
+    return lambda x: torch.clamp(x * alpha + beta, 0, 1)
 
 
 def _div(n: _Node):
@@ -690,9 +691,9 @@ _OPS: dict[str, Callable[[_Node], Callable]] = {
     "GlobalAveragePool": _global_pool(torch.mean), "GlobalMaxPool": _global_pool(torch.amax),
     "Resize": _resize, "Upsample": _upsample,
     "Relu": _simple(F.relu), "Sigmoid": _simple(torch.sigmoid), "Tanh": _simple(torch.tanh),
-    "LeakyRelu": _with_attrs(lambda a: lambda x: F.leaky_relu(x, a.get("alpha", 0.01))),
-    "Elu": _with_attrs(lambda a: lambda x: F.elu(x, a.get("alpha", 1.0))),
-    "HardSigmoid": _with_attrs(lambda a: lambda x: torch.clamp(x * a.get("alpha", 0.2) + a.get("beta", 0.5), 0, 1)),
+    "LeakyRelu": lambda n: partial(F.leaky_relu, negative_slope=n.attrs.get("alpha", 0.01)),
+    "Elu": lambda n: partial(F.elu, alpha=n.attrs.get("alpha", 1.0)),
+    "HardSigmoid": _hard_sigmoid,
     "HardSwish": _simple(F.hardswish), "Softplus": _simple(F.softplus),
     "PRelu": _simple(lambda x, slope: torch.where(x < 0, x * slope, x)),
     "Exp": _simple(torch.exp), "Log": _simple(torch.log), "Sqrt": _simple(torch.sqrt), "Erf": _simple(torch.erf),
@@ -823,11 +824,15 @@ class TorchTwin(nn.Module):
         for name in dict.fromkeys(read):
             if name in consts:
                 stem = "c_" + re.sub(r"\W", "_", name)
-                buffer = stem
+                buffer, suffix = stem, 0
                 while hasattr(self, buffer):
-                    buffer = f"{stem}_{len(self._buffer_of)}"
+                    suffix += 1
+                    buffer = f"{stem}_{suffix}"
                 self.register_buffer(buffer, values[name].clone())
                 self._buffer_of[name] = buffer
+
+    def extra_repr(self) -> str:
+        return f"inputs={self.input_names}, outputs={self.output_names}, steps={len(self._steps)}"
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         if len(inputs) != len(self.input_names):
