@@ -311,12 +311,32 @@ def _nearest(mode: str, coords: np.ndarray, downsampling: bool) -> np.ndarray:
     raise TeacherError(f"Resize nearest_mode {mode!r} is not supported")
 
 
+def _bilinear(resized: dict[int, tuple[int, int, float]], x_shape: Sequence[int], coords: str):
+    """F.interpolate where it computes ORT's linear resize of NCHW (faster, and one Resize op when
+    re-exported): only H and W resized, a coordinate mode torch has, and torch's output size equal to
+    ORT's. Torch maps output to input positions with 1/scale, ORT divides by the scale: that changes
+    weights by float rounding only, and linear interpolation is continuous in them."""
+    if any(resized[a][2] != 1.0 for a in (0, 1) if a in resized):
+        return None
+    if coords not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        return None
+    (h_in, h_out, h_scale), (w_in, w_out, w_scale) = (resized.get(a, (x_shape[a], x_shape[a], 1.0)) for a in (2, 3))
+    if coords == "pytorch_half_pixel" and min(h_out, w_out) == 1:
+        return None
+    if (math.floor(h_in * h_scale), math.floor(w_in * w_scale)) != (h_out, w_out):
+        return None
+    factors, align = (h_scale, w_scale), coords == "align_corners"
+    return lambda x: F.interpolate(x, scale_factor=factors, mode="bilinear", align_corners=align,
+                                   recompute_scale_factor=False)
+
+
 def _resize_fn(n: _Node, scales: list[float] | None, sizes: list[int] | None, mode: str, coords: str,
                nearest: str):
     """Resize as gathers along each resized axis (with constant indices) and, for linear, a blend.
 
     Linear interpolation is separable, so one axis at a time gives ORT's result; the indices and
     weights are computed here with ORT's float32 formulas, which makes every coordinate mode exact.
+    Bilinear resizes that torch computes alike use F.interpolate instead.
     """
     x_shape = n.shape(0)
     rank = len(x_shape)
@@ -336,6 +356,11 @@ def _resize_fn(n: _Node, scales: list[float] | None, sizes: list[int] | None, mo
             resized.append((axis, in_len, int(np.float32(scale) * np.float32(in_len)), scale))
     if all(in_len == out_len for _, in_len, out_len, _ in resized):
         return lambda x: x  # ORT copies the input whenever the shape does not change, whatever the scales
+    if mode != "nearest" and rank == 4:
+        bilinear = _bilinear({axis: (in_len, out_len, scale) for axis, in_len, out_len, scale in resized}, x_shape,
+                             coords)
+        if bilinear:
+            return bilinear
     plan = []
     for axis, in_len, out_len, scale in resized:
         if scale == 1.0:
