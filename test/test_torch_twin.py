@@ -199,7 +199,7 @@ def _value(name: str, shape) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
-def test_tf2onnx_style_graph_matches_ort():
+def _tf2onnx_style_model() -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     w1, cast1 = _fp16_weight("w1", (8, 3, 3, 3), rng)
     w2, cast2 = _fp16_weight("w2", (8, 1, 3, 3), rng)
@@ -236,10 +236,34 @@ def test_tf2onnx_style_graph_matches_ort():
              _init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)), _init("neg_inf", np.float32(-np.inf)),
              _init("scales", np.array([1, 1, 2, 2], np.float32)), _init("split", np.array([2, 4], np.int64)),
              _init("shape", np.array([0, 6, -1], np.int64))]
-    model = _model(nodes, [_value("image", [1, 17, 19, 3])], [_value(n, None) for n in ("out", "nhwc", "c4", "z1_s")], inits)
-    twin = check(model, torch.randn(1, 17, 19, 3))
+    return _model(nodes, [_value("image", [1, 17, 19, 3])], [_value(n, None) for n in ("out", "nhwc", "c4", "z1_s")],
+                  inits)
+
+
+def test_tf2onnx_style_graph_matches_ort():
+    twin = check(_tf2onnx_style_model(), torch.randn(1, 17, 19, 3))
     assert {b.dtype for b in twin.buffers()} <= {torch.float32, torch.int64}
     assert all(name.isidentifier() for name, _ in twin.named_buffers())
+
+
+def test_front_and_tail_compose_to_the_whole_graph():
+    """Cut at a split tensor: front(image) -> split, tail(split) -> outputs, gradients into the split."""
+    model = _tf2onnx_style_model()
+    whole = TorchTwin(model)
+    front = TorchTwin(model, outputs=["s"])
+    tail = TorchTwin(model, inputs=["s"], outputs=["out", "nhwc"])
+    x = torch.randn(1, 17, 19, 3)
+    (split,) = front(x)
+    split.requires_grad_()
+    out = tail(split)
+    for a, b in zip(out, whole(x)[:2]):
+        torch.testing.assert_close(a, b)
+    out[0].sum().backward()
+    assert split.grad.abs().sum() > 0
+    with pytest.raises(TeacherError, match="also need"):
+        TorchTwin(model, inputs=["s"])  # c4 reads the image past the cut
+    with pytest.raises(TeacherError, match="no such values"):
+        TorchTwin(model, outputs=["nothing"])
 
 
 COORDINATE_MODES = ["asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners", "tf_half_pixel_for_nn"]
@@ -396,3 +420,10 @@ def test_nanodet_twin_matches_ort():
     x = torch.from_numpy(photo).requires_grad_()
     twin(x)[0].sum().backward()
     assert x.grad.abs().sum() > 0
+    # the split the student replaces: the teacher's tail from its stride-8 backbone tensor
+    (split,) = twin_of(model, outputs=["backbone_stride_8"])(x)
+    split = split.detach().requires_grad_()
+    tail = twin_of(model, inputs=["backbone_stride_8"])
+    assert _max_diff(tail(split), session.run(None, {twin.input_names[0]: photo})) < ATOL
+    tail(split)[0].sum().backward()
+    assert split.grad.abs().sum() > 0

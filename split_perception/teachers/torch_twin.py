@@ -777,16 +777,22 @@ class TorchTwin(nn.Module):
     outputs in order (`output_names`). The graph's constants are frozen buffers; gradients flow to
     the inputs. Shapes are those of the graph's static input shapes; `input_shapes` (name -> shape)
     fixes symbolic dimensions, which are otherwise taken as 1.
+
+    `outputs` and `inputs` name other values of the graph to cut it at: outputs=[split] gives the
+    front up to a split tensor, inputs=[split] the tail from it (which must not read the graph
+    inputs past the cut).
     """
 
-    def __init__(self, model: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None = None):
+    def __init__(self, model: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None = None,
+                 inputs: Sequence[str] | None = None, outputs: Sequence[str] | None = None):
         super().__init__()
         graph = model.graph
         opset = _opset(model)
         values: dict[str, Tensor] = {t.name: _to_torch(numpy_helper.to_array(t)) for t in graph.initializer}
         consts = set(values)
-        self.input_names = [v.name for v in graph.input if v.name not in consts]
-        self.output_names = [v.name for v in graph.output]
+        graph_inputs = [v.name for v in graph.input if v.name not in consts]
+        self.input_names = list(inputs or graph_inputs)
+        self.output_names = list(outputs or (v.name for v in graph.output))
         values.update({v.name: _probe_input(v, input_shapes or {}) for v in graph.input if v.name not in consts})
         steps: list[_Step] = []
         producers: dict[str, onnx.NodeProto] = {}
@@ -795,7 +801,11 @@ class TorchTwin(nn.Module):
                 made = self._convert(proto, opset, values, consts, producers)
                 producers.update((name, proto) for step in made for name in step.outputs)
                 steps += made
-        self._bind(self._live(steps), values, consts)
+        unknown = [name for name in self.input_names + self.output_names if name not in values]
+        constant = [name for name in self.input_names if name in consts]
+        if unknown or constant:
+            raise TeacherError(f"no such values in the graph: {unknown}; constants, not inputs: {constant}")
+        self._bind(self._live(steps, consts), values, consts)
 
     @staticmethod
     def _convert(proto: onnx.NodeProto, opset: int, values: dict[str, Tensor], consts: set[str],
@@ -830,15 +840,22 @@ class TorchTwin(nn.Module):
             return []
         return [_Step(fn, args + aux_names, outputs[:len(result)])]
 
-    def _live(self, steps: list[_Step]) -> list[_Step]:
-        """The steps the outputs need, each noting the values it is the last to read (freed after it)."""
-        needed = set(self.output_names)
+    def _live(self, steps: list[_Step], consts: set[str]) -> list[_Step]:
+        """The steps from the inputs to the outputs, each noting the values it is the last to read
+        (freed after it)."""
+        read_later = set(self.output_names)
+        to_make = read_later - set(self.input_names)
         kept = []
         for step in reversed(steps):
-            if needed.intersection(step.outputs):
-                step.drop = [a for a in dict.fromkeys(step.args) if a not in needed]
-                needed.update(step.args)
+            if to_make.intersection(step.outputs):
+                to_make.difference_update(step.outputs)
+                step.drop = [a for a in dict.fromkeys(step.args) if a not in read_later]
+                read_later.update(step.args)
+                to_make.update(a for a in step.args if a not in self.input_names)
                 kept.append(step)
+        missing = sorted(to_make - consts)
+        if missing:
+            raise TeacherError(f"the outputs also need {missing}, which are not among the inputs {self.input_names}")
         return kept[::-1]
 
     def _bind(self, steps: list[_Step], values: dict[str, Tensor], consts: set[str]) -> None:
