@@ -231,7 +231,8 @@ def _tf2onnx_style_model() -> onnx.ModelProto:
     ]
     w4, cast4 = _fp16_weight("w4", (4, 8, 3, 3), rng)
     nodes.insert(0, cast4)
-    inits = [w1, w2, w3, w4, _init("zero_pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)), _init("b1", rng.standard_normal(8).astype(np.float32)),
+    inits = [w1, w2, w3, w4, _init("zero_pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)),
+             _init("b1", rng.standard_normal(8).astype(np.float32)),
              _init("b3", rng.standard_normal(6).astype(np.float32)),
              _init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)), _init("neg_inf", np.float32(-np.inf)),
              _init("scales", np.array([1, 1, 2, 2], np.float32)), _init("split", np.array([2, 4], np.int64)),
@@ -275,9 +276,11 @@ RESIZE_MODES = [(c, m) for c in COORDINATE_MODES for m in NEAREST_MODES + ["line
 @pytest.mark.parametrize("coordinates, mode", RESIZE_MODES)
 @pytest.mark.parametrize("target", ["scales_up", "scales_down", "sizes", "same_size"])
 def test_resize_modes_match_ort(coordinates, mode, target):
-    scales = {"scales_up": [1, 1, 2.5, 1.75], "scales_down": [1, 1, 0.5, 0.6], "same_size": [1, 1, 1.1, 1.05]}.get(target)
+    scales = {"scales_up": [1, 1, 2.5, 1.75], "scales_down": [1, 1, 0.5, 0.6],
+              "same_size": [1, 1, 1.1, 1.05]}.get(target)  # same_size: ORT copies, as the output shape is the input's
     inputs = ["x", "", "scales"] if scales else ["x", "", "", "sizes"]
-    inits = [_init("scales", np.array(scales, np.float32))] if scales else [_init("sizes", np.array([1, 2, 7, 13], np.int64))]
+    sizes = np.array([1, 2, 7, 13], np.int64)
+    inits = [_init("scales", np.array(scales, np.float32))] if scales else [_init("sizes", sizes)]
     attrs = dict(mode="linear") if mode == "linear" else dict(mode="nearest", nearest_mode=mode)
     node = helper.make_node("Resize", inputs, ["y"], coordinate_transformation_mode=coordinates, **attrs)
     model = _model([node], [_value("x", [1, 2, 6, 10])], [_value("y", None)], inits)
@@ -301,7 +304,8 @@ def test_pad_modes_match_ort():
              helper.make_node("Pad", ["x", "crop", "value"], ["constant"])]
     inits = [_init("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)),
              _init("crop", np.array([0, 1, -1, 2, 0, 0, 1, -2], np.int64)), _init("value", np.float32(0.5))]
-    model = _model(nodes, [_value("x", [1, 3, 5, 6])], [_value(n, None) for n in ("reflect", "edge", "constant")], inits)
+    outputs = [_value(n, None) for n in ("reflect", "edge", "constant")]
+    model = _model(nodes, [_value("x", [1, 3, 5, 6])], outputs, inits)
     check(model, torch.randn(1, 3, 5, 6))
 
 
@@ -315,7 +319,8 @@ def test_upsample_matches_ort(mode):
 
 def test_elementwise_and_folded_ops_match_ort():
     node = helper.make_node
-    nodes = [node("Relu", ["x"], ["relu"]), node("LeakyRelu", ["x"], ["leaky"]), node("Abs", ["x"], ["abs"]), node("Add", ["abs", "one"], ["pos"]),
+    nodes = [node("Relu", ["x"], ["relu"]), node("LeakyRelu", ["x"], ["leaky"]), node("Abs", ["x"], ["abs"]),
+             node("Add", ["abs", "one"], ["pos"]),
              node("Log", ["pos"], ["log"]), node("Reciprocal", ["pos"], ["inv"]),
              node("Floor", ["x"], ["floor"]), node("Ceil", ["x"], ["ceil"]),
              node("Max", ["x", "relu", "floor"], ["max"]), node("Min", ["x", "ceil"], ["min"]),

@@ -878,7 +878,7 @@ class TorchTwin(nn.Module):
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         if len(inputs) != len(self.input_names):
-            raise TeacherError(f"the graph takes {len(self.input_names)} inputs ({self.input_names}), got {len(inputs)}")
+            raise TeacherError(f"the twin takes {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
         env = {name: getattr(self, buffer) for name, buffer in self._buffer_of.items()}
         env.update(zip(self.input_names, inputs))
         for step in self._steps:
