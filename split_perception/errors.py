@@ -35,3 +35,7 @@ class ModelGraphError(SplitPerceptionError, ValueError):
 
 class FootageError(SplitPerceptionError, ValueError):
     """A footage source (image folder, video file, camera bag) that is missing, unreadable or empty."""
+
+
+class TeacherError(SplitPerceptionError, ValueError):
+    """A teacher graph uses an op, attribute or dynamic shape that the torch twin cannot reproduce."""
