@@ -13,7 +13,7 @@ from .config import DEVICES, RUNTIMES
 from .errors import ConfigError, SplitPerceptionError
 from .harness.domains import DOMAIN_HELP, domain_from
 
-MODEL_HELP = "checkpoint path (default: the bundled model)"
+MODEL_HELP = "checkpoint, onboard export folder, or a bundled model: synthetic (the default) or nanodet_g"
 
 
 def _threads(n: int) -> None:
@@ -37,12 +37,22 @@ def cmd_info(args) -> int:
     export = find_export(args.model)
     print(f"onboard export: {export.directory} (up to date)" if export else
           f"onboard export: none up to date at {export_dir_for(args.model)} (`split-perception export-onboard`)")
-    print(f"classes:      {', '.join(cfg.class_names)}")
-    print(f"input size:   {cfg.input_size[1]}x{cfg.input_size[0]} (w x h), split after MobileNetV3 "
-          f"features[:{cfg.split_index}] (stride {m.teacher.split_stride}, {m.teacher.split_channels} channels)")
-    onboard = sum(p.numel() for p in m.encoder.parameters()) + sum(p.numel() for p in m.entropy.parameters())
+    if cfg.teacher:
+        spec = cfg.teacher_spec()
+        prov = spec.provenance
+        print(f"teacher:      {spec.name} ({spec.model_path}, sha256 {cfg.teacher_sha256[:12]}), head family "
+              f"{spec.head_family}; from {prov.get('npm_package', '?')} {prov.get('npm_version', '')}")
+        print(f"classes:      {len(cfg.class_names)}: {', '.join(cfg.class_names)}")
+        print(f"input size:   {cfg.input_size[1]}x{cfg.input_size[0]} (w x h, {cfg.resize}, {cfg.channel_order}), "
+              f"split at tensor {spec.split.tensor} {list(spec.split.shape)} (stride {m.teacher.split_stride})")
+    else:
+        print(f"classes:      {', '.join(cfg.class_names)}")
+        print(f"input size:   {cfg.input_size[1]}x{cfg.input_size[0]} (w x h), split after MobileNetV3 "
+              f"features[:{cfg.split_index}] (stride {m.teacher.split_stride}, {m.teacher.split_channels} channels)")
+    onboard = sum(p.numel() for p in m.encoder.parameters()) + sum(p.numel() for p in m.entropy.parameters()) \
+        + sum(b.numel() for b in m.encoder.buffers() if b.is_floating_point())  # an ONNX teacher's front: buffers
     print(f"onboard params (all widths share them): {onboard:,}")
-    image, _ = render_scene(np.random.default_rng(args.seed), tuple(cfg.input_size), tuple(cfg.class_names))
+    image, _ = render_scene(np.random.default_rng(args.seed), tuple(cfg.input_size))  # shapes: a sample frame
     print("width  bottleneck  bytes/frame (one synthetic sample)")
     for w, c in zip(enc.widths, m.encoder.bottleneck_channels):
         enc.set_width(w)
@@ -60,13 +70,16 @@ def cmd_make_dataset(args) -> int:
 
 def cmd_train(args) -> int:
     from .config import load_config
-    from .training.trainer import Trainer
 
     mc, tc = load_config(args.config)
     for key in ("output_dir", "epochs", "seed", "max_train_images", "device", "num_workers", "num_threads"):
         value = getattr(args, key)
         if value is not None:
             setattr(tc, key, value)
+    if tc.stage == "distill":
+        from .training.distill import DistillTrainer as Trainer
+    else:
+        from .training.trainer import Trainer
     final = Trainer(mc, tc.validate(), progress=not args.quiet).run()
     print(f"final model: {final}")
     return 0
@@ -131,6 +144,19 @@ def cmd_encode(args) -> int:
         target = out / (Path(path).stem + ".spf")
         target.write_bytes(data)
         print(f"{path} -> {target}: {len(data)} bytes at width {enc.width} ({ms:.1f} ms, {enc.runtime})")
+    return 0
+
+
+def cmd_import_teacher(args) -> int:
+    from .teachers.importer import import_teacher
+
+    res = import_teacher(args.model, args.split, args.like, args.out, args.classes, args.name)
+    spec = res["spec"]
+    print(f"wrote {args.out}: teacher {spec.name}, {len(spec.class_names)} classes, head family {spec.head_family}, "
+          f"input {spec.input.width}x{spec.input.height} ({spec.input.resize}, {spec.input.channel_order})")
+    print(f"split at {spec.split.tensor} {list(res['shape'])}: tail(front(x)) vs the whole model, max abs "
+          f"difference {res['max_abs_diff']:.3g}")
+    print(f"next: split-perception train --config {Path(args.out) / 'student.yaml'}")
     return 0
 
 
@@ -342,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="onnx (the model's onboard export), torch, or auto (onnx when the export is there)")
     s.set_defaults(func=cmd_encode)
+
+    s = sub.add_parser("import-teacher", help="an ONNX detector as a teacher: cut at a named tensor, checked, "
+                                              "written as a folder that model.teacher names")
+    s.add_argument("model", help="ONNX detector")
+    s.add_argument("--split", required=True, help="name of the tensor to cut at (onboard front | offboard tail); "
+                                                  "a wrong name lists the tensors where one cut works")
+    s.add_argument("--like", default="nanodet_g", help="teacher.yaml (or a bundled teacher's name) whose input, head "
+                                                       "family and head parameters this detector shares")
+    s.add_argument("--classes", help="class names, one per line (default: those of --like)")
+    s.add_argument("--name", help="teacher name (default: the model file's)")
+    s.add_argument("--out", required=True, help="folder to write (model.onnx, classes.txt, teacher.yaml, student.yaml)")
+    s.set_defaults(func=cmd_import_teacher)
 
     s = sub.add_parser("export-onboard", help="checkpoint -> ONNX encoder per width + entropy tables (torch-free "
                                               "onboard runtime)")

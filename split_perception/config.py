@@ -21,6 +21,8 @@ RUNTIMES = ("auto", "onnx", "torch")
 # Output stride of MobileNetV3-Large's features[:k]; the student encoder restores splits of stride 4 or 8
 SPLIT_STRIDES = {3: 4, 4: 4, 5: 8, 6: 8, 7: 8}
 DEVICES = ("auto", "cpu", "cuda")
+CHANNEL_ORDERS = ("RGB", "BGR")
+RESIZE_POLICIES = ("area", "letterbox", "stretch")  # ours (each axis, area averaging); a teacher's own two
 # Onboard encoders: "conv", a small slimmable conv network in place of the teacher's first layers;
 # "front", the teacher's own first layers (frozen) + a slimmable 1x1 projection to the bottleneck
 ENCODERS = ("conv", "front")
@@ -33,12 +35,23 @@ def find_width(widths, width: float) -> int | None:
 
 @dataclass
 class ModelConfig:
-    """What the network is: teacher backbone, split point, slimmable encoder and widths."""
+    """What the network is: teacher backbone, split point, slimmable encoder and widths.
 
+    With `teacher` set (an ONNX detector described by a teacher.yaml), the classes, input size,
+    normalization, channel order and resize policy are the teacher's: `validate` fills them in from
+    its teacher.yaml, the one place they are written, and pins the ONNX file by its SHA-256.
+    """
+
+    teacher: str = ""  # "" = the synthetic-shapes teacher (torchvision MobileNetV3 + SSDlite + LR-ASPP); else a
+    # bundled teacher's name (split_perception/assets/teachers/<name>) or a teacher.yaml (or its folder)
+    teacher_sha256: str = ""  # of the teacher's ONNX file, filled in by `validate`; a different file is refused
     class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
     input_size: tuple[int, int] = (240, 320)  # (height, width) the network sees
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # torchvision SSDlite convention
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # RGB, on 0..1 values; torchvision SSDlite convention
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    channel_order: str = "RGB"  # of the network input, after normalization
+    resize: str = "area"  # each axis to input_size by area averaging; an ONNX teacher's own: "letterbox" (keep
+    # the aspect ratio, black border) or "stretch" (bilinear, edges replicated), as `teachers/letterbox.py`
     backbone_width_mult: float = 1.0  # 1.0 accepts torchvision's standard state dicts
     split_index: int = 7  # split after MobileNetV3 features[:k], k in SPLIT_STRIDES
     encoder: str = "conv"  # one of ENCODERS
@@ -63,7 +76,37 @@ class ModelConfig:
 
     @property
     def split_stride(self) -> int:
+        if self.teacher:
+            return self.input_size[0] // self.teacher_spec().split.shape[2]
         return SPLIT_STRIDES[self.split_index]
+
+    def teacher_spec(self):
+        """The teacher's TeacherSpec (an ONNX teacher only), read once."""
+        spec = getattr(self, "_spec", None)
+        if spec is None:
+            from .teachers.spec import load_teacher_spec, resolve_teacher
+
+            spec = load_teacher_spec(resolve_teacher(self.teacher))
+            object.__setattr__(self, "_spec", spec)
+        return spec
+
+    def _apply_teacher(self) -> None:
+        """Classes, input and normalization from the teacher's teacher.yaml; its ONNX file pinned."""
+        from .codec.onboard_export import file_sha256
+
+        spec = self.teacher_spec()
+        digest = file_sha256(spec.model_path)
+        if self.teacher_sha256 and self.teacher_sha256 != digest:
+            raise ConfigError(f"teacher {self.teacher}: {spec.model_path} has SHA-256 {digest[:12]}, this model was "
+                              f"made with {self.teacher_sha256[:12]} (another teacher file)")
+        inp = spec.input
+        order = [2, 1, 0] if inp.channel_order == "BGR" else [0, 1, 2]  # teacher.yaml's values are in its order
+        self.teacher_sha256 = digest
+        self.class_names = list(spec.class_names)
+        self.input_size = (inp.height, inp.width)
+        self.image_mean = tuple(inp.mean[k] / 255.0 for k in order)
+        self.image_std = tuple(inp.std[k] / 255.0 for k in order)
+        self.channel_order, self.resize = inp.channel_order, inp.resize
 
     def latent_stride(self, width_index: int) -> int:
         """Stride of a width's bottleneck grid: the split's, or twice it for a coarse width."""
@@ -71,6 +114,13 @@ class ModelConfig:
         return self.split_stride * (2 if coarse else 1)
 
     def validate(self) -> "ModelConfig":
+        if self.teacher:
+            if self.encoder != "front":
+                raise ConfigError("a teacher from an ONNX file needs encoder: front (its own first layers onboard)")
+            self._apply_teacher()
+        if self.channel_order not in CHANNEL_ORDERS or self.resize not in RESIZE_POLICIES:
+            raise ConfigError(f"channel_order must be one of {CHANNEL_ORDERS} and resize one of {RESIZE_POLICIES}, "
+                              f"got {self.channel_order!r}, {self.resize!r}")
         if not self.class_names:
             raise ConfigError("class_names must not be empty")
         if len(self.input_size) != 2 or min(self.input_size) < 64 or max(self.input_size) > 2048:
@@ -80,7 +130,7 @@ class ModelConfig:
         widths = list(self.widths)
         if not widths or widths != sorted(set(widths)) or widths[0] <= 0 or widths[-1] != 1.0:
             raise ConfigError(f"widths must be strictly increasing, positive and end at 1.0, got {widths}")
-        if self.split_index not in SPLIT_STRIDES:
+        if not self.teacher and self.split_index not in SPLIT_STRIDES:
             raise ConfigError(f"split_index must be one of {sorted(SPLIT_STRIDES)} (stride 4 or 8), "
                               f"got {self.split_index}")
         if self.encoder not in ENCODERS:
@@ -90,7 +140,7 @@ class ModelConfig:
                 raise ConfigError(f"coarse_widths must be some of the widths {widths}, got {list(self.coarse_widths)}")
             if self.encoder != "front" or self.shared_decoder:
                 raise ConfigError("coarse_widths needs the 'front' encoder and one decoder per width")
-            if self.split_index in SPLIT_STRIDES and any(s % (2 * self.split_stride) for s in self.input_size):
+            if any(s % (2 * self.split_stride) for s in self.input_size):
                 raise ConfigError(f"coarse_widths need input_size multiples of {2 * self.split_stride}, "
                                   f"got {self.input_size}")
         if self.decoder_layers < 1:
@@ -102,7 +152,8 @@ class ModelConfig:
 class TrainConfig:
     """How to train: stage, data, optimisation and loss weights."""
 
-    stage: str = "student"  # "teacher" or "student"
+    stage: str = "student"  # "teacher", "student" (synthetic scenes with labels) or "distill" (an ONNX
+    # teacher's student on unlabelled footage: `training/distill.py`)
     train_data: str | list[str] = "data/synthetic/train"  # one dataset, or a list of them trained on together
     val_data: str = "data/synthetic/val"
     teacher_checkpoint: str = ""  # student stage: the trained teacher, or a student checkpoint (its frozen teacher)
@@ -130,13 +181,18 @@ class TrainConfig:
     random_widths: int = 1  # sandwich rule: max + min + this many random widths per step
     train_widths: list[float] = field(default_factory=list)  # student, optional: train only these
     # widths' own gain, decoder and entropy model (the shared projection frozen, every other width unchanged)
-    max_train_images: int = 0  # per training dataset; 0 = all
+    max_train_images: int = 0  # per training dataset (distill: training views in all); 0 = all
+    frame_stride: int = 2  # distill: every n-th frame of a clip
+    crops_per_photo: int = 4  # distill: random crops of each photo, besides the whole photo (each view also mirrored)
     eval_every: int = 1
     max_eval_images: int = 200
 
     def validate(self) -> "TrainConfig":
-        if self.stage not in ("teacher", "student"):
-            raise ConfigError(f"stage must be 'teacher' or 'student', got {self.stage!r}")
+        if self.stage not in ("teacher", "student", "distill"):
+            raise ConfigError(f"stage must be 'teacher', 'student' or 'distill', got {self.stage!r}")
+        if self.frame_stride < 1 or self.crops_per_photo < 0:
+            raise ConfigError(f"frame_stride must be >= 1 and crops_per_photo >= 0, got {self.frame_stride}, "
+                              f"{self.crops_per_photo}")
         if self.stage == "student" and not self.teacher_checkpoint:
             raise ConfigError("the student stage needs teacher_checkpoint")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

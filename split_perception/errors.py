@@ -30,12 +30,9 @@ class WidthError(SplitPerceptionError, ValueError):
 
 
 class ModelGraphError(SplitPerceptionError, ValueError):
-    """An ONNX graph has no tensor of the given name, or cannot be cut into two parts there."""
+    """An ONNX graph that cannot be used as asked: no tensor of the given name, no cut into two parts there,
+    or an op, attribute or dynamic shape that the torch twin cannot reproduce."""
 
 
 class FootageError(SplitPerceptionError, ValueError):
     """A footage source (image folder, video file, camera bag) that is missing, unreadable or empty."""
-
-
-class TeacherError(SplitPerceptionError, ValueError):
-    """A teacher graph uses an op, attribute or dynamic shape that the torch twin cannot reproduce."""

@@ -11,13 +11,18 @@ import torch
 from .codec.packet import Packet, parse
 from .config import find_width
 from .errors import ModelMismatchError, PacketError, SplitPerceptionError
-from .preprocess import to_input_tensor
+from .preprocess import model_input_tensor
 from .runtime import ModelRuntime
 
 # rANS reads 32-bit words without bounds checks; a forged payload must only ever read zeros
 # that belong to us. Per symbol the decoder reads at most ~40 words (escape chain bounded by the
 # 64-bit state), so this padding bounds every read of any payload (see docs in README).
 _PAD_PER_SYMBOL = 160
+
+
+def _mask(result: dict) -> np.ndarray | None:
+    """The class-id mask of a postprocessed result; None for a teacher without a segmentation head."""
+    return result["mask"].numpy() if "mask" in result else None
 
 
 @dataclass
@@ -36,7 +41,8 @@ class DecodedFrame:
     image_size: tuple[int, int]
     num_bytes: int
     detections: list[Detection] = field(default_factory=list)
-    mask: np.ndarray | None = None  # uint8 class ids at source-image size, 0 = background
+    mask: np.ndarray | None = None  # uint8 class ids at source-image size, 0 = background; None without a
+    # segmentation head
 
 
 class OffboardDecoder(ModelRuntime):
@@ -46,7 +52,7 @@ class OffboardDecoder(ModelRuntime):
         super().__init__(model_path)
         if score_thresh is not None:
             # detections below this score are dropped inside SSD's postprocessing
-            self.model.teacher.det.score_thresh = score_thresh
+            self.model.teacher.score_thresh = score_thresh
 
     def _attach(self, model, fingerprint: str) -> None:
         super()._attach(model, fingerprint)
@@ -112,16 +118,17 @@ class OffboardDecoder(ModelRuntime):
         return results
 
     @torch.no_grad()
-    def teacher(self, rgb: np.ndarray) -> tuple[list[Detection], np.ndarray]:
+    def teacher(self, rgb: np.ndarray) -> tuple[list[Detection], np.ndarray | None]:
         """The teacher (the same network without the bottleneck) on an uncompressed RGB frame: the
         reference each width is compared with. It takes its input from the frame here, in the form the
         torch teacher needs, whatever runtime encodes the frame onboard."""
         cfg, teacher = self.cfg, self.model.teacher
-        x = to_input_tensor(rgb, cfg.input_size, cfg.image_mean, cfg.image_std)[None]
+        x = model_input_tensor(rgb, cfg)
         result = teacher.postprocess(teacher(x), [rgb.shape[:2]])[0]
-        return self._detections(result), result["mask"].numpy()
+        return self.detections_of(result), _mask(result)
 
-    def _detections(self, result: dict) -> list[Detection]:
+    def detections_of(self, result: dict) -> list[Detection]:
+        """A postprocessed result (boxes, labels, scores) as Detections with class names."""
         names = self.cfg.class_names
         return [Detection(int(lab), names[int(lab) - 1], float(s), tuple(float(v) for v in box))
                 for box, lab, s in zip(result["boxes"].tolist(), result["labels"].tolist(), result["scores"].tolist())
@@ -129,4 +136,4 @@ class OffboardDecoder(ModelRuntime):
 
     def _frame(self, packet: Packet, result: dict, num_bytes: int, with_mask: bool) -> DecodedFrame:
         return DecodedFrame(packet.frame_id, packet.stamp_ns, packet.width, packet.image_size, num_bytes,
-                            self._detections(result), result["mask"].numpy() if with_mask else None)
+                            self.detections_of(result), _mask(result) if with_mask else None)

@@ -11,7 +11,7 @@ from .codec.packet import FINGERPRINT_BYTES, Packet
 from .codec.context import ContextCoder, ContextTables
 from .config import find_width
 from .errors import CheckpointError, ConfigError, WidthError
-from .preprocess import to_input_array
+from .preprocess import model_input_array
 
 
 class OnnxEncoder:
@@ -61,7 +61,7 @@ class OnnxEncoder:
         self._index = i
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        to_input_array(rgb, self.cfg.input_size, self.cfg.image_mean, self.cfg.image_std, out=self._input[0])
+        model_input_array(rgb, self.cfg, out=self._input[0])
         return self._input
 
     def bottleneck(self, x: np.ndarray, width_index: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .codec.packet import Packet
-from .preprocess import to_input_tensor
+from .preprocess import model_input_tensor
 from .runtime import ModelRuntime
 
 
@@ -28,7 +28,7 @@ class TorchEncoder(ModelRuntime):
         self.model.set_width(width)
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        return to_input_tensor(rgb, self.cfg.input_size, self.cfg.image_mean, self.cfg.image_std)[None]
+        return model_input_tensor(rgb, self.cfg)
 
     @torch.no_grad()
     def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:

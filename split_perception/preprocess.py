@@ -70,9 +70,13 @@ def resize(rgb: np.ndarray, size) -> np.ndarray:
     return x * np.float32(1.0 / divisor) if divisor > 1 else x
 
 
-def to_input_array(rgb: np.ndarray, input_size, mean, std, out: np.ndarray | None = None) -> np.ndarray:
-    """RGB uint8 HxWx3 -> float32 CHW array at `input_size` (h, w), normalized with mean/std.
+def to_input_array(rgb: np.ndarray, input_size, mean, std, out: np.ndarray | None = None,
+                   resize_policy: str = "area", channel_order: str = "RGB") -> np.ndarray:
+    """RGB uint8 HxWx3 -> float32 CHW array at `input_size` (h, w), normalized with mean/std (RGB order,
+    on 0..1 values), channels then in `channel_order`.
 
+    `resize_policy` "area" resizes each axis to the input size (below); "letterbox" and "stretch" are
+    the resizes of teachers' own pipelines (`teachers/letterbox.py`), whose weights expect those pixels.
     `out` (float32 3xHxW) is filled in place: a frame loop that reuses it allocates nothing large,
     so it pays no page faults for fresh memory every frame.
     """
@@ -83,14 +87,26 @@ def to_input_array(rgb: np.ndarray, input_size, mean, std, out: np.ndarray | Non
     if min(rgb.shape[:2]) < 8:
         raise ImageError(f"image too small: {rgb.shape[1]}x{rgb.shape[0]}")
     h, w = input_size
-    if rgb.shape[:2] != (h, w):
+    if resize_policy != "area":
+        from .teachers.letterbox import RESIZES
+
+        rgb = RESIZES[resize_policy](rgb, w, h)[0]
+    elif rgb.shape[:2] != (h, w):
         rgb = resize(rgb, (h, w))
     x = np.empty((3, h, w), np.float32) if out is None else out
     np.copyto(x, rgb.transpose(2, 0, 1))
     x /= np.float32(255.0)
     x -= np.asarray(mean, dtype=np.float32)[:, None, None]
     x /= np.asarray(std, dtype=np.float32)[:, None, None]
+    if channel_order == "BGR":
+        x[:] = x[::-1].copy()
     return x
+
+
+def model_input_array(rgb: np.ndarray, cfg, out: np.ndarray | None = None) -> np.ndarray:
+    """A frame as the network input of a model config (its size, resize policy, normalization and
+    channel order): the one place that decides what every runtime feeds the network."""
+    return to_input_array(rgb, cfg.input_size, cfg.image_mean, cfg.image_std, out, cfg.resize, cfg.channel_order)
 
 
 def to_input_tensor(rgb: np.ndarray, input_size, mean, std):
@@ -98,3 +114,10 @@ def to_input_tensor(rgb: np.ndarray, input_size, mean, std):
     import torch
 
     return torch.from_numpy(to_input_array(rgb, input_size, mean, std))
+
+
+def model_input_tensor(rgb: np.ndarray, cfg):
+    """`model_input_array` as a 1x3xHxW torch tensor."""
+    import torch
+
+    return torch.from_numpy(model_input_array(rgb, cfg))[None]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import DEFAULT_MODEL, save_checkpoint
+from split_perception.codec.checkpoint import save_checkpoint
+from split_perception.codec.onboard_export import DEFAULT_MODEL
 from split_perception.config import ModelConfig
 from split_perception.data.synthetic import make_dataset
 from split_perception.harness.domains import pick_domain

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from split_perception.codec.checkpoint import DEFAULT_MODEL, read_checkpoint
+from split_perception.codec.checkpoint import read_checkpoint
+from split_perception.codec.onboard_export import DEFAULT_MODEL
 from split_perception.link.policy import LinkObservation, PolicyConfig, WidthPolicy
 
 TRACES = Path(__file__).parent / "data" / "link_traces"

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import DEFAULT_MODEL, read_checkpoint, save_checkpoint
+from split_perception.codec.checkpoint import read_checkpoint, save_checkpoint
 from split_perception.codec.export import export_onboard
 from split_perception.codec.onboard_export import (
+    DEFAULT_MODEL,
     MANIFEST,
     TABLES,
     export_dir_for,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from split_perception.errors import TeacherError
+from split_perception.errors import ModelGraphError
 from split_perception.teachers.torch_twin import SUPPORTED_OPS, TorchTwin, twin_of
 
 ATOL = 1e-4
@@ -261,9 +261,9 @@ def test_front_and_tail_compose_to_the_whole_graph():
         torch.testing.assert_close(a, b)
     out[0].sum().backward()
     assert split.grad.abs().sum() > 0
-    with pytest.raises(TeacherError, match="also need"):
+    with pytest.raises(ModelGraphError, match="also need"):
         TorchTwin(model, inputs=["s"])  # c4 reads the image past the cut
-    with pytest.raises(TeacherError, match="no such values"):
+    with pytest.raises(ModelGraphError, match="no such values"):
         TorchTwin(model, outputs=["nothing"])
 
 
@@ -376,7 +376,7 @@ def test_unknown_op_is_a_typed_error():
     node = helper.make_node("NonMaxSuppression", ["boxes", "scores"], ["keep"], name="nms_1")
     graph = helper.make_graph([node], "g", [_value("boxes", [1, 4, 4]), _value("scores", [1, 1, 4])],
                               [helper.make_tensor_value_info("keep", TensorProto.INT64, None)])
-    with pytest.raises(TeacherError, match=r"NonMaxSuppression.*nms_1"):
+    with pytest.raises(ModelGraphError, match=r"NonMaxSuppression.*nms_1"):
         TorchTwin(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 
@@ -384,7 +384,7 @@ def test_shape_that_depends_on_data_is_a_typed_error():
     nodes = [helper.make_node("Cast", ["x"], ["target"], to=TensorProto.INT64),
              helper.make_node("Reshape", ["y", "target"], ["z"], name="reshape_by_data")]
     graph = helper.make_graph(nodes, "g", [_value("x", [2]), _value("y", [2, 3])], [_value("z", None)])
-    with pytest.raises(TeacherError, match=r"reshape_by_data.*constant-foldable"):
+    with pytest.raises(ModelGraphError, match=r"reshape_by_data.*constant-foldable"):
         TorchTwin(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 

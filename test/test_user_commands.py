@@ -41,6 +41,7 @@ DOC_COMMANDS = {
     "eval": f"{THIS}::test_eval_and_analyze_split_on_the_documented_data_folders",
     "make-bag": f"{THIS}::test_eval_bag_on_the_sample_bag_as_in_the_readme",
     "export-onboard": f"{THIS}::test_export_onboard_of_your_own_checkpoint",
+    "import-teacher": f"{THIS}::test_import_teacher_of_an_onnx_detector",
     "eval-bag": f"{THIS}::test_eval_bag_on_the_sample_bag_as_in_the_readme",
     "decode-bag": f"{THIS}::test_decode_bag_of_recorded_features",
     "demo": "test_demo.py::test_demo_with_default_output_folder_from_a_repository_copy",
@@ -203,3 +204,18 @@ def test_eval_and_analyze_split_on_the_documented_data_folders(user):
     run(user, "split-perception analyze-split --quick --splits 5,7")
     out = user / "results" / "bench" / "analyze_split"  # where benchmarks write by default
     assert (out / "analyze_split.json").is_file() and (out / "table.md").is_file()
+
+
+def test_import_teacher_of_an_onnx_detector(user):
+    from split_perception.teachers.spec import BUNDLED_TEACHERS, load_teacher_spec
+
+    onnx_file = BUNDLED_TEACHERS / "nanodet_g" / "model.onnx"
+    res = run(user, "split-perception import-teacher mydet.onnx --split TENSOR --like nanodet_g --out teachers/mydet",
+              **{"mydet.onnx": str(onnx_file), "TENSOR": "backbone_stride_8"})
+    assert "max abs difference 0" in res.stdout, res.stdout
+    spec = load_teacher_spec(user / "teachers" / "mydet")
+    assert spec.split.shape == (1, 128, 52, 52) and len(spec.class_names) == 80
+    assert (user / "teachers" / "mydet" / "student.yaml").is_file()
+    res = run(user, "split-perception import-teacher mydet.onnx --split TENSOR --like nanodet_g --out teachers/bad",
+              expect=2, **{"mydet.onnx": str(onnx_file), "TENSOR": "backbone_stride_16"})
+    assert "does not separate" in res.stderr and "backbone_stride_8" in res.stderr

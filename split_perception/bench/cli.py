@@ -34,9 +34,14 @@ def add_parsers(sub) -> None:
 
     s = bsub.add_parser("rate-accuracy", help="bytes/frame vs mAP: our widths vs JPEG/WebP/PNG and PCA features")
     _common(s, "rate_accuracy")
-    s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset to evaluate on")
-    s.add_argument("--fit-data", default="data/synthetic/fit", help="dataset the PCA baseline is fitted on")
-    s.add_argument("--max-images", type=int, default=0, help="0 = all")
+    s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset to evaluate on (a model of "
+                   "the synthetic teacher)")
+    s.add_argument("--footage", help="folder of held-out clips to evaluate on (a model of an ONNX teacher; "
+                   "default data/footage/heldout/clips): agreement with the teacher, no labels needed")
+    s.add_argument("--frame-stride", type=int, default=5, help="--footage: every n-th frame of each clip")
+    s.add_argument("--fit-data", help="what the PCA baseline is fitted on (default data/synthetic/fit, or "
+                   "data/footage/train with --footage)")
+    s.add_argument("--max-images", type=int, default=0, help="0 = all (--footage: per clip)")
     s.add_argument("--fit-images", type=int, default=100, help="images used to fit the PCA baseline")
     s.add_argument("--quick", action="store_true", help="a small grid of baselines (CI)")
     s.add_argument("--baselines", metavar="DIR",

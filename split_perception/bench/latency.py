@@ -124,7 +124,7 @@ def measure(model_path, data, frames: int, rounds: int, threads: int, progress: 
     from ..data.image_codecs import decode_image, encode_image
     from ..offboard import OffboardDecoder
     from ..onboard import OnboardEncoder
-    from ..preprocess import to_input_tensor
+    from ..preprocess import model_input_tensor
 
     enc, dec = OnboardEncoder(model_path, runtime="torch", threads=threads), OffboardDecoder(model_path)
     # the runtime the onboard node runs (ONNX when the checkpoint has an export); torch beside it
@@ -136,7 +136,7 @@ def measure(model_path, data, frames: int, rounds: int, threads: int, progress: 
     widths = list(enc.widths)
 
     def prep(rgb):
-        return to_input_tensor(rgb, cfg.input_size, cfg.image_mean, cfg.image_std)[None]
+        return model_input_tensor(rgb, cfg)
 
     def full_inference(rgb):
         out = teacher(prep(rgb))

@@ -275,7 +275,7 @@ COLUMNS = [("transport", "transport", ""), ("mode", "mode", ""), ("link_mbps", "
 
 
 def run(args) -> int:
-    from ..codec.checkpoint import DEFAULT_MODEL, read_checkpoint
+    from ..codec.checkpoint import read_checkpoint
     from ..data.coco import load_coco
     from ..link.netns import available
 
@@ -283,7 +283,7 @@ def run(args) -> int:
     if not ok:
         raise ConfigError(f"bench link needs network namespaces: {why}")
     schedule = parse_schedule(args.schedule, args.phase_seconds)
-    widths = [float(w) for w in read_checkpoint(args.model or DEFAULT_MODEL)["model_config"].widths]
+    widths = [float(w) for w in read_checkpoint(args.model)["model_config"].widths]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         parse_mode(m, widths)

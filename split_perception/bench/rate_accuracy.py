@@ -271,6 +271,16 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
 
 
 def run(args) -> int:
+    from ..codec.checkpoint import read_checkpoint
+
+    if args.footage is None and read_checkpoint(args.model)["model_config"].teacher:
+        args.footage = "data/footage/heldout/clips"  # an ONNX teacher's model: real footage, agreement
+    if args.footage:
+        from . import rate_accuracy_real
+
+        args.fit_data = args.fit_data or "data/footage/train"
+        return rate_accuracy_real.run(args)
+    args.fit_data = args.fit_data or "data/synthetic/fit"
     if args.max_images < 0 or args.fit_images < 1 or args.threads < 1:
         raise ConfigError("--max-images must be >= 0, --fit-images and --threads >= 1")
     torch.set_num_threads(args.threads)

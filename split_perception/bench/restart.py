@@ -112,7 +112,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def run(args) -> int:
-    from ..codec.checkpoint import DEFAULT_MODEL
+    from ..codec.onboard_export import model_file
     from ..codec.onboard_export import find_export
     from ..harness.processes import CONFIG
     from ..harness.restarts import KILL_AT_S
@@ -121,7 +121,7 @@ def run(args) -> int:
     if not victims or set(victims) - {"encoder", "decoder"}:
         raise ConfigError(f"--victims must list encoder and/or decoder, got {args.victims!r}")
     loads = _ints(args.cpu_load, "--cpu-load")
-    model = args.model or str(DEFAULT_MODEL)
+    model = str(model_file(args.model))
     runtimes = [r for r in (args.encoder_runtimes or ("onnx,torch" if find_export(model) else "torch")).split(",") if r]
     if not runtimes or set(runtimes) - {"onnx", "torch"}:
         raise ConfigError(f"--encoder-runtimes must list onnx and/or torch, got {args.encoder_runtimes!r}")

@@ -119,7 +119,7 @@ COLUMNS = [("seconds", "seconds", "d"), ("offered_fps", "offered fps", ".1f"), (
 
 
 def run(args) -> int:
-    from ..codec.checkpoint import DEFAULT_MODEL
+    from ..codec.onboard_export import model_file
     from ..harness.processes import (
         finish_probe,
         start_node,
@@ -132,7 +132,7 @@ def run(args) -> int:
     seconds = args.minutes * 60.0
     if args.fps <= 0 or seconds < args.warmup_s + 10:
         raise ConfigError(f"--fps must be > 0 and --minutes cover the {args.warmup_s:g} s warm-up + 10 s")
-    model = args.model or str(DEFAULT_MODEL)
+    model = str(model_file(args.model))
     domain = domain_from(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -124,16 +124,17 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
     """Lower bound of a reload: a model holding only the encoder and the entropy model of one width
     (what a per-size onboard file would hold), weights memory-mapped, no fingerprint check; returns
     the entropy-coded payload of `frame` (bit-identical to the full encoder's)."""
-    from ..codec.checkpoint import DEFAULT_MODEL, TABLE_BUFFERS
+    from ..codec.checkpoint import TABLE_BUFFERS
+    from ..codec.onboard_export import model_file
     from ..codec.context import ContextCoder
     from ..config import model_config_from_dict
     from ..models.context_model import ContextModel
     from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
     from ..models.slimmable import WidthState
     from ..models.teacher import front_only
-    from ..preprocess import to_input_tensor
+    from ..preprocess import model_input_tensor
 
-    ckpt = torch.load(model_path or DEFAULT_MODEL, map_location="cpu", weights_only=True, mmap=True)
+    ckpt = torch.load(model_file(model_path), map_location="cpu", weights_only=True, mmap=True)
     cfg = model_config_from_dict(ckpt["model_config"])
     i = find_width(cfg.widths, width)
 
@@ -153,7 +154,7 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
         getattr(context, name).resize_(state[name].shape)
     context.load_state_dict(state)
     medians = part(f"entropy.{i}.")["quantiles"][:, :, 1:2]  # EntropyBottleneck's medians
-    x = to_input_tensor(frame, cfg.input_size, cfg.image_mean, cfg.image_std)[None]
+    x = model_input_tensor(frame, cfg)
     with torch.no_grad():
         symbols = torch.round(encoder(x) - medians).int()
     return ContextCoder(context.tables()).encode(symbols[0].numpy())
@@ -311,9 +312,9 @@ def run(args) -> int:
     if args.no_ros:
         ros = {"skipped": "skipped (--no-ros)"}
     else:
-        from ..codec.checkpoint import DEFAULT_MODEL, read_checkpoint
+        from ..codec.checkpoint import read_checkpoint
 
-        cfg = read_checkpoint(args.model or DEFAULT_MODEL)["model_config"]
+        cfg = read_checkpoint(args.model)["model_config"]
         domain = domain_from(args)  # and on another one if that carries someone else's packets
         ros = {}
         for attempt in range(3):

@@ -79,13 +79,14 @@ COLUMNS = [("width", "width", ".2f"), ("offered_fps", "offered fps", ".1f"), ("e
 
 
 def run(args) -> int:
-    from ..codec.checkpoint import DEFAULT_MODEL, read_checkpoint
+    from ..codec.checkpoint import read_checkpoint
+    from ..codec.onboard_export import model_file
     from ..harness.processes import run_probe, start_node, stop, wait_for_log
 
     w, h = frame_size(args.size)
     if args.seconds <= WARMUP_S + 2 or args.fps <= 0:
         raise ConfigError(f"--seconds must exceed {WARMUP_S + 2:.0f} and --fps be > 0")
-    model = args.model or str(DEFAULT_MODEL)
+    model = str(model_file(args.model))
     widths = [float(x) for x in read_checkpoint(model)["model_config"].widths]
     domain = domain_from(args)
     out = Path(args.out)

@@ -19,7 +19,7 @@ from ..config import model_config_from_dict, to_dict
 from ..errors import CheckpointError, ConfigError
 from ..models.split_model import SplitModel
 from ..models.teacher import Teacher
-from .onboard_export import DEFAULT_MODEL
+from .onboard_export import model_file
 
 FORMAT = "split_perception.checkpoint"
 VERSION = 1
@@ -68,7 +68,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra: dict | None = Non
 
 def read_checkpoint(path: str | Path) -> dict:
     """Load and validate the container (weights_only=True); raise CheckpointError with the reason."""
-    path = Path(path)
+    path = model_file(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -99,7 +99,7 @@ def _resize_tables(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 def load_model(path: str | Path | None = None, kind: str = "student") -> tuple[nn.Module, str]:
     """Checkpoint -> (model in eval mode, fingerprint). The stored CDF tables are used as they are."""
-    path = Path(path) if path else DEFAULT_MODEL
+    path = model_file(path)
     ckpt = read_checkpoint(path)
     return model_from_checkpoint(ckpt, path, kind), ckpt["fingerprint"]
 

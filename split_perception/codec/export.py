@@ -17,13 +17,13 @@ import torch
 
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .onboard_export import (
-    DEFAULT_MODEL,
     FORMAT,
     MANIFEST,
     TABLES,
     VERSION,
     export_dir_for,
     file_sha256,
+    model_file,
 )
 
 OPSET = 17
@@ -40,7 +40,7 @@ def _graph_bytes(encoder: torch.nn.Module, x: torch.Tensor) -> bytes:
 
 def export_onboard(model_path: str | Path | None = None, out: str | Path | None = None) -> Path:
     """Write the export of a checkpoint (default: beside it) and return its folder."""
-    ckpt_path = Path(model_path) if model_path else DEFAULT_MODEL
+    ckpt_path = model_file(model_path)
     out = Path(out) if out else export_dir_for(ckpt_path)
     ckpt = read_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, ckpt_path)

@@ -22,12 +22,22 @@ FORMAT = "split_perception.onboard_export"
 VERSION = 2  # 2: context-coder tables (CONTEXTS per channel)
 MANIFEST = "manifest.json"
 TABLES = "tables.npz"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default_model.pt"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# Bundled models by name: the synthetic-shapes model (the default) and NanoDet-g's student (COCO, real footage)
+BUNDLED_MODELS = {"synthetic": ASSETS / "default_model.pt", "nanodet_g": ASSETS / "nanodet_g_student.pt"}
+DEFAULT_MODEL = BUNDLED_MODELS["synthetic"]
+
+
+def model_file(model: str | Path | None) -> Path:
+    """The checkpoint a user means: nothing (the default model), a bundled model's name, or a path."""
+    if not model:
+        return DEFAULT_MODEL
+    return BUNDLED_MODELS.get(str(model), Path(model))
 
 
 def export_dir_for(checkpoint: str | Path | None) -> Path:
     """Where the export of a checkpoint lives: beside it, `<name>.onboard/`."""
-    return Path(checkpoint or DEFAULT_MODEL).with_suffix(".onboard")
+    return model_file(checkpoint).with_suffix(".onboard")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -98,7 +108,7 @@ def read_export(directory: str | Path) -> OnboardExport:
 def find_export(model_path: str | Path | None) -> OnboardExport | None:
     """The export that belongs to `model_path` (an export folder, or a checkpoint with an up-to-date
     export beside it), else None. Raises CheckpointError for an export folder that is broken."""
-    path = Path(model_path) if model_path else DEFAULT_MODEL
+    path = model_file(model_path)
     if path.is_dir():
         return read_export(path)
     d = export_dir_for(path)
@@ -116,5 +126,5 @@ def widths_and_bytes(model_path: str | Path | None) -> tuple[list[float], dict[s
         return list(exp.cfg.widths), exp.bytes_per_width
     from .checkpoint import read_checkpoint
 
-    ckpt = read_checkpoint(model_path or DEFAULT_MODEL)
+    ckpt = read_checkpoint(model_file(model_path))
     return list(ckpt["model_config"].widths), dict(ckpt["extra"].get("bytes_per_width") or {})

@@ -155,8 +155,8 @@ class BagEvaluation:
         topic_read, stopped, resolution = None, None, Counter()
         items = read_images(bag, topic, first_topic=False)
         first = next(items, None)  # a missing bag or topic fails here, before any progress bar
-        saved = self.teacher.det.score_thresh
-        self.teacher.det.score_thresh = EVAL_SCORE_THRESH  # COCO mAP wants the low-score tail too
+        saved = self.teacher.score_thresh
+        self.teacher.score_thresh = EVAL_SCORE_THRESH  # COCO mAP wants the low-score tail too
         bar = None  # opened at the first frame converted: a bag of nothing usable prints only its error
         try:
             for item in itertools.chain([first] if first else [], items):
@@ -188,7 +188,7 @@ class BagEvaluation:
         finally:
             if bar is not None:
                 bar.close()
-            self.teacher.det.score_thresh = saved
+            self.teacher.score_thresh = saved
         if not encodings:
             raise BagError(f"{bag}: no camera message{' on ' + topic if topic else ''}")
         if not frame_ids:

@@ -52,8 +52,8 @@ def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool
     cfg = teacher.cfg
     ds = CocoSceneDataset(root, cfg.input_size, cfg.image_mean, cfg.image_std, max_images)
     teacher.eval()
-    old = teacher.det.score_thresh
-    teacher.det.score_thresh = EVAL_SCORE_THRESH
+    old = teacher.score_thresh
+    teacher.score_thresh = EVAL_SCORE_THRESH
     results, sizes, conf = [], [], ConfusionMatrix(cfg.num_classes + 1)
     try:
         for image_id in tqdm(ds.ids, desc=desc, disable=not progress, leave=False):
@@ -69,7 +69,7 @@ def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool
             conf.update(semantic_truth(ds.coco, ds.label_of, image_id, rgb.shape[:2]), det["mask"].numpy())
             sizes.append(nbytes)
     finally:
-        teacher.det.score_thresh = old
+        teacher.score_thresh = old
     coded = image_codec or feature_codec
     extra = {"bytes_mean": float(np.mean(sizes)), "bytes_p95": float(np.percentile(sizes, 95))} if coded else {}
     return _summary(ds, results, conf, ds.ids, extra)
@@ -81,8 +81,8 @@ def evaluate_split(encoder: OnboardEncoder, decoder: OffboardDecoder, root, widt
     """Per width: mAP, mAP@.5, mIoU, bytes/frame (mean, p95), encode and decode+heads ms."""
     cfg = encoder.cfg
     ds = CocoSceneDataset(root, cfg.input_size, cfg.image_mean, cfg.image_std, max_images)
-    saved = decoder.model.teacher.det.score_thresh
-    decoder.model.teacher.det.score_thresh = EVAL_SCORE_THRESH
+    saved = decoder.model.teacher.score_thresh
+    decoder.model.teacher.score_thresh = EVAL_SCORE_THRESH
     images = [(i, ds.read_rgb(i)) for i in ds.ids]
     out = {}
     try:
@@ -108,5 +108,5 @@ def evaluate_split(encoder: OnboardEncoder, decoder: OffboardDecoder, root, widt
                 "encode_ms": 1000 * float(np.median(t_enc)), "decode_ms": 1000 * float(np.median(t_dec)),
             })
     finally:
-        decoder.model.teacher.det.score_thresh = saved
+        decoder.model.teacher.score_thresh = saved
     return out

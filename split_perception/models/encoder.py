@@ -79,7 +79,11 @@ class FrontProjectionEncoder(nn.Module):
         self.proj.bias.copy_(-(w @ mean.float()))
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.proj(self.front(x))
+        return self.project(self.front(x))
+
+    def project(self, f: Tensor) -> Tensor:
+        """Split-point features -> the bottleneck at the current width (before quantization)."""
+        y = self.proj(f)
         if self.pooled[self.state.index]:
             y = F.avg_pool2d(y, 2)
         return y * self.gain[self.state.index].view(1, -1, 1, 1)

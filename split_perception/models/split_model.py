@@ -17,6 +17,7 @@ from .compressai_import import EntropyBottleneck
 from .context_model import ContextModel
 from .decoder import FeatureDecoder, SharedDecoder
 from .encoder import FrontProjectionEncoder, SlimmableEncoder
+from .onnx_teacher import OnnxTeacher
 from .slimmable import WidthState
 from .teacher import Teacher
 
@@ -35,7 +36,7 @@ class SplitModel(nn.Module):
         super().__init__()
         self.cfg = cfg.validate()
         self._state = WidthState(len(cfg.widths) - 1)
-        self.teacher = Teacher(cfg)
+        self.teacher = OnnxTeacher(cfg) if cfg.teacher else Teacher(cfg)
         if cfg.encoder == "front":
             self.encoder = FrontProjectionEncoder(cfg, self._state, self.teacher.front_layers(),
                                                   self.teacher.split_channels)

@@ -78,9 +78,20 @@ class Teacher(nn.Module):
         high_channels = stem[-1].out_channels  # C4 expansion output, stride 16
         self.seg = LRASPPHead(low_channels, high_channels, cfg.num_classes + 1, cfg.seg_inter_channels)
 
+    has_segmentation = True
+
     @property
     def split_stride(self) -> int:
         return self.cfg.split_stride
+
+    @property
+    def score_thresh(self) -> float:
+        """Detections below this score are dropped in `postprocess`."""
+        return self.det.score_thresh
+
+    @score_thresh.setter
+    def score_thresh(self, value: float) -> None:
+        self.det.score_thresh = value
 
     def _split(self, split_index: int | None) -> int:
         return _check_split(self.cfg.split_index if split_index is None else split_index)

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..config import CHANNEL_ORDERS
 from ..errors import ImageError, ModelGraphError
 from .detections import Detection
 from .letterbox import RESIZES, Letterbox
-from .spec import CHANNEL_ORDERS, TeacherSpec, load_teacher_spec
+from .spec import BUNDLED_TEACHERS, TeacherSpec, load_teacher_spec
 
-DEFAULT_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "teachers" / "nanodet_g"
+DEFAULT_TEACHER = BUNDLED_TEACHERS / "nanodet_g"
 
 
 def preprocess(image: np.ndarray, spec: TeacherSpec, channel_order: str) -> tuple[np.ndarray, Letterbox]:

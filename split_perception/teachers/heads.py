@@ -21,6 +21,7 @@ class HeadDecoder(Protocol):
     """What every head family provides."""
 
     output_names: tuple[str, ...]
+    score_outputs: tuple[str, ...]  # the outputs among them that hold class probabilities (after a sigmoid)
 
     def decode(self, outputs: Mapping[str, np.ndarray], letterboxes: Sequence[Letterbox]) -> list[list[Detection]]:
         ...

@@ -86,6 +86,11 @@ class NanoDetGFL:
     def output_names(self) -> tuple[str, ...]:
         return tuple(name for level in self.levels for name in (level.cls_output, level.dis_output))
 
+    @property
+    def score_outputs(self) -> tuple[str, ...]:
+        """The outputs holding class scores (probabilities): what output distillation treats as such."""
+        return tuple(level.cls_output for level in self.levels)
+
     def _level_candidates(self, level: Level, scores: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (K, 4) in input pixels, scores (K, C)) of one level after the top-k preselection."""
         n = level.rows * level.cols

@@ -12,11 +12,13 @@ from typing import Any
 
 import yaml
 
+from ..codec.onboard_export import file_sha256
+from ..config import CHANNEL_ORDERS
 from ..errors import ConfigError
 from .heads import HEAD_FAMILIES, HeadDecoder, build_head
 from .letterbox import RESIZES
 
-CHANNEL_ORDERS = ("BGR", "RGB")
+BUNDLED_TEACHERS = Path(__file__).resolve().parents[1] / "assets" / "teachers"  # <name>/teacher.yaml each
 RESIZE_POLICIES = tuple(RESIZES)  # whichever the teacher's own pipeline used: its weights expect those pixels
 
 
@@ -109,6 +111,18 @@ def parse_teacher_spec(data: Any, folder: Path) -> TeacherSpec:
         head_family=family, head=build_head(family, _field(data, "head", Mapping), inp.width, inp.height, num_classes),
         split=SplitSpec(_field(data, "split.tensor", str), tuple(shape)),
         provenance=_field(data, "provenance", Mapping))
+
+
+def resolve_teacher(name: str | Path) -> Path:
+    """A bundled teacher's folder by name (`nanodet_g`), else `name` as a path to a teacher.yaml or its folder."""
+    bundled = BUNDLED_TEACHERS / str(name)
+    if str(name) and "/" not in str(name) and (bundled / "teacher.yaml").is_file():
+        return bundled
+    path = Path(name)
+    if not path.exists():
+        known = sorted(p.parent.name for p in BUNDLED_TEACHERS.glob("*/teacher.yaml"))
+        raise ConfigError(f"teacher {str(name)!r}: neither a bundled teacher ({', '.join(known)}) nor a path")
+    return path
 
 
 def load_teacher_spec(path: str | Path) -> TeacherSpec:

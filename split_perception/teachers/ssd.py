@@ -134,6 +134,11 @@ class SSDAnchors:
     def output_names(self) -> tuple[str, ...]:
         return self.boxes_output, self.scores_output
 
+    @property
+    def score_outputs(self) -> tuple[str, ...]:
+        """None: the class outputs are logits, which output distillation matches by squared error as the rest."""
+        return ()
+
     @cached_property
     def anchors(self) -> np.ndarray:
         """(N, 4) anchors (x_centre, y_centre, width, height) relative to the input."""

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from onnx import helper, numpy_helper
 from torch import Tensor, nn
 
-from ..errors import TeacherError
+from ..errors import ModelGraphError
 
 __all__ = ["TorchTwin", "twin_of", "SUPPORTED_OPS"]
 
@@ -47,7 +47,7 @@ def _to_torch(array: np.ndarray) -> Tensor:
     elif array.dtype.kind == "u" and array.dtype != np.uint8:
         array = array.astype(np.int64)
     elif array.dtype.kind not in "iub":
-        raise TeacherError(f"constants of dtype {array.dtype} are not supported")
+        raise ModelGraphError(f"constants of dtype {array.dtype} are not supported")
     return torch.from_numpy(np.array(array, copy=True, order="C"))
 
 
@@ -77,8 +77,8 @@ class _Node:
         self.consumed: set[int] = set()
         self.aux: list[Tensor] = []
 
-    def error(self, message: str) -> TeacherError:
-        return TeacherError(f"{self.proto.op_type} node {self.proto.name!r}: {message}")
+    def error(self, message: str) -> ModelGraphError:
+        return ModelGraphError(f"{self.proto.op_type} node {self.proto.name!r}: {message}")
 
     def has(self, i: int) -> bool:
         return i < len(self.names) and self.names[i] != ""
@@ -291,7 +291,7 @@ def _source_coords(mode: str, out_len: int, in_len: int, scale: float) -> np.nda
         adjust = np.float32(out_len) / (s * np.float32(in_len))
         offset = np.float32(in_len) / np.float32(2) * (np.float32(1) - adjust)
         return offset + (x + half) / s - half
-    raise TeacherError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
+    raise ModelGraphError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
 
 
 def _nearest(mode: str, coords: np.ndarray, downsampling: bool) -> np.ndarray:
@@ -308,7 +308,7 @@ def _nearest(mode: str, coords: np.ndarray, downsampling: bool) -> np.ndarray:
         return np.ceil(coords)
     if mode == "simple":  # Upsample and Resize-10
         return np.ceil(coords) if downsampling else np.trunc(coords)
-    raise TeacherError(f"Resize nearest_mode {mode!r} is not supported")
+    raise ModelGraphError(f"Resize nearest_mode {mode!r} is not supported")
 
 
 def _bilinear(resized: dict[int, tuple[int, int, float]], x_shape: Sequence[int], coords: str):
@@ -765,7 +765,7 @@ def _probe_input(value: onnx.ValueInfoProto, shapes: dict[str, Sequence[int]]) -
     tensor_type = value.type.tensor_type
     dtype = _DTYPES.get(tensor_type.elem_type)
     if dtype is None:
-        raise TeacherError(f"graph input {value.name!r} has unsupported type {tensor_type.elem_type}")
+        raise ModelGraphError(f"graph input {value.name!r} has unsupported type {tensor_type.elem_type}")
     shape = shapes.get(value.name) or [d.dim_value if d.dim_value > 0 else 1 for d in tensor_type.shape.dim]
     return torch.zeros(tuple(shape), dtype=dtype)
 
@@ -804,7 +804,7 @@ class TorchTwin(nn.Module):
         unknown = [name for name in self.input_names + self.output_names if name not in values]
         constant = [name for name in self.input_names if name in consts]
         if unknown or constant:
-            raise TeacherError(f"no such values in the graph: {unknown}; constants, not inputs: {constant}")
+            raise ModelGraphError(f"no such values in the graph: {unknown}; constants, not inputs: {constant}")
         self._bind(self._live(steps, consts), values, consts)
 
     @staticmethod
@@ -814,10 +814,10 @@ class TorchTwin(nn.Module):
         build = _OPS.get(proto.op_type) if proto.domain in ("", "ai.onnx") else None
         if build is None:
             domain = f"{proto.domain}::" if proto.domain else ""
-            raise TeacherError(f"unsupported ONNX op {domain}{proto.op_type} (node {proto.name!r})")
+            raise ModelGraphError(f"unsupported ONNX op {domain}{proto.op_type} (node {proto.name!r})")
         missing = [name for name in proto.input if name and name not in values]
         if missing:
-            raise TeacherError(f"{proto.op_type} node {proto.name!r} reads {missing}, which no earlier node makes")
+            raise ModelGraphError(f"{proto.op_type} node {proto.name!r} reads {missing}, which no earlier node makes")
         node = _Node(proto, opset, values, consts, producers)
         fn = build(node)
         args = node.args()
@@ -855,7 +855,7 @@ class TorchTwin(nn.Module):
                 kept.append(step)
         missing = sorted(to_make - consts)
         if missing:
-            raise TeacherError(f"the outputs also need {missing}, which are not among the inputs {self.input_names}")
+            raise ModelGraphError(f"the outputs also need {missing}, which are not among the inputs {self.input_names}")
         return kept[::-1]
 
     def _bind(self, steps: list[_Step], values: dict[str, Tensor], consts: set[str]) -> None:
@@ -878,7 +878,7 @@ class TorchTwin(nn.Module):
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         if len(inputs) != len(self.input_names):
-            raise TeacherError(f"the twin takes {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
+            raise ModelGraphError(f"the twin takes {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
         env = {name: getattr(self, buffer) for name, buffer in self._buffer_of.items()}
         env.update(zip(self.input_names, inputs))
         for step in self._steps:

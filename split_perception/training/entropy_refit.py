@@ -18,7 +18,7 @@ from ..data.coco import CocoSceneDataset
 from ..errors import ConfigError
 from ..models.encoder import FrontProjectionEncoder
 from ..models.split_model import SplitModel
-from ..preprocess import to_input_tensor
+from ..preprocess import model_input_tensor
 
 
 @torch.no_grad()
@@ -42,14 +42,21 @@ def rescale_gain(model: SplitModel, width: float, factor: float) -> None:
 def bottlenecks(model: SplitModel, root: str, max_images: int, progress: bool = True) -> list[Tensor]:
     """Unquantized bottleneck of each training image, one N x C_w x h x w tensor per width."""
     cfg = model.cfg
-    ds = CocoSceneDataset(root, cfg.input_size, cfg.image_mean, cfg.image_std, max_images)
+    if cfg.teacher:  # an ONNX teacher's student: footage views as it was trained on (no labels)
+        from .distill import footage_views
+
+        frames = footage_views([root], frame_stride=3, crops_per_photo=1, seed=1, max_views=max_images)
+    else:
+        ds = CocoSceneDataset(root, cfg.input_size, cfg.image_mean, cfg.image_std, max_images)
+        frames = (ds.read_rgb(image_id) for image_id in ds.ids)
     model.eval()
     per_width: list[list[Tensor]] = [[] for _ in model.widths]
-    for image_id in tqdm(ds.ids, desc="bottlenecks", disable=not progress, leave=False):
-        x = to_input_tensor(ds.read_rgb(image_id), cfg.input_size, cfg.image_mean, cfg.image_std)[None]
+    for rgb in tqdm(frames, desc="bottlenecks", disable=not progress, leave=False):
+        x = model_input_tensor(rgb, cfg)
+        f = model.encoder.front(x) if isinstance(model.encoder, FrontProjectionEncoder) else None
         for i, w in enumerate(model.widths):
             model.set_width(w)
-            per_width[i].append(model.encoder(x))
+            per_width[i].append(model.encoder(x) if f is None else model.encoder.project(f))
     model.set_width(model.widths[-1])
     return [torch.cat(ys) for ys in per_width]
 

@@ -1,0 +1,102 @@
+"""A student of the real NanoDet-g teacher: the torch twins against ONNX Runtime on real photos,
+checkpoints that pin the teacher file, and real packets from both onboard runtimes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from split_perception.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+from split_perception.config import ModelConfig, to_dict
+from split_perception.errors import CheckpointError, ConfigError
+from split_perception.models.split_model import SplitModel
+from split_perception.offboard import OffboardDecoder
+from split_perception.onboard import OnboardEncoder
+from split_perception.preprocess import model_input_tensor
+from split_perception.teachers.detector import TeacherDetector
+
+PHOTOS = Path(__file__).parent / "data" / "photos"
+
+
+def small_config(**kw) -> ModelConfig:
+    return ModelConfig(teacher="nanodet_g", encoder="front", bottleneck_channels=8, decoder_channels=16,
+                       decoder_layers=1, **kw).validate()
+
+
+def photo(name: str = "vtest_frame397.jpg") -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(PHOTOS / name)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def student_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("nanodet_student") / "model.pt"
+    save_checkpoint(SplitModel(small_config()), path)
+    return path
+
+
+def test_config_takes_input_and_classes_from_the_teacher():
+    cfg = small_config()
+    assert cfg.input_size == (416, 416) and cfg.resize == "letterbox" and cfg.channel_order == "BGR"
+    assert len(cfg.class_names) == 80 and cfg.class_names[0] == "person" and cfg.split_stride == 8
+    assert cfg.image_mean == pytest.approx((123.675 / 255, 116.28 / 255, 103.53 / 255))  # RGB order, 0..1
+    assert len(cfg.teacher_sha256) == 64
+    with pytest.raises(ConfigError, match="another teacher file"):
+        ModelConfig(**{**to_dict(cfg), "teacher_sha256": "0" * 64}).validate()
+    with pytest.raises(ConfigError, match="neither a bundled teacher"):
+        ModelConfig(teacher="no_such_teacher", encoder="front").validate()
+    with pytest.raises(ConfigError, match="encoder: front"):
+        ModelConfig(teacher="nanodet_g", encoder="conv").validate()
+
+
+@pytest.mark.parametrize("name", ["vtest_frame397.jpg", "messi5.jpg"])
+def test_twin_teacher_detects_what_onnx_runtime_detects(name):
+    cfg = small_config()
+    teacher = SplitModel(cfg).teacher
+    rgb = photo(name)
+    with torch.no_grad():
+        out = teacher(model_input_tensor(rgb, cfg))
+    teacher.score_thresh = 0.3
+    ours = teacher.postprocess(out, [rgb.shape[:2]])[0]
+    ref = [d for d in TeacherDetector().detect(rgb, "RGB") if d.score >= 0.3]
+    assert len(ref) >= 3
+    # scores within float noise of ORT may sit on either side of the threshold: compare the clear ones
+    clear = [d for d in ref if d.score >= 0.31]
+    got = list(zip(ours["labels"].tolist(), ours["scores"].tolist(), ours["boxes"].tolist()))
+    for d in clear:
+        assert any(lab == d.class_id + 1 and abs(s - d.score) < 1e-3 and np.abs(np.subtract(b, d.box)).max() < 0.5
+                   for lab, s, b in got), (d, got)
+
+
+def test_checkpoint_holds_no_teacher_weights_and_round_trips(student_path):
+    ckpt = read_checkpoint(student_path)
+    assert not any(k.startswith(("teacher.", "encoder.front.")) for k in ckpt["state_dict"])
+    assert ckpt["model_config"].teacher == "nanodet_g"
+    model, fp = load_model(student_path)
+    assert fp == ckpt["fingerprint"] and model.teacher.split_channels == 128
+    edited = dict(ckpt, model_config={**ckpt["stored_model_config"], "teacher_sha256": "f" * 64})
+    torch.save({k: v for k, v in edited.items() if k != "stored_model_config"}, student_path.parent / "edited.pt")
+    with pytest.raises(CheckpointError):
+        load_model(student_path.parent / "edited.pt")
+
+
+def test_packets_of_both_runtimes_are_the_same_bytes_and_decode(student_path, tmp_path):
+    from split_perception.codec.export import export_onboard
+
+    export_onboard(student_path, tmp_path / "export")
+    onnx, torch_enc = OnboardEncoder(tmp_path / "export", runtime="onnx"), OnboardEncoder(student_path, runtime="torch")
+    dec = OffboardDecoder(student_path)
+    rgb = photo()
+    for w in onnx.widths:
+        onnx.set_width(w)
+        torch_enc.set_width(w)
+        packet = onnx.encode(rgb, frame_id=3, stamp_ns=5)
+        assert packet == torch_enc.encode(rgb, frame_id=3, stamp_ns=5), w
+        frame = dec.decode(packet)
+        assert frame.width == w and frame.image_size == rgb.shape[:2] and frame.mask is None
+    dets, mask = dec.teacher(rgb)
+    assert mask is None and any(d.label == "person" for d in dets)
