@@ -61,6 +61,7 @@ class ModelConfig:
     gdn: bool = False  # "conv" encoder: GDN in it and IGDN in the decoders (else batch norm + ReLU)
     decoder_channels: int = 96
     decoder_layers: int = 2  # 3x3 convolutions per offboard decoder
+    decoder_linear: bool = False  # a 1x1 path beside each decoder's convolutions, started as the PCA reconstruction
     shared_decoder: bool = False  # one offboard decoder for every width (narrower bottlenecks zero-padded)
     # instead of one decoder per width
     coarse_widths: tuple[float, ...] = ()  # "front" encoder: widths whose bottleneck is averaged over 2x2 (a

@@ -111,3 +111,23 @@ def test_torchrun_two_cpu_processes_train_one_model(tmp_path, footage):
     records = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert len(records) == 1 and json.loads(records[0])["epoch"] == 1
     load_model(tmp_path / "run" / "model.pt")
+
+
+def test_linear_decoders_start_as_the_pca_reconstruction(tmp_path, footage):
+    """With `decoder_linear`, every width's decoder starts as the linear reconstruction from the PCA the
+    projection starts from: what the projection keeps comes back, and more channels give back more."""
+    from split_perception.pca import PCA, positions
+
+    trainer = DistillTrainer(small_config(bottleneck_channels=16, decoder_linear=True), _config(tmp_path, footage),
+                             progress=False, log=lambda *_: None)
+    m = trainer.model.eval()
+    f = torch.from_numpy(trainer.cache.features[:2].astype(np.float32))
+    pca = PCA.fit(torch.cat([positions(x) for x in f]).double())
+    errors = []
+    with torch.no_grad():
+        for i, c in enumerate(m.encoder.bottleneck_channels):
+            m.set_width(m.widths[i])
+            z = m.decoder_for(i)(m.encoder.project(f))
+            errors.append(float(((z - f) ** 2).mean() / ((f - f.mean((0, 2, 3), keepdim=True)) ** 2).mean()))
+            assert errors[-1] < 1.0 - pca.explained()[c - 1] + 0.15, (c, errors[-1])
+    assert errors == sorted(errors, reverse=True), errors

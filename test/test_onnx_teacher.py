@@ -3,7 +3,6 @@ checkpoints that pin the teacher file, and real packets from both onboard runtim
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,12 +18,13 @@ from split_perception.onboard import OnboardEncoder
 from split_perception.preprocess import model_input_tensor
 from split_perception.teachers.detector import TeacherDetector
 
-PHOTOS = Path(__file__).parent / "data" / "photos"
+from .test_teacher_nanodet import PHOTOS
+
 
 
 def small_config(**kw) -> ModelConfig:
-    return ModelConfig(teacher="nanodet_g", encoder="front", bottleneck_channels=8, decoder_channels=16,
-                       decoder_layers=1, **kw).validate()
+    return ModelConfig(**{"teacher": "nanodet_g", "encoder": "front", "bottleneck_channels": 8, "decoder_channels": 16,
+                          "decoder_layers": 1, **kw}).validate()
 
 
 def photo(name: str = "vtest_frame397.jpg") -> np.ndarray:
@@ -100,3 +100,28 @@ def test_packets_of_both_runtimes_are_the_same_bytes_and_decode(student_path, tm
         assert frame.width == w and frame.image_size == rgb.shape[:2] and frame.mask is None
     dets, mask = dec.teacher(rgb)
     assert mask is None and any(d.label == "person" for d in dets)
+
+
+def test_rate_accuracy_on_real_clips_reports_agreement_for_every_method(student_path, tmp_path, capsys):
+    import json
+
+    from split_perception.cli import main
+
+    clips, fit = tmp_path / "clips", tmp_path / "fit"
+    clips.mkdir()
+    fit.mkdir()
+    writer = cv2.VideoWriter(str(clips / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (384, 288))
+    for i in range(4):
+        writer.write(np.roll(cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (384, 288)), 6 * i, axis=1))
+    writer.release()
+    cv2.imwrite(str(fit / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
+    out = tmp_path / "out"
+    assert main(["bench", "rate-accuracy", "--model", str(student_path), "--footage", str(clips), "--fit-data",
+                 str(fit), "--fit-images", "2", "--frame-stride", "2", "--quick", "--out", str(out)]) == 0
+    res = json.loads((out / "rate_accuracy.json").read_text())
+    methods = {r["method"] for r in res["rows"]}
+    assert methods == {"teacher", "ours", "jpeg", "webp", "pca"} and res["frames"] == 2
+    teacher = next(r for r in res["rows"] if r["method"] == "teacher")
+    assert teacher["map"] == pytest.approx(1.0) and res["reference_detections"] > 0
+    assert [h["width"] for h in res["headline"]] == [0.25, 0.5, 0.75, 1.0] and res["headline50"]
+    assert "Bytes at equal agreement" in capsys.readouterr().out

@@ -156,3 +156,19 @@ def test_monitor_waits_for_a_late_decoder_and_nodes_log_final_statistics(tmp_pat
     assert "link reports" in monitor and "stopped: published" in (tmp_path / "bag_player.log").read_text()
     assert "Warning" not in logs(tmp_path), logs(tmp_path)
     assert all(p.returncode == 0 for p in procs), logs(tmp_path)
+
+
+def test_real_detector_student_over_dds_publishes_detections_and_no_masks(tmp_path, domain):
+    """The bundled NanoDet-g student (named `nanodet_g`) in the encoder and decoder nodes: every frame's
+    detections arrive with its stamp; without a segmentation head nothing goes out on `segmentation`."""
+    m = {"model_path": "nanodet_g"}
+    procs = nodes(tmp_path, domain, [("encoder", m, None), ("decoder", m, None)])
+    try:
+        rec = probe(tmp_path, domain, seconds=14, fps=3, listen_masks=True)
+    finally:
+        stop(procs)
+    sent = {s["stamp"] for s in rec["sent"]}
+    got = [d["stamp"] for d in rec["detections"]]
+    assert len(got) >= 3 and set(got) <= sent, logs(tmp_path)
+    assert not rec.get("masks"), logs(tmp_path)
+    assert all(p.returncode == 0 for p in procs), logs(tmp_path)

@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import yaml
 
@@ -23,8 +22,9 @@ from split_perception.teachers.letterbox import Letterbox, stretch
 from split_perception.teachers.spec import parse_teacher_spec
 from split_perception.teachers.split import split_model
 
+from .test_teacher_nanodet import PHOTOS, run
+
 TEACHER = Path(__file__).resolve().parents[1] / "split_perception" / "assets" / "teachers" / "oid_ssd_mobilenetv2"
-PHOTOS = Path(__file__).parent / "data" / "photos"
 REFERENCE = json.loads((PHOTOS / "oid_ssd_mobilenetv2_reference.json").read_text())
 
 
@@ -41,12 +41,6 @@ def detector(spec):
 @pytest.fixture(scope="module")
 def model(spec):
     return onnx.load(str(spec.model_path))
-
-
-def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
 
 
 def test_model_is_the_one_teacher_yaml_describes(spec, model):

@@ -219,3 +219,24 @@ def test_import_teacher_of_an_onnx_detector(user):
     res = run(user, "split-perception import-teacher mydet.onnx --split TENSOR --like nanodet_g --out teachers/bad",
               expect=2, **{"mydet.onnx": str(onnx_file), "TENSOR": "backbone_stride_16"})
     assert "does not separate" in res.stderr and "backbone_stride_8" in res.stderr
+
+
+def test_real_detector_on_a_clip_as_in_the_readme(user):
+    """The README's NanoDet-g lines, on a short clip in place of the held-out footage (CI has no `make footage`)."""
+    import cv2
+
+    from .test_teacher_nanodet import PHOTOS
+
+    clip = user / "street.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (768, 576))
+    for i in range(3):
+        writer.write(np.roll(cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (768, 576)), 8 * i, axis=1))
+    writer.release()
+    run(user, ".venv/bin/split-perception make-bag vtest_bag --video data/footage/heldout/clips/vtest.avi "
+              "--image-format jpeg", **{"data/footage/heldout/clips/vtest.avi": str(clip)})
+    res = run(user, ".venv/bin/split-perception eval-bag vtest_bag --model nanodet_g --max-frames 50")
+    out = _check_eval_bag(user / "out" / "eval_bag" / "vtest_bag", res.stdout, OnboardEncoder("nanodet_g").widths)
+    assert out["frames"] == 3 and out["reference_detections"] > 0
+    assert all(r["mask_agreement"] is None for r in out["rows"])  # NanoDet-g has no segmentation head
+    res = run(user, "split-perception info --model nanodet_g")
+    assert "teacher:      nanodet_g" in res.stdout and "backbone_stride_8 [1, 128, 52, 52]" in res.stdout

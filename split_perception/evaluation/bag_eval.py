@@ -135,6 +135,7 @@ class BagEvaluation:
         self.enc, self.dec = OnboardEncoder(model_path), OffboardDecoder(model_path)
         self.cfg = self.enc.cfg
         self.teacher = self.dec.model.teacher
+        self.masks = self.teacher.has_segmentation  # mask agreement only for a model that segments
         # the reference: the teacher's detections the decoder node would publish (its score threshold)
         self.ref_thresh = self.cfg.score_thresh if score_thresh is None else score_thresh
         self.label_ids = list(range(1, len(self.cfg.class_names) + 1))  # agreement: category id = label id
@@ -232,10 +233,12 @@ class BagEvaluation:
             m.detections.append(dets)
             m.sizes.append(nbytes)
             m.encode_s.append(dt)
-            m.mask_agreement.update(teacher_mask, mask)
+            if mask is not None:  # a teacher without a segmentation head gives none
+                m.mask_agreement.update(teacher_mask, mask)
             if image_id is not None:
                 m.truth_results += coco_results(image_id, dets, truth.cat_ids)
-                m.truth_masks.update(sem, mask)
+                if mask is not None:
+                    m.truth_masks.update(sem, mask)
         if self.picker.wants(index):
             panels = [_panel(rgb, d, mk, "teacher" if k == "teacher" else k, self.ref_thresh)
                       for (k, (d, mk, _, _)), m in zip(outputs.items(), methods) if m.quality is None]
@@ -250,11 +253,12 @@ class BagEvaluation:
                "bytes_mean": float(np.mean(m.sizes)), "bytes_p95": float(np.percentile(m.sizes, 95)),
                "encode_ms": None if m.name == "teacher" else 1000 * float(np.median(m.encode_s)),
                "det_agreement": agree["map"], "det_agreement50": agree["map50"],
-               "mask_agreement": m.mask_agreement.miou()}
+               "mask_agreement": m.mask_agreement.miou() if self.masks else None}
         if truth is not None:
             ids = sorted(set(truth_ids))
             acc = coco_map(truth.coco, m.truth_results, ids) if ids else {"map": None, "map50": None}
-            row.update({"map": acc["map"], "map50": acc["map50"], "miou": m.truth_masks.miou() if ids else None})
+            row.update({"map": acc["map"], "map50": acc["map50"],
+                        "miou": m.truth_masks.miou() if ids and self.masks else None})
         return row
 
     def annotated(self) -> list[tuple[int, np.ndarray]]:

@@ -75,6 +75,9 @@ def main() -> int:
                          "bytes": len(m.data), "latency_ms": age_ms(m.header.stamp)}
     if cfg.get("listen_images"):  # counts as an image subscriber, so a bag player can wait for the probe
         node.create_subscription(Image, "image", lambda m: rec["images"].append(arrival(m)), qos_profile_sensor_data)
+    if cfg.get("listen_masks"):  # the decoder's `segmentation` output
+        rec["masks"] = []
+        node.create_subscription(Image, "segmentation", lambda m: rec["masks"].append(arrival(m)), 10)
     if cfg.get("listen_compressed"):
         node.create_subscription(CompressedImage, "image/compressed", lambda m: rec["images"].append(arrival(m)),
                                  qos_profile_sensor_data)

@@ -48,7 +48,8 @@ class SplitModel(nn.Module):
         self._coders: dict[int, ContextCoder] = {}
         args = (cfg.decoder_channels, self.teacher.split_channels, cfg.decoder_layers, cfg.gdn)
         self.decoders = (SharedDecoder(chans[-1], *args) if cfg.shared_decoder
-                         else nn.ModuleList(FeatureDecoder(c, *args, upsample=cfg.latent_stride(i) > cfg.split_stride)
+                         else nn.ModuleList(FeatureDecoder(c, *args, upsample=cfg.latent_stride(i) > cfg.split_stride,
+                                                           linear=cfg.decoder_linear)
                                             for i, c in enumerate(chans)))
 
     # ---- width -------------------------------------------------------------------------

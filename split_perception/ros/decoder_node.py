@@ -38,7 +38,7 @@ class DecoderNode(Node):
         score = self.declare_parameter("score_thresh", -1.0, desc(
             description="minimum detection score; < 0 = the model's default", read_only=True)).value
         self.publish_mask = self.declare_parameter("publish_mask", True, desc(
-            description="publish `segmentation` (mono8 class ids)")).value
+            description="publish `segmentation` (mono8 class ids), for a model with a segmentation head")).value
         self.publish_annotated = self.declare_parameter("publish_annotated", False, desc(
             description="publish `annotated` (rgb8 mask + boxes, for rviz/foxglove)")).value
         reliability = self.declare_parameter("reliability", "best_effort", desc(

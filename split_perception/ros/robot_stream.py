@@ -110,7 +110,7 @@ class RobotStream:
         self.decoded += 1
         self.width = frame.width
         self.det_pub.publish(to_detection_array(frame, header))
-        if mask:
+        if mask and frame.mask is not None:  # a model without a segmentation head publishes detections only
             self.mask_pub.publish(rgb_to_image(frame.mask, header, "mono8"))
         if annotated:
             canvas = np.full((*frame.image_size, 3), 40, np.uint8)

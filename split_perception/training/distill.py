@@ -248,6 +248,9 @@ class DistillTrainer:
         step = self.tc.pca_step * pca.rms()
         enc = self.model.encoder
         enc.init_from_pca(pca.mean, pca.basis, step)
+        if self.mc.decoder_linear:  # each width's decoder starts as the PCA reconstruction of its channels
+            for i, c in enumerate(enc.bottleneck_channels):
+                self.model.decoder_for(i).init_linear(pca.basis[:c].T.float() * step, pca.mean.float())
         kept = pca.explained()[enc.proj.out_channels - 1]
         self.log(f"projection initialised from PCA of {n} views: {enc.proj.out_channels} components "
                  f"({kept:.1%} of the variance), step {step:.4f}")
