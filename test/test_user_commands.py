@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from split_perception.codec.checkpoint import DEFAULT_MODEL
+from split_perception.codec.onboard_export import DEFAULT_MODEL
 from split_perception.data.synthetic import render_scene
 from split_perception.onboard import OnboardEncoder
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 
-from ..codec.onboard_export import file_sha256
 from ..config import CHANNEL_ORDERS
 from ..errors import ConfigError
 from .heads import HEAD_FAMILIES, HeadDecoder, build_head
