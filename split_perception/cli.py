@@ -214,6 +214,10 @@ def cmd_eval(args) -> int:
 
     _threads(args.threads)
     enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model)
+    if dec.cfg.teacher:
+        raise ConfigError(f"eval scores the synthetic model on labelled scenes; a model of the teacher "
+                          f"{dec.cfg.teacher} is measured against its teacher on footage: `split-perception bench "
+                          f"rate-accuracy --model {args.model}` or `eval-bag BAG --model {args.model}`")
     res = {"teacher": evaluate_teacher(dec.model.teacher, args.data, args.max_images)}
     res.update({str(w): r for w, r in evaluate_split(enc, dec, args.data, max_images=args.max_images).items()})
     print(format_table(res))

@@ -171,6 +171,9 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     teacher = load_model(args.model)[0].teacher.eval()
+    if teacher.cfg.teacher:
+        raise ConfigError(f"analyze-split compares the synthetic teacher's layers; the ONNX teacher "
+                          f"{teacher.cfg.teacher} is cut where `split-perception import-teacher` says one cut works")
     model_k = teacher.cfg.split_index
     ref, splits_rows, points = analyze(args, teacher, splits)
     choice = suggest(splits_rows)
