@@ -51,7 +51,7 @@ class OffboardDecoder(ModelRuntime):
     def __init__(self, model_path: str | Path | None = None, score_thresh: float | None = None):
         super().__init__(model_path)
         if score_thresh is not None:
-            # detections below this score are dropped inside SSD's postprocessing
+            # detections below this score are dropped in the teacher's postprocessing
             self.model.teacher.score_thresh = score_thresh
 
     def _attach(self, model, fingerprint: str) -> None:

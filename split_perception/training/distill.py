@@ -89,8 +89,9 @@ class FeatureCache:
         self.folder = folder
         meta = json.loads((folder / "cache.json").read_text())
         self.meta = meta
-        self.features = np.load(folder / "features.npy", mmap_mode="r")
-        self.outputs = {name: np.load(folder / f"out_{i}.npy", mmap_mode="r") for i, name in enumerate(meta["outputs"])}
+        self.features = np.load(folder / "features.npy", mmap_mode="r", allow_pickle=False)
+        self.outputs = {name: np.load(folder / f"out_{i}.npy", mmap_mode="r", allow_pickle=False)
+                        for i, name in enumerate(meta["outputs"])}
 
     def __len__(self) -> int:
         return len(self.features)
