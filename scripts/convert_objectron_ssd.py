@@ -28,7 +28,6 @@ import argparse
 import io
 import json
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -42,7 +41,8 @@ import tensorflow as tf
 import tf2onnx
 import yaml
 
-from convert_nanodet import APACHE_LICENSE, canonical_names, rename_tensors, run_ort, sha256, with_fp16_weights
+from convert_nanodet import (APACHE_LICENSE, canonical_names, npm_tarball, rename_tensors, run_ort, sha256,
+                             with_fp16_weights)
 
 PACKAGE = "@mediapipe/objectron"
 VERSION = "0.4.1675468480"
@@ -79,15 +79,8 @@ POSTPROCESS = {"sigmoid_score": True, "score_threshold": 0.5, "iou_threshold": 0
 
 
 def fetch_tarball(given: Path | None, workdir: Path) -> bytes:
-    """The package tarball's bytes, from `given` or from `npm pack`; refuses any other content."""
-    if given is None:
-        out = subprocess.run(["npm", "pack", f"{PACKAGE}@{VERSION}", "--silent"], cwd=workdir, check=True,
-                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        given = workdir / out
-    data = given.read_bytes()
-    if sha256(data) != TARBALL_SHA256:
-        sys.exit(f"{given}: sha256 {sha256(data)} is not the pinned {TARBALL_SHA256}")
-    return data
+    """This package's tarball (see `convert_nanodet.npm_tarball`)."""
+    return npm_tarball(PACKAGE, VERSION, TARBALL_SHA256, given, workdir)
 
 
 def extract(tarball: bytes) -> dict[str, bytes]:
