@@ -234,7 +234,7 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out, args.seconds, args.trace, args.frames, domain_from(args), args.model)
+    return run_demo(args.out, args.seconds, args.trace, args.frames, domain_from(args), args.model, args.video)
 
 
 def cmd_fuzz(args) -> int:
@@ -416,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trace", help="link bandwidth: bits/s, 'steps:3e6@0,0.06e6@12,...' or a CSV "
                                    "(default: config/link_emulator.yaml's steps)")
     s.add_argument("--frames", type=int, default=100, help="frames in the sample bag (played in a loop)")
+    s.add_argument("--video", help="play this clip's first --frames frames instead of synthetic ones (a video "
+                                   "file, image folder or camera bag); scored against the teacher, as it has no "
+                                   "ground truth")
     s.add_argument("--out", default="out/demo", help="folder for the bag, logs, plot, annotated frames")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.add_argument("--model", help=MODEL_HELP)

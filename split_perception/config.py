@@ -180,6 +180,9 @@ class TrainConfig:
     seg_weight: float = 1.0  # segmentation loss relative to detection loss
     rate_weight: float | list[float] = 0.01  # lambda on bits per input pixel: one value, or one per width
     random_widths: int = 1  # sandwich rule: max + min + this many random widths per step
+    decoder_input: str = "noise"  # distill: what the decoders train on, "noise" (the entropy model's
+    # uniform noise, as CompressAI trains) or "rounded" (the rounded symbols packets carry, gradients passed
+    # straight through), which keeps training and inference alike where the symbols are few levels wide
     train_widths: list[float] = field(default_factory=list)  # student, optional: train only these
     # widths' own gain, decoder and entropy model (the shared projection frozen, every other width unchanged)
     max_train_images: int = 0  # per training dataset (distill: training views in all); 0 = all
@@ -209,6 +212,8 @@ class TrainConfig:
         weights = self.rate_weight if isinstance(self.rate_weight, (list, tuple)) else [self.rate_weight]
         if not weights or any(not isinstance(v, (int, float)) or v < 0 for v in weights):
             raise ConfigError(f"rate_weight must be a non-negative number or a list of them, got {self.rate_weight!r}")
+        if self.decoder_input not in ("noise", "rounded"):
+            raise ConfigError(f"decoder_input must be 'noise' or 'rounded', got {self.decoder_input!r}")
         if not isinstance(self.train_widths, (list, tuple)) or any(
                 not isinstance(w, (int, float)) or w <= 0 for w in self.train_widths):
             raise ConfigError(f"train_widths must be a list of the model's widths, got {self.train_widths!r}")

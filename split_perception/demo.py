@@ -1,9 +1,11 @@
 """`split-perception demo`: the whole loop over real DDS, each node its own process, no ros2 launch.
 
-sample bag -> bag player -> encoder -> link emulator (bandwidth drops and recovers) -> decoder,
-with the link monitor switching the encoder's width. Prints a per-second table, then per-width
-bytes/fps/latency and COCO mAP of the delivered frames against the bag's ground truth; writes a
-plot of bandwidth and width over time and a few annotated frames to the output folder.
+camera bag -> bag player -> encoder -> link emulator (bandwidth drops and recovers) -> decoder,
+with the link monitor switching the encoder's width. The bag holds synthetic frames with ground truth,
+or a real clip's frames (`--video`), which have none. Prints a per-second table, then per-width
+bytes/fps/latency and COCO mAP of the delivered frames against the bag's ground truth, or for a clip
+against the teacher's detections on the uncompressed frames (agreement); writes a plot of bandwidth
+and width over time and a few annotated frames to the output folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.bags import ground_truth_path, read_images, write_sample_bag
+from .codec.onboard_export import model_file
+from .data.bags import ground_truth_path, read_images, write_image_bag, write_sample_bag
+from .data.image_messages import message_to_rgb
 from .harness.processes import (
     CONFIG,
     LARGE_FRAMES_PROFILE,
@@ -62,11 +66,31 @@ def _accuracy(coco, dets: list[dict]) -> dict:
     return {**(coco_map(coco, res, sorted(seen)) if seen else {"map": 0.0, "map50": 0.0}), "images": len(seen)}
 
 
-def _summary(rec: dict, gt_path: Path, offsets: list[int]) -> dict:
-    from .data.coco import load_coco
+def _reference(bag: Path, model_path) -> tuple:
+    """(COCO object, its images with stamps) the delivered frames are scored against: the bag's ground
+    truth, or without one the teacher's detections on the bag's uncompressed frames."""
+    gt_path = ground_truth_path(bag)
+    if gt_path.exists():
+        from .data.coco import load_coco
 
-    coco = load_coco(gt_path)
-    _match_ground_truth(rec["detections"], json.loads(gt_path.read_text()), offsets)
+        return load_coco(gt_path), json.loads(gt_path.read_text())["images"], "ground truth"
+    from .evaluation.bag_eval import detections_coco
+    from .offboard import OffboardDecoder
+
+    print("the teacher on the bag's uncompressed frames (the reference a clip has) ...", flush=True)
+    dec = OffboardDecoder(model_path)
+    images, dets, sizes = [], [], []
+    for i, m in enumerate(read_images(bag), 1):
+        rgb = message_to_rgb(m.msgtype, m.msg)
+        images.append({"id": i, "stamp_ns": stamp_ns(m.msg.header.stamp)})
+        dets.append(dec.teacher(rgb)[0])
+        sizes.append(rgb.shape[:2])
+    return detections_coco([im["id"] for im in images], dets, sizes, dec.cfg.class_names), images, "teacher"
+
+
+def _summary(rec: dict, reference: tuple, offsets: list[int]) -> dict:
+    coco, images, _ = reference
+    _match_ground_truth(rec["detections"], {"images": images}, offsets)
     width_of = {}
     for f in rec["frames"]:
         width_of.setdefault(f["width"], []).append(f)
@@ -115,15 +139,14 @@ def _annotate(rec: dict, bag: Path, offsets: list[int], out: Path, count: int = 
     from .visualize import draw_detections
 
     out.mkdir(parents=True, exist_ok=True)
-    frames = {stamp_ns(m.msg.header.stamp): m.msg
-              for m in read_images(bag)}
+    frames = {stamp_ns(m.msg.header.stamp): m for m in read_images(bag)}
     picked = [d for d in rec["detections"] if d["detections"]][:: max(1, len(rec["detections"]) // (count * 2))][:count]
     written = 0
     for d in picked:
         src = next((frames[d["stamp_ns"] - o] for o in offsets if d["stamp_ns"] - o in frames), None)
         if src is None:
             continue
-        rgb = np.asarray(src.data, np.uint8).reshape(src.height, src.width, 3)
+        rgb = message_to_rgb(src.msgtype, src.msg)
         dets = [Detection(x["class_id"], x["label"], x["score"],
                           (x["bbox"][0], x["bbox"][1], x["bbox"][0] + x["bbox"][2], x["bbox"][1] + x["bbox"][3]))
                 for x in d["detections"]]
@@ -133,19 +156,35 @@ def _annotate(rec: dict, bag: Path, offsets: list[int], out: Path, count: int = 
     return written
 
 
+def _write_bag(out: Path, frames: int, video: str | None) -> Path:
+    """The camera bag the player loops: `frames` synthetic frames with ground truth, or the first
+    `frames` frames of a clip at its own frame rate. Written once; a later run reuses it."""
+    if video is None:
+        bag = out / "sample_bag"
+        if not bag.exists():
+            print(f"writing a sample bag of {frames} synthetic 640x480 frames to {bag} ...", flush=True)
+            write_sample_bag(bag, frames=frames, fps=10.0)
+        return bag
+    from .data.footage import iter_frames, video_fps
+
+    bag = out / f"{Path(video).stem}_bag"
+    if not bag.exists():
+        fps = video_fps(video) or 10.0
+        print(f"writing the first {frames} frames of {video} at {fps:g} fps to {bag} ...", flush=True)
+        write_image_bag(bag, iter_frames(video, max_frames=frames), fps=fps)
+    return bag
+
+
 def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, domain_id: int,
-             model_path=None) -> int:
+             model_path=None, video: str | None = None) -> int:
     out = Path(out_dir).resolve()  # the nodes and the recorder get absolute paths only
     out.mkdir(parents=True, exist_ok=True)
     trace_spec = trace_spec or default_trace()
     trace = BandwidthTrace.parse(trace_spec)
     if trace_spec.endswith(".csv"):
         trace_spec = str(Path(trace_spec).resolve())
-    bag = out / "sample_bag"
-    if not bag.exists():
-        print(f"writing a sample bag of {frames} synthetic 640x480 frames to {bag} ...", flush=True)
-        write_sample_bag(bag, frames=frames, fps=10.0)
-    model = {"model_path": Path(model_path)} if model_path else {}
+    bag = _write_bag(out, frames, video)
+    model = {"model_path": str(model_file(model_path).resolve())} if model_path else {}  # a name or a path
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     print(f"starting nodes (ROS_DOMAIN_ID={domain_id}); link trace {trace.points} ...", flush=True)
@@ -181,8 +220,10 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
         stop(procs)
     rec = json.loads(rec_path.read_text())
     offsets = _offsets(logs / "bag_player.log")
-    summary = _summary(rec, ground_truth_path(bag), offsets)
-    print("\nper width (delivered frames):")
+    reference = _reference(bag, model_path)
+    summary = _summary(rec, reference, offsets)
+    print(f"\nper width (delivered frames; mAP against the {reference[2]}"
+          f"{' on the uncompressed frames: agreement' if reference[2] == 'teacher' else ''}):")
     print(f"{'width':>6} {'frames':>6} {'KB/frame':>8} {'latency p50 ms':>14} {'mAP':>6} {'mAP@.5':>7}")
     for key, s in summary.items():
         if key != "all":
@@ -196,6 +237,6 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
         print("  " + line.split("]: ", 1)[-1])
     _plot(rec, out / "bandwidth_width.png")
     n = _annotate(rec, bag, offsets, out / "annotated")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.json").write_text(json.dumps({**summary, "reference": reference[2]}, indent=1))
     print(f"\nwrote {out / 'bandwidth_width.png'}, {n} annotated frames in {out / 'annotated'}, {out / 'summary.json'}")
     return 0

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from split_perception.harness.domains import pick_domain
 
 REPO = Path(__file__).resolve().parents[1]
+AGREEMENT_FLOOR = 0.0
 
 
 def repo_copy(dest: Path) -> Path:
@@ -45,3 +48,28 @@ def test_demo_with_default_output_folder_from_a_repository_copy(tmp_path, bundle
         proc.stdout
     assert (out / "bandwidth_width.png").stat().st_size > 0
     assert list((out / "annotated").glob("*.png"))
+
+
+def test_demo_of_the_real_detector_on_a_clip_as_in_the_readme(tmp_path):
+    """The README's demo line for NanoDet-g, on a short street clip in place of the held-out footage
+    (CI has no `make footage`): the loop runs, and what arrives agrees with the teacher."""
+    import cv2
+
+    from .test_teacher_nanodet import PHOTOS
+    from .test_user_commands import run
+
+    readme = (REPO / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if " demo --model nanodet_g" in x).split("#")[0].strip()
+    clip = tmp_path / "street.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (768, 576))
+    frame = cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (768, 576))
+    for i in range(10):
+        writer.write(np.roll(frame, 4 * i, axis=1))
+    writer.release()
+    res = run(tmp_path, line, **{"data/footage/heldout/clips/vtest.avi": str(clip)})
+    assert "mAP against the teacher on the uncompressed frames" in res.stdout, res.stdout[-3000:]
+    summary = json.loads((tmp_path / "out" / "demo" / "summary.json").read_text())
+    assert summary["reference"] == "teacher"
+    assert summary["all"]["images"] == 10 and summary["all"]["frames"] > 20, res.stdout[-3000:]
+    assert summary["all"]["map50"] > AGREEMENT_FLOOR, res.stdout[-3000:]
+    assert list((tmp_path / "out" / "demo" / "annotated").glob("*.png"))

@@ -131,3 +131,30 @@ def test_linear_decoders_start_as_the_pca_reconstruction(tmp_path, footage):
             errors.append(float(((z - f) ** 2).mean() / ((f - f.mean((0, 2, 3), keepdim=True)) ** 2).mean()))
             assert errors[-1] < 1.0 - pca.explained()[c - 1] + 0.15, (c, errors[-1])
     assert errors == sorted(errors, reverse=True), errors
+
+
+@pytest.mark.parametrize("mode", ["noise", "rounded"])
+def test_decoders_train_on_rounded_symbols_only_when_asked(tmp_path, footage, mode):
+    """`decoder_input: rounded`: the decoders see the symbols packets carry (integers around the medians);
+    `noise` (CompressAI's way): the entropy model's noisy values. The gradient reaches the projection both ways."""
+    import random
+
+    trainer = DistillTrainer(small_config(), _config(tmp_path, footage, decoder_input=mode), progress=False,
+                             log=lambda *_: None)
+    m, seen = trainer.model, {}
+
+    def keep_input(i):
+        def hook(module, inputs, output):
+            seen.setdefault(i, (inputs[0] - m.entropy[i]._get_medians()).detach().clone())  # before the aux step
+        return hook
+
+    hooks = [d.register_forward_hook(keep_input(i)) for i, d in enumerate(m.decoders)]
+    trainer._step(*trainer._batch(np.arange(4)), random.Random(0))
+    for h in hooks:
+        h.remove()
+    assert seen and m.encoder.proj.weight.grad is not None and m.encoder.proj.weight.grad.abs().sum() > 0
+    for i, offsets in seen.items():
+        integral = torch.allclose(offsets, offsets.round(), atol=1e-4)
+        assert integral == (mode == "rounded"), (mode, i)
+    with pytest.raises(ConfigError, match="decoder_input"):
+        _config(tmp_path, footage, decoder_input="straight").validate()

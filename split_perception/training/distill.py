@@ -298,6 +298,9 @@ class DistillTrainer:
             m._state.index = wi
             y = m.encoder.project(f)
             y_hat, likelihoods = m.entropy[wi](y)
+            if tc.decoder_input == "rounded":
+                medians = m.entropy[wi]._get_medians().detach()
+                y_hat = y + (torch.round(y - medians) + medians - y).detach()
             z_hat = m.decoder_for(wi)(y_hat)
             kd = F.mse_loss(z_hat / self.scale, f / self.scale)
             bpp = -torch.log2(likelihoods).sum() / pixels
