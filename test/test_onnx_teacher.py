@@ -72,6 +72,25 @@ def test_twin_teacher_detects_what_onnx_runtime_detects(name):
                    for lab, s, b in got), (d, got)
 
 
+def test_tail_runs_on_onnx_runtime_at_inference_and_as_the_twin_for_gradients():
+    """Inference decodes through the detector's own tail graph (ONNX Runtime); training, which needs
+    gradients through the tail, gets the torch twin; both give the same outputs on real photos."""
+    cfg = small_config()
+    teacher = SplitModel(cfg).teacher
+    with torch.no_grad():
+        z = torch.cat([teacher.front(model_input_tensor(photo(name), cfg)) for name in ("vtest_frame397.jpg",
+                                                                                        "messi5.jpg")])
+        fast = teacher.back(z)  # a batch, as the fleet server decodes
+    assert teacher._tail_session is not None
+    zg = z.clone().requires_grad_()
+    twin = teacher.back(zg)
+    assert all(t.requires_grad for t in twin.values()) and set(twin) == set(fast)
+    diff = max(float((twin[k].detach() - fast[k]).abs().max()) for k in fast)
+    assert diff < 1e-4, diff
+    sum(t.sum() for t in twin.values()).backward()
+    assert zg.grad is not None and zg.grad.abs().sum() > 0
+
+
 def test_checkpoint_holds_no_teacher_weights_and_round_trips(student_path):
     ckpt = read_checkpoint(student_path)
     assert not any(k.startswith(("teacher.", "encoder.front.")) for k in ckpt["state_dict"])

@@ -3,7 +3,8 @@
 The detector is cut at its split tensor with `onnx.utils.extract_model` (`teachers/split.py`): the
 front runs onboard (inside the onboard export), the tail offboard. Both parts are rebuilt as frozen
 torch twins (`teachers/torch_twin.py`) so that training has gradients through the tail and the front
-exports to ONNX with the slimmable projection behind it. Their weights are the ONNX file's: they are
+exports to ONNX with the slimmable projection behind it. At inference (no gradient wanted, on the CPU)
+the tail runs on ONNX Runtime, the detector's own graph, which is faster than the twin. Their weights are the ONNX file's: they are
 not stored in checkpoints, which pin the file by its SHA-256 (`ModelConfig.teacher_sha256`) instead.
 Boxes come from the head family's own decoding (`teachers/heads.py`). This teacher has no
 segmentation head.
@@ -43,6 +44,8 @@ class OnnxTeacher(nn.Module):
         parts = split_model(onnx.load(str(self.spec.model_path)), self.spec.split.tensor)
         self.front_twin = _frozen(TorchTwin(parts.front))
         self.tail = _frozen(TorchTwin(parts.tail))
+        self._tail_graph = parts.tail.SerializeToString()
+        self._tail_session = None  # ONNX Runtime, made at the first inference (with the threads set by then)
         self.split_channels = int(self.spec.split.shape[1])
         self.score_thresh = cfg.score_thresh  # detections below it are dropped in `postprocess`
 
@@ -61,8 +64,21 @@ class OnnxTeacher(nn.Module):
         return self.front_twin(x)[0]
 
     def back(self, z: Tensor, split_index: int | None = None) -> dict[str, Tensor]:
-        """Split tensor -> the detector's raw outputs, by name."""
-        return dict(zip(self.tail.output_names, self.tail(z)))
+        """Split tensor -> the detector's raw outputs, by name: the torch twin where gradients flow
+        (training through the frozen tail) or the tensor is on a GPU, else ONNX Runtime."""
+        if (torch.is_grad_enabled() and z.requires_grad) or z.device.type != "cpu":
+            return dict(zip(self.tail.output_names, self.tail(z)))
+        if self._tail_session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = torch.get_num_threads()
+            self._tail_session = ort.InferenceSession(self._tail_graph, opts, providers=["CPUExecutionProvider"])
+        session = self._tail_session
+        name, x = session.get_inputs()[0].name, z.detach().float().numpy()
+        runs = [session.run(None, {name: x[i:i + 1]}) for i in range(len(x))]  # the graph's batch is 1
+        return {o.name: torch.from_numpy(np.concatenate([r[k] for r in runs]))
+                for k, o in enumerate(session.get_outputs())}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.back(self.front(x))
