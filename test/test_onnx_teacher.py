@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -144,3 +145,34 @@ def test_rate_accuracy_on_real_clips_reports_agreement_for_every_method(student_
     assert teacher["map"] == pytest.approx(1.0) and res["reference_detections"] > 0
     assert [h["width"] for h in res["headline"]] == [0.25, 0.5, 0.75, 1.0] and res["headline50"]
     assert "Bytes at equal agreement" in capsys.readouterr().out
+
+
+def test_analyze_split_studies_every_single_tensor_cut_of_the_onnx_teacher(student_path, tmp_path, capsys):
+    """`analyze-split` on a model of NanoDet-g: its single-tensor cuts at stride >= 4 (stride 4 and 8,
+    ending at the configured `backbone_stride_8`), each PCA-coded on real frames, agreement with the
+    teacher per setting, and a suggestion with its reason."""
+    import json
+
+    from split_perception.bench.analyze_split_teacher import candidates
+    from split_perception.cli import main
+
+    graph = onnx.load(str(small_config().teacher_spec().model_path))
+    cuts = candidates(graph, (416, 416))
+    assert cuts[-1] == ("backbone_stride_8", (1, 128, 52, 52))
+    assert {416 // shape[2] for _, shape in cuts} == {4, 8} and all(shape[2] in (104, 52) for _, shape in cuts)
+    clips, fit = tmp_path / "clips", tmp_path / "fit"
+    clips.mkdir()
+    fit.mkdir()
+    writer = cv2.VideoWriter(str(clips / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (384, 288))
+    for i in range(2):
+        writer.write(np.roll(cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (384, 288)), 6 * i, axis=1))
+    writer.release()
+    cv2.imwrite(str(fit / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
+    out = tmp_path / "out"
+    assert main(["analyze-split", "--model", str(student_path), "--data", str(clips), "--fit-data", str(fit),
+                 "--fit-images", "2", "--frame-stride", "1", "--quick", "--agreement", "0.05", "--out", str(out)]) == 0
+    res = json.loads((out / "analyze_split.json").read_text())
+    assert [s["tensor"] for s in res["splits"]] == [name for name, _ in cuts] and res["frames"] == 2
+    assert len(res["rows"]) == len(cuts) and all(0 <= r["map50"] <= 1 and r["bytes_mean"] > 0 for r in res["rows"])
+    assert res["configured_split"] == "backbone_stride_8" and res["reasoning"] in capsys.readouterr().out
+    assert (res["suggested_split"] is None) == all(s["best_bytes"] is None for s in res["splits"])

@@ -46,7 +46,8 @@ DOC_COMMANDS = {
     "decode-bag": f"{THIS}::test_decode_bag_of_recorded_features",
     "demo": "test_demo.py::test_demo_with_default_output_folder_from_a_repository_copy",
     "fuzz": "test_fuzz.py::test_fuzz_command_on_the_real_decoder",
-    "analyze-split": f"{THIS}::test_eval_and_analyze_split_on_the_documented_data_folders",
+    "analyze-split": f"{THIS}::test_eval_and_analyze_split_on_the_documented_data_folders",  # + the next one
+    "analyze-split --model nanodet_g": f"{THIS}::test_analyze_split_of_the_real_detector_on_the_footage_folders",
     "bench rate-accuracy": "test_bench_rate_accuracy.py::test_rate_accuracy_command_small_run",
     "bench latency": "test_bench_latency.py::test_latency_command_small_run",
     "bench onboard": "test_bench_onboard.py::test_bench_onboard_rows_for_both_runtimes",
@@ -240,3 +241,27 @@ def test_real_detector_on_a_clip_as_in_the_readme(user):
     assert all(r["mask_agreement"] is None for r in out["rows"])  # NanoDet-g has no segmentation head
     res = run(user, "split-perception info --model nanodet_g")
     assert "teacher:      nanodet_g" in res.stdout and "backbone_stride_8 [1, 128, 52, 52]" in res.stdout
+
+
+def test_analyze_split_of_the_real_detector_on_the_footage_folders(tmp_path):
+    """docs/cli.md's `analyze-split --model nanodet_g`, default flags, in a folder laid out as `make footage`
+    lays it out (one short held-out clip, one training photo): a table of every cut and a suggestion."""
+    import cv2
+
+    from .test_teacher_nanodet import PHOTOS
+
+    line = next(x for x in (REPO / "docs" / "cli.md").read_text().splitlines() if "analyze-split --model" in x)
+    command = line.split("`")[1].split(" [")[0]
+    clips, photos = tmp_path / "data/footage/heldout/clips", tmp_path / "data/footage/train/photos"
+    clips.mkdir(parents=True)
+    photos.mkdir(parents=True)
+    writer = cv2.VideoWriter(str(clips / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (384, 288))
+    frame = cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (384, 288))
+    for i in range(2):
+        writer.write(np.roll(frame, 6 * i, axis=1))
+    writer.release()
+    cv2.imwrite(str(photos / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
+    res = run(tmp_path, command)
+    out = json.loads((tmp_path / "results/bench/analyze_split/analyze_split.json").read_text())
+    assert out["frames"] == 1 and out["configured_split"] == "backbone_stride_8" and len(out["splits"]) >= 4
+    assert out["reasoning"] in res.stdout and (tmp_path / "results/bench/analyze_split/table.md").is_file()

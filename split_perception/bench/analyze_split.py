@@ -165,15 +165,18 @@ POINT_COLUMNS = [("split", "k", ""), ("components", "components", ""), ("varianc
 
 
 def run(args) -> int:
+    if load_model(args.model)[0].cfg.teacher:
+        from . import analyze_split_teacher
+
+        return analyze_split_teacher.run(args)
+    args.data = args.data or "data/synthetic/val"
+    args.fit_data = args.fit_data or "data/synthetic/fit"
     splits = parse_splits(args.splits)
     if args.max_images < 0 or args.fit_images < 1 or args.threads < 1 or args.tolerance < 0:
         raise ConfigError("--max-images and --tolerance must be >= 0, --fit-images and --threads >= 1")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     teacher = load_model(args.model)[0].teacher.eval()
-    if teacher.cfg.teacher:
-        raise ConfigError(f"analyze-split compares the synthetic teacher's layers; the ONNX teacher "
-                          f"{teacher.cfg.teacher} is cut where `split-perception import-teacher` says one cut works")
     model_k = teacher.cfg.split_index
     ref, splits_rows, points = analyze(args, teacher, splits)
     choice = suggest(splits_rows)

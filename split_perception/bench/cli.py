@@ -167,12 +167,19 @@ def add_parsers(sub) -> None:
 
     s = sub.add_parser("analyze-split", help="PCA study of candidate split layers: components, bytes, accuracy")
     _common(s, "analyze_split")
-    s.add_argument("--data", default="data/synthetic/val", help="dataset for accuracy")
-    s.add_argument("--fit-data", default="data/synthetic/fit", help="dataset the PCA is fitted on")
-    s.add_argument("--max-images", type=int, default=100, help="evaluation images (0 = all)")
+    s.add_argument("--data", help="where accuracy is measured: a dataset (default data/synthetic/val), or for a "
+                                  "model of an ONNX teacher a folder of held-out clips (default "
+                                  "data/footage/heldout/clips; agreement with the teacher, no labels)")
+    s.add_argument("--fit-data", help="what the PCA is fitted on (default data/synthetic/fit, or data/footage/train "
+                                      "for an ONNX teacher)")
+    s.add_argument("--max-images", type=int, default=100, help="evaluation images (0 = all; per clip for clips)")
     s.add_argument("--fit-images", type=int, default=100, help="images the PCA is fitted on")
+    s.add_argument("--frame-stride", type=int, default=20, help="ONNX teacher: every n-th frame of each clip")
+    s.add_argument("--agreement", type=float, default=0.5,
+                   help="ONNX teacher: the agreement mAP@.5 a cut's setting must reach to count for the suggestion")
     s.add_argument("--splits", default="1,2,3,4,5,6,7",
-                   help="candidate k of features[0][:k], within 1..7 (LR-ASPP reads stem[6])")
+                   help="synthetic teacher: candidate k of features[0][:k], within 1..7 (LR-ASPP reads stem[6]); "
+                        "an ONNX teacher's candidates are its single-tensor cuts")
     s.add_argument("--tolerance", type=float, default=1.0,
                    help="mAP/mIoU points below the teacher a setting may lose to count for the suggestion")
     s.add_argument("--quick", action="store_true", help="a small grid of PCA settings (CI)")
