@@ -169,6 +169,7 @@ def run(args) -> int:
         from . import analyze_split_teacher
 
         return analyze_split_teacher.run(args)
+    args.out = args.out or "results/bench/analyze_split"
     args.data = args.data or "data/synthetic/val"
     args.fit_data = args.fit_data or "data/synthetic/fit"
     splits = parse_splits(args.splits)

@@ -147,6 +147,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model = load_model(args.model)[0].eval()
+    args.out = args.out or f"results/bench/analyze_split_{model.cfg.teacher}"
     splits, points, info = analyze(args, model)
     choice = suggest(splits)
     configured = model.cfg.teacher_spec().split.tensor

@@ -175,6 +175,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--max-images", type=int, default=100, help="evaluation images (0 = all; per clip for clips)")
     s.add_argument("--fit-images", type=int, default=100, help="images the PCA is fitted on")
     s.add_argument("--frame-stride", type=int, default=20, help="ONNX teacher: every n-th frame of each clip")
+    s.set_defaults(out=None)  # results/bench/analyze_split, or analyze_split_<teacher> for an ONNX teacher
     s.add_argument("--agreement", type=float, default=0.5,
                    help="ONNX teacher: the agreement mAP@.5 a cut's setting must reach to count for the suggestion")
     s.add_argument("--splits", default="1,2,3,4,5,6,7",
