@@ -86,7 +86,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_refit_entropy(args) -> int:
-    from .codec.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
+    from .codec.checkpoint import (
+        model_from_checkpoint,
+        read_checkpoint,
+        save_checkpoint,
+    )
     from .training.entropy_refit import refit_entropy, rescale_gain
 
     if args.images < 2 or args.steps < 0 or args.lr <= 0:
@@ -315,6 +319,12 @@ def cmd_decode_bag(args) -> int:
     return _one_line_error(run, args)
 
 
+def cmd_fleet_certs(args) -> int:
+    from .security.certs import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="split-perception", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -475,6 +485,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--quiet", action="store_true", help="libFuzzer's progress lines to OUT/libfuzzer.log")
     s.set_defaults(func=cmd_fuzz)
+
+    s = sub.add_parser("fleet-certs", help="a fleet CA and certificates for the server and each robot (mutual "
+                                           "TLS of the Zenoh bridge); keys written with mode 0600")
+    s.add_argument("out", help="folder of the fleet's certificates (ca.pem/ca.key made there once, then reused)")
+    s.add_argument("--robots", nargs="*", default=[], help="robot names = their ROS namespaces, e.g. r1 r2")
+    s.add_argument("--server", help="the server's identity (certificate name), e.g. server")
+    s.add_argument("--host", action="append", help="a name or address robots connect to the server by "
+                                                     "(repeat for several); goes into its certificate")
+    s.add_argument("--days", type=int, default=825, help="validity of the server's and robots' certificates")
+    s.add_argument("--ca-days", type=int, default=3650, help="validity of a new CA")
+    s.set_defaults(func=cmd_fleet_certs)
 
     from .bench.cli import add_parsers
 

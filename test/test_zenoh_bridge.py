@@ -63,7 +63,8 @@ def loop(tmp_path, robot_env: dict, server_env: dict, robot_prefix=None, server_
     m = {"model_path": model}
     procs = []
     try:
-        procs.append(start_node("zenoh_bridge", server_domain, params={**SERVER, "listen": [listen]},
+        server = {**SERVER, "listen": [listen], "insecure": True}  # plain TCP, between namespaces of this machine
+        procs.append(start_node("zenoh_bridge", server_domain, params=server,
                                 log_path=tmp_path / "bridge_server.log", prefix=server_prefix, env=server_env))
         procs.append(start_node("decoder", server_domain, params=m, log_path=tmp_path / "decoder.log",
                                 prefix=server_prefix, env=server_env))

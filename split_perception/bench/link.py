@@ -72,7 +72,8 @@ def crossing_topics(kind: str) -> tuple[list[str], list[str]]:
 
 
 def start_bridges(kind: str, link, domains: tuple[int, int], work: Path) -> list:
-    """A zenoh_bridge on each side: the server's listens on its link address, the robot's connects.
+    """A zenoh_bridge on each side: the server's listens on its link address (plain TCP: `insecure`, the
+    link is between two namespaces of this machine), the robot's connects.
     (The caller waits for them and stops them.)"""
     from ..harness.processes import ROS_LOCALHOST, start_node
 
@@ -82,7 +83,8 @@ def start_bridges(kind: str, link, domains: tuple[int, int], work: Path) -> list
     def topics(out: list[str], into: list[str]) -> dict:
         return {**({"to_zenoh": out} if out else {}), **({"from_zenoh": into} if into else {})}
 
-    procs = [start_node("zenoh_bridge", domains[1], params={"listen": [endpoint], **topics(down, up)},
+    server = {"listen": [endpoint], "insecure": True, **topics(down, up)}
+    procs = [start_node("zenoh_bridge", domains[1], params=server,
                         log_path=work / "bridge_server.log", prefix=link.prefix("offboard"), env=ROS_LOCALHOST),
              start_node("zenoh_bridge", domains[0], params={"connect": [endpoint], **topics(up, down)},
                         log_path=work / "bridge_robot.log", prefix=link.prefix("onboard"), env=ROS_LOCALHOST)]

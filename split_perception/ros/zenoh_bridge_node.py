@@ -7,6 +7,11 @@ reverse. Sensor streams (features, images) go best-effort and are dropped when t
 congested, like the sensor-data QoS; small control topics (link_status, detections) go reliable.
 Payloads from Zenoh are deserialized before they are published, so a bad one is counted, not
 passed on.
+
+Secured (`tls_*` set): mutual TLS with the fleet's certificates (`split-perception fleet-certs`),
+and the bridge that listens (the server) enforces per-robot access control: Zenoh's, plus a check
+of each sample's sender against the robot its key belongs to (see security/zenoh_tls.py).
+Listening beyond loopback without TLS is refused unless `insecure` is set.
 """
 
 from __future__ import annotations
@@ -22,6 +27,15 @@ from rclpy.serialization import deserialize_message
 
 from ..errors import ConfigError
 from ..health import Counters
+from ..security.zenoh_tls import (
+    TLS_FILES,
+    Sender,
+    access_control,
+    check_endpoints,
+    owner,
+    tls_config,
+    tls_files,
+)
 from .common import qos_from, run_node
 from .diagnostics import Diagnostics
 
@@ -69,6 +83,13 @@ class ZenohBridgeNode(Node):
             description="Zenoh key of a topic: <key_prefix><fully qualified topic name>", read_only=True)).value
         scouting = self.declare_parameter("multicast_scouting", False, d(
             description="find peers by UDP multicast too (off: only the endpoints given)", read_only=True)).value
+        given = {k: self.declare_parameter(k, "", d(
+            description=what + " (PEM file; the three together turn on mutual TLS)", read_only=True)).value
+            for k, what in zip(TLS_FILES, ("the fleet's CA certificate", "this bridge's certificate",
+                                           "this bridge's private key"))}
+        insecure = self.declare_parameter("insecure", False, d(
+            description="allow listening beyond loopback without TLS (tests and closed networks only)",
+            read_only=True)).value
         diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, d(
             description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
         if mode not in MODES:
@@ -83,6 +104,15 @@ class ZenohBridgeNode(Node):
         if not outgoing and not incoming:
             raise ConfigError("nothing to bridge: set to_zenoh and/or from_zenoh")
         classes = {t: message_class(n) for t, n in outgoing + incoming}
+        files = tls_files(given)
+        check_endpoints(listen, connect, files is not None, insecure)
+        # the secured bridge that listens serves robots: each robot's keys are those under its name
+        self.check_sender = files is not None and bool(listen)
+        owners = {self.resolve_topic_name(t): owner(self.resolve_topic_name(t)) for t, _ in outgoing + incoming}
+        if self.check_sender and None in owners.values():
+            loose = sorted(t for t, o in owners.items() if o is None)
+            raise ConfigError(f"a secured bridge that listens serves robots: every topic must be under a robot's "
+                              f"name (/<robot>/features, the robot's certificate name); {loose} are not")
         import zenoh
 
         self._zenoh, self.mode, self.connect = zenoh, mode, connect
@@ -98,8 +128,16 @@ class ZenohBridgeNode(Node):
         # endpoints; a client waits for its router (in the opening thread, so the node stays responsive)
         cfg.insert_json5("connect/timeout_ms", "-1")
         cfg.insert_json5("connect/exit_on_failure", "false")
+        if files is not None:
+            cfg.insert_json5("transport/link/tls", json.dumps(tls_config(files)))
+        if self.check_sender:
+            acl = access_control({self._key(t): owners[self.resolve_topic_name(t)] for t, _ in incoming},
+                                 {self._key(t): owners[self.resolve_topic_name(t)] for t, _ in outgoing})
+            cfg.insert_json5("access_control", json.dumps(acl))
         self._lock = threading.Lock()
-        self.received = self.forwarded = self.bad = self.not_connected = 0
+        self.received = self.forwarded = self.bad = self.not_connected = self.refused = 0
+        self.peers: dict[str, str] = {}  # link -> the certificate name it authenticated with ("" without TLS)
+        self._sender = None
         self.by_topic: dict[str, int] = {}
         self.session = None
         self._zenoh_out: dict[str, object] = {}  # topic -> Zenoh publisher, once the session is open
@@ -109,7 +147,9 @@ class ZenohBridgeNode(Node):
         ros_pubs = {t: self.create_publisher(classes[t], t, self._qos(n in STREAMS)) for t, n in incoming}
         self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, f"zenoh {mode}",
                                        input_name="messages", bad_name="bad payloads", busy_key="forward_ms")
-        described = (f"{mode}, connect {connect}, listen {listen}, to zenoh {[self._key(t) for t, _ in outgoing]}, "
+        described = (f"{mode}, {'mutual TLS' if files else 'no TLS'}"
+                     f"{', per-robot access control' if self.check_sender else ''}, connect {connect}, "
+                     f"listen {listen}, to zenoh {[self._key(t) for t, _ in outgoing]}, "
                      f"from zenoh {[self._key(t) for t, _ in incoming]}")
         if mode == "client":
             self.get_logger().info(f"waiting for the Zenoh router (or peer) at {connect}")
@@ -131,6 +171,8 @@ class ZenohBridgeNode(Node):
         except self._zenoh.ZError as exc:  # e.g. a listen endpoint that cannot be bound
             self._failed = f"could not open the Zenoh session ({described}): {exc}"
             return
+        self._sender = Sender(session)
+        self._keep.append(session.info.declare_link_events_listener(self._link_event, history=True))
         for topic, type_name in outgoing:
             self._zenoh_out[topic] = self._zenoh_publisher(session, topic, type_name in STREAMS)
         for topic, _ in incoming:
@@ -138,6 +180,19 @@ class ZenohBridgeNode(Node):
                                                                                          ros_pubs[topic])))
         self.session = session
         self.get_logger().info(f"zenoh_bridge ready: {described}")
+
+    def _link_event(self, event) -> None:
+        """Log each peer as it connects and goes, with the certificate name it authenticated with."""
+        link = event.link
+        name, where = link.auth_identifier or "", f"{link.zid} ({link.dst})"
+        with self._lock:
+            if event.kind == self._zenoh.SampleKind.PUT:
+                self.peers[where] = name
+            else:
+                self.peers.pop(where, None)
+            n = len(self.peers)
+        state = "connected" if event.kind == self._zenoh.SampleKind.PUT else "gone"
+        self.get_logger().info(f"peer {where} {state}{f', certificate {name}' if name else ''}; {n} connected")
 
     def _strings(self, name: str, description: str) -> list[str]:
         p = self.declare_parameter(name, Parameter.Type.STRING_ARRAY,
@@ -173,13 +228,16 @@ class ZenohBridgeNode(Node):
         """ROS -> Zenoh: the serialized message as it came from DDS (no deserialization)."""
         name = self.resolve_topic_name(topic)
 
+        sn = iter(range(1 << 62))
+
         def forward(data: bytes) -> None:
             pub = self._zenoh_out.get(topic)
             if pub is None:  # the session is not open yet
                 with self._lock:
                     self.not_connected += 1
                 return
-            pub.put(data)
+            # the source names this session, so that a secured server can tell which robot sent it
+            pub.put(data, source_info=self._zenoh.SourceInfo(pub.id, next(sn)))
             self._count(name, True)
 
         self._keep.append(self.create_subscription(cls, topic, forward, self._qos(stream), raw=True))
@@ -187,8 +245,25 @@ class ZenohBridgeNode(Node):
     def _deliverer(self, topic: str, cls, ros_pub):
         """Zenoh -> ROS: deserialized first, so that only well-formed messages are published."""
         name = self.resolve_topic_name(topic)
+        robot = owner(name)
 
         def deliver(sample) -> None:
+            if self.check_sender:
+                sender = self._sender.identity(sample)
+                if sender != robot:
+                    with self._lock:
+                        self.refused += 1
+                        refused = self.refused
+                    if sender is None:  # one call site per kind: each is throttled on its own
+                        self.get_logger().warning(
+                            f"{name}: refused a message from an unknown sender (no certificate name for its Zenoh "
+                            f"id): only {robot}'s certificate may send it ({refused} refused so far)",
+                            throttle_duration_sec=5.0)
+                    else:
+                        self.get_logger().warning(
+                            f"{name}: refused a message from {sender}: only {robot}'s certificate may send it "
+                            f"({refused} refused so far)", throttle_duration_sec=5.0)
+                    return
             try:
                 msg = deserialize_message(sample.payload.to_bytes(), cls)
             except Exception as exc:  # noqa: BLE001 - whatever the payload, the bridge goes on
@@ -203,18 +278,21 @@ class ZenohBridgeNode(Node):
 
     def _diagnostics(self) -> tuple[Counters, dict[str, str]]:
         with self._lock:
-            counters = Counters(received=self.received, done=self.forwarded, bad=self.bad)
+            counters = Counters(received=self.received + self.refused, done=self.forwarded,
+                                bad=self.bad + self.refused)
             per_topic = {f"forwarded {t}": str(n) for t, n in sorted(self.by_topic.items())}
-            waiting = str(self.not_connected)
+            waiting, refused = str(self.not_connected), str(self.refused)
+            peers = ", ".join(sorted(n or "?" for n in self.peers.values()))
         session = self.session
         return counters, {"zenoh_id": str(session.info.zid()) if session else "not connected",
-                          "dropped_before_connected": waiting, **per_topic}
+                          "dropped_before_connected": waiting, "refused_sender": refused,
+                          "peers": peers or "none", **per_topic}
 
     def close(self) -> None:
         with self._lock:
             summary = ", ".join(f"{t}: {n}" for t, n in sorted(self.by_topic.items())) or "nothing"
-        self.get_logger().info(f"forwarded {summary}; {self.bad} bad payloads, {self.not_connected} dropped "
-                               f"before Zenoh was connected")
+        self.get_logger().info(f"forwarded {summary}; {self.bad} bad payloads, {self.refused} refused from a sender "
+                               f"that may not send them, {self.not_connected} dropped before Zenoh was connected")
         if self.session is not None:
             self.session.close()
 
