@@ -45,6 +45,7 @@ DOC_COMMANDS = {
     "eval-bag": f"{THIS}::test_eval_bag_on_the_sample_bag_as_in_the_readme",
     "decode-bag": f"{THIS}::test_decode_bag_of_recorded_features",
     "demo": "test_demo.py::test_demo_with_default_output_folder_from_a_repository_copy",
+    "fleet-certs": "test_zenoh_security.py::test_fleet_certs_as_in_the_readme",
     "fuzz": "test_fuzz.py::test_fuzz_command_on_the_real_decoder",
     "analyze-split": f"{THIS}::test_eval_and_analyze_split_on_the_documented_data_folders",  # + the next one
     "analyze-split --model nanodet_g": f"{THIS}::test_analyze_split_of_the_real_detector_on_the_footage_folders",

@@ -46,7 +46,9 @@ def test_topic_types_by_name_or_given():
     ({"mode": "client", **ROBOT}, "needs `connect`"),
     ({"to_zenoh": ["features"], "from_zenoh": ["features"]}, "would echo"),
     ({"to_zenoh": ["odom"]}, "no message type known"),
-    ({**SERVER, "listen": ["tcp/203.0.113.7:7447"]}, "could not open the Zenoh session"),  # not this machine's
+    ({**SERVER, "listen": ["tcp/203.0.113.7:7447"], "insecure": True},  # not this machine's
+     "could not open the Zenoh session"),
+    ({**SERVER, "listen": ["tcp/203.0.113.7:7447"]}, "refusing to listen"),  # plain beyond loopback
 ])
 def test_bad_settings_exit_with_one_clear_line(tmp_path, params, message):
     log = tmp_path / "bridge.log"

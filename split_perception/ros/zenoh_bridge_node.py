@@ -75,8 +75,8 @@ class ZenohBridgeNode(Node):
         d = ParameterDescriptor
         mode = self.declare_parameter("mode", "peer", d(
             description="Zenoh mode: peer (connects directly) or client (through a Zenoh router)", read_only=True)).value
-        connect = self._strings("connect", "Zenoh endpoints to connect to, e.g. [tcp/192.168.1.10:7447]")
-        listen = self._strings("listen", "Zenoh endpoints to listen on, e.g. [tcp/0.0.0.0:7447]")
+        connect = self._strings("connect", "Zenoh endpoints to connect to, e.g. [tls/192.168.1.10:7447]")
+        listen = self._strings("listen", "Zenoh endpoints to listen on, e.g. [tls/0.0.0.0:7447]")
         to_zenoh = self._strings("to_zenoh", "ROS topics sent out over Zenoh ([topic] or [topic=pkg/msg/Type])")
         from_zenoh = self._strings("from_zenoh", "topics received over Zenoh and published on ROS")
         self.key_prefix = self.declare_parameter("key_prefix", "split_perception", d(
