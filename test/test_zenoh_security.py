@@ -135,6 +135,7 @@ SERVES_R1 = {"from_zenoh": ["/r1/features"], "to_zenoh": ["/r1/link_status", "/r
     ("plain endpoint with TLS", "are not tls/ endpoints"),
     ("topic of no robot", "every topic must be under a robot's name"),
     ("garbage certificate", "could not open the Zenoh session"),
+    ("certificate is a folder", "tls_certificate: cannot read"),
 ])
 def test_refused_at_start_with_one_line(tmp_path, local_fleet, case, message):
     port = free_port()
@@ -146,6 +147,7 @@ def test_refused_at_start_with_one_line(tmp_path, local_fleet, case, message):
         "plain endpoint with TLS": {**secure, "listen": [f"tcp/127.0.0.1:{port}"]},
         "topic of no robot": {**secure, "from_zenoh": ["features"]},
         "garbage certificate": {**secure, "tls_certificate": local_fleet / "garbage.pem"},
+        "certificate is a folder": {**secure, "tls_certificate": local_fleet},
     }[case]
     log = tmp_path / "bridge.log"
     proc = start_node("zenoh_bridge", pick_domain(), params=params, log_path=log)

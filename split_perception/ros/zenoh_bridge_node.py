@@ -227,8 +227,7 @@ class ZenohBridgeNode(Node):
     def _ros_subscription(self, topic: str, cls, stream: bool) -> None:
         """ROS -> Zenoh: the serialized message as it came from DDS (no deserialization)."""
         name = self.resolve_topic_name(topic)
-
-        sn = iter(range(1 << 62))
+        sn = iter(range(1 << 62))  # the source's sequence number
 
         def forward(data: bytes) -> None:
             pub = self._zenoh_out.get(topic)
@@ -282,11 +281,12 @@ class ZenohBridgeNode(Node):
                                 bad=self.bad + self.refused)
             per_topic = {f"forwarded {t}": str(n) for t, n in sorted(self.by_topic.items())}
             waiting, refused = str(self.not_connected), str(self.refused)
-            peers = ", ".join(sorted(n or "?" for n in self.peers.values()))
+            names = sorted(n for n in self.peers.values() if n)
+            peers = f"{len(self.peers)}" + (f" ({', '.join(names)})" if names else "")
         session = self.session
         return counters, {"zenoh_id": str(session.info.zid()) if session else "not connected",
                           "dropped_before_connected": waiting, "refused_sender": refused,
-                          "peers": peers or "none", **per_topic}
+                          "peers": peers, **per_topic}
 
     def close(self) -> None:
         with self._lock:
