@@ -283,7 +283,7 @@ def test_video_rate_accuracy_as_in_the_docs(user):
         writer.write(np.roll(cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (768, 576)), 8 * i, axis=1))
     writer.release()
     cv2.imwrite(str(photos / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
-    res = run(user, "split-perception bench rate-accuracy --video --model nanodet_g --max-images 60")
+    res = run(user, "split-perception bench rate-accuracy --video --model nanodet_g --max-images 15")
     out = json.loads((user / "results" / "bench" / "rate_accuracy_video" / "rate_accuracy.json").read_text())
     assert out["frames"] == 3 and out["fps"] == 10 and out["reference_detections"] > 0
     assert {"x264", "x265", "av1", "x264-intra", "x265-intra", "av1-intra"} <= {r["method"] for r in out["rows"]}
