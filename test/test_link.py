@@ -85,15 +85,45 @@ def test_latency_counts_only_above_its_floor():
 
 
 def test_backs_off_to_the_measured_throughput_then_throttles_the_rate():
-    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(target_fps=10, headroom=1.0, min_rate_hz=1, down_dwell_s=1))
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(target_fps=10, headroom=1.0, min_rate_hz=1, down_dwell_s=1,
+                                                frame_overhead_bytes=0))
     d = p.decide(0.0, LinkObservation(loss_rate=0.6, throughput_bps=170e3))
     assert (d.width, d.rate_hz) == (0.5, 10)  # straight to the widest width the delivered rate carries
-    p.decide(1.0, LinkObservation(loss_rate=0.6, throughput_bps=50e3))
+    d = p.decide(1.0, LinkObservation(loss_rate=0.6, throughput_bps=50e3))
+    assert (d.width, d.rate_hz) == (0.25, 6.25)  # nothing narrower fits 10 fps: the narrowest at what 50k carries
     d = p.decide(2.0, LinkObservation(loss_rate=0.6, throughput_bps=50e3))
-    assert d.width == 0.25 and d.rate_hz == 5  # nothing narrower: fewer frames (halved; 50k carries 6.25)
+    assert d.width == 0.25 and d.rate_hz == 6.25 / 2  # still congested: at least one step (half the rate)
     for t in (3, 4, 5, 6, 7):
         d = p.decide(t, LinkObservation(loss_rate=0.6, throughput_bps=8e3))
     assert d.rate_hz == 1  # never below min_rate_hz
+
+
+def test_back_off_counts_the_headers_on_the_wire_and_leaves_room_to_drain_the_queue():
+    """170 kbit/s delivered by 5 frames/s of width 1.0 is 170k + 5 x 400 B of headers = 186 kbit/s on the
+    wire; width 0.5 needs (2000 + 400) B x 10 fps = 192k: too much."""
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(target_fps=10, headroom=1.0, frame_overhead_bytes=400))
+    d = p.decide(0.0, LinkObservation(loss_rate=0.6, throughput_bps=170e3, delivered_fps=5))
+    assert (d.width, d.rate_hz) == (0.25, 10)
+    q = WidthPolicy(WIDTHS, BYTES, PolicyConfig(target_fps=10, headroom=1.0, frame_overhead_bytes=0, drain_s=2))
+    q.decide(0.0, LinkObservation(latency_ms=20))  # the latency floor
+    d = q.decide(1.0, LinkObservation(latency_ms=620, throughput_bps=170e3, delivered_fps=5))
+    assert (d.width, d.rate_hz) == (0.25, 10)  # 0.6 s of queue drained in 2 s: 170k - 51k leaves 119k < 160k
+
+
+def test_a_queue_draining_after_a_back_off_is_not_congestion():
+    """After the step down the reports still show the queue of the wider frames sent before it (latency
+    rising, fewer frames delivered than sent): while the link carries more than the new setting sends,
+    that is the queue draining, not a reason for another step; lost frames still are."""
+    p = WidthPolicy(WIDTHS, BYTES, PolicyConfig(target_fps=10, frame_overhead_bytes=0, down_dwell_s=1))
+    p.decide(0.0, LinkObservation(latency_ms=20))
+    assert p.decide(1.0, LinkObservation(latency_ms=400, throughput_bps=150e3, delivered_fps=5)).width == 0.25
+    for t in (2.0, 3.0, 4.0):  # 150k carried, 0.25 at 10 fps sends 80k
+        d = p.decide(t, LinkObservation(latency_ms=400 + 300 * t, throughput_bps=150e3, delivered_fps=5,
+                                        sent_fps=10))
+        assert (d.width, d.rate_hz) == (0.25, 10)
+    d = p.decide(5.0, LinkObservation(latency_ms=1900, throughput_bps=80e3, delivered_fps=10, sent_fps=10))
+    assert d.rate_hz < 10  # the link carries no more than the stream: the queue is not draining
+    assert p.decide(7.0, LinkObservation(loss_rate=0.5, throughput_bps=150e3)).rate_hz < d.rate_hz
 
 
 def test_recovery_restores_the_rate_before_the_width():

@@ -21,6 +21,8 @@ def replay(name: str, start_width: float = 1.0):
     policy = WidthPolicy(widths, sizes, PolicyConfig(target_fps=10.0), start_width=start_width)
     out = []
     for o in trace["observations"]:
+        if o["delivered_fps"] > 0:  # as the link monitor tracks the real packet sizes from each report
+            policy.observe_bytes(round(o["width"], 3), o["throughput_bps"] / 8.0 / o["delivered_fps"])
         obs = LinkObservation(loss_rate=o["loss_rate"], latency_ms=o["latency_ms"] or None,
                               delivered_fps=o["delivered_fps"], sent_fps=o["sent_fps"],
                               throughput_bps=o["throughput_bps"])
@@ -57,3 +59,22 @@ def test_no_false_alarm_when_the_stream_fits_every_phase():
     alone, with no queue and no loss, must never make the policy back off or throttle."""
     _, hist = replay("width0.5", start_width=0.5)
     assert min(w for _, w, _ in hist) >= 0.5 and min(r for _, _, r in hist) == 10.0
+
+
+def test_backs_off_in_one_step_to_what_a_narrow_link_carries_then_probes_up_one_width_at_a_time():
+    """The bundled model's width 1.0 (~174 kbit/s on the wire) into a 0.1 Mbit/s phase, as the fixed-width
+    run saw it: the first step down goes straight to the width the measured throughput carries at the
+    full frame rate (width 0.25, ~61 kbit/s), not one width per decision while the queue grows; once the
+    link is wide again it probes up slowly: the frame rate first, then one width at a time, `up_dwell_s` apart."""
+    phases, hist = replay("width1.0_to_0.1mbit")
+    narrow, wide = phase(phases, 0.1), phase(phases, 5)
+    downs = [(t, w, r) for (_, w0, r0), (t, w, r) in zip(hist, hist[1:]) if (w, r) != (w0, r0)
+             and narrow["start"] <= t < narrow["end"]]
+    assert downs and downs[0][1:] == (0.25, 10.0), downs
+    assert downs[1][0] - downs[0][0] >= 3.0, downs  # no second step while the queue from before drains
+    ups = [(t, (w0, r0), (w, r)) for (_, w0, r0), (t, w, r) in zip(hist, hist[1:])
+           if (w, r) != (w0, r0) and t >= wide["start"]]
+    widths = [0.25, 0.5, 0.75, 1.0]
+    for _, (w0, r0), (w, r) in ups:  # the frame rate doubling back, or one width up at the full rate
+        assert (w == w0 and r0 < r <= 2 * r0) or (widths.index(w) == widths.index(w0) + 1 and r == r0 == 10.0)
+    assert ups and all(b[0] - a[0] >= 2.9 for a, b in zip(ups, ups[1:])), ups

@@ -50,6 +50,7 @@ DOC_COMMANDS = {
     "analyze-split": f"{THIS}::test_eval_and_analyze_split_on_the_documented_data_folders",  # + the next one
     "analyze-split --model nanodet_g": f"{THIS}::test_analyze_split_of_the_real_detector_on_the_footage_folders",
     "bench rate-accuracy": "test_bench_rate_accuracy.py::test_rate_accuracy_command_small_run",
+    "bench rate-accuracy --video": f"{THIS}::test_video_rate_accuracy_as_in_the_docs",
     "bench latency": "test_bench_latency.py::test_latency_command_small_run",
     "bench onboard": "test_bench_onboard.py::test_bench_onboard_rows_for_both_runtimes",
     "bench switch": "test_bench_switch.py::test_switch_through_ros_node",
@@ -267,3 +268,26 @@ def test_analyze_split_of_the_real_detector_on_the_footage_folders(tmp_path):
     out = json.loads((folder / "analyze_split.json").read_text())
     assert out["frames"] == 1 and out["configured_split"] == "backbone_stride_8" and len(out["splits"]) >= 4
     assert out["reasoning"] in res.stdout and (folder / "table.md").is_file()
+
+
+def test_video_rate_accuracy_as_in_the_docs(user):
+    """docs/cli.md's video line with the bundled NanoDet-g student, on a short clip in the default footage
+    folders (CI has no `make footage`)."""
+    import cv2
+
+    from .test_teacher_nanodet import PHOTOS
+
+    clips, photos = user / "data" / "footage" / "heldout" / "clips", user / "data" / "footage" / "train" / "photos"
+    clips.mkdir(parents=True)
+    photos.mkdir(parents=True)
+    writer = cv2.VideoWriter(str(clips / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (768, 576))
+    for i in range(3):
+        writer.write(np.roll(cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (768, 576)), 8 * i, axis=1))
+    writer.release()
+    cv2.imwrite(str(photos / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
+    res = run(user, "split-perception bench rate-accuracy --video --model nanodet_g --max-images 15")
+    out = json.loads((user / "results" / "bench" / "rate_accuracy_video" / "rate_accuracy.json").read_text())
+    assert out["frames"] == 3 and out["fps"] == 10 and out["reference_detections"] > 0
+    assert {"x264", "x265", "av1", "x264-intra", "x265-intra", "av1-intra"} <= {r["method"] for r in out["rows"]}
+    assert all("x264_bytes_min" in h and "av1_bytes_min" in h for h in out["headline"])
+    assert "best video / ours" in res.stdout

@@ -34,6 +34,13 @@ def add_parsers(sub) -> None:
 
     s = bsub.add_parser("rate-accuracy", help="bytes/frame vs mAP: our widths vs JPEG/WebP/PNG and PCA features")
     _common(s, "rate_accuracy")
+    s.set_defaults(out=None)
+    s.add_argument("--video", action="store_true", help="on consecutive frames of the held-out clips at --fps: "
+                   "also x264, x265 and AV1 as streamed (keyframe every --gop frames) and all-intra, through PyAV "
+                   "(default --out results/bench/rate_accuracy_video)")
+    s.add_argument("--fps", type=float, default=10.0, help="--video: the camera rate the clips are played at")
+    s.add_argument("--gop", type=int, default=15, help="--video: frames from one keyframe to the next "
+                   "(ffmpeg_image_transport's default gop_size)")
     s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset to evaluate on (a model of "
                    "the synthetic teacher)")
     s.add_argument("--footage", help="folder of held-out clips to evaluate on (a model of an ONNX teacher; "

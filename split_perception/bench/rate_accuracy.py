@@ -32,6 +32,7 @@ IMAGE_GRID = [("jpeg", q) for q in (95, 75, 50, 25, 10)] + [("webp", q) for q in
 QUICK_IMAGE_GRID = [("jpeg", 95), ("jpeg", 50), ("jpeg", 10), ("webp", 50), ("png", 3)]
 QUICK_PCA_GRID = dict(levels=(0.95,), scales=(2.0,))
 HEADLINE_FAMILIES = ("jpeg", "webp", "pca")
+HEADLINE_GROUPS = (("best_image", ("jpeg", "webp")),)  # the fewest bytes of several families, also stored
 
 HOW_HEADLINE = (
     "Bytes at equal accuracy: for each width, the bytes/frame a baseline needs to reach that width's "
@@ -99,20 +100,22 @@ def interval_text(lo: float, hi: float, fmt: str) -> str:
     return f"{lo:{fmt}}-{hi:{fmt}}"
 
 
-def headline(rows: list[dict]) -> list[dict]:
-    """Per width: our bytes and mAP, and what JPEG, WebP, the best of them and PCA need for that mAP.
+def headline(rows: list[dict], families=HEADLINE_FAMILIES, groups=HEADLINE_GROUPS) -> list[dict]:
+    """Per width: our bytes and mAP, and what each baseline family (rows of that `method`) and the best
+    of each group of families need for that mAP.
 
     Each estimate is stored as `<family>_bytes_min`/`_max` and `<family>_ratio_min`/`_max`
     (baseline bytes / ours); a missing upper bound is None.
     """
-    curves = {f: [(r["bytes_mean"], r["map"]) for r in rows if r["method"] == f] for f in HEADLINE_FAMILIES}
+    curves = {f: [(r["bytes_mean"], r["map"]) for r in rows if r["method"] == f] for f in families}
     out = []
     for r in (r for r in rows if r["method"] == "ours"):
         h = {"width": r["width"], "ours_bytes": r["bytes_mean"], "ours_map": r["map"]}
         found = {f: bytes_at(c, r["map"]) for f, c in curves.items() if c}
-        images = [found[f] for f in ("jpeg", "webp") if f in found]
-        if images:
-            found["best_image"] = best_of(images)
+        for group, members in groups:
+            estimates = [found[f] for f in members if f in found]
+            if estimates:
+                found[group] = best_of(estimates)
         for f, (lo, hi) in found.items():
             h.update({f"{f}_bytes_min": lo, f"{f}_bytes_max": None if hi == math.inf else hi,
                       f"{f}_ratio_min": lo / r["bytes_mean"],
@@ -121,9 +124,16 @@ def headline(rows: list[dict]) -> list[dict]:
     return out
 
 
-def headline_table(rows: list[dict]) -> str:
-    lines = ["| width | ours bytes/frame | ours mAP | JPEG bytes at that mAP | WebP bytes | best JPEG/WebP "
-             "| best JPEG/WebP / ours | PCA-feature bytes | PCA / ours |", "|" + "---|" * 9]
+# headline_table's columns after width, ours' bytes and mAP: (title, stored key, format, suffix)
+HEADLINE_COLUMNS = (("JPEG bytes at that mAP", "jpeg_bytes", ".0f", ""), ("WebP bytes", "webp_bytes", ".0f", ""),
+                    ("best JPEG/WebP", "best_image_bytes", ".0f", ""),
+                    ("best JPEG/WebP / ours", "best_image_ratio", ".1f", "x"),
+                    ("PCA-feature bytes", "pca_bytes", ".0f", ""), ("PCA / ours", "pca_ratio", ".2f", "x"))
+
+
+def headline_table(rows: list[dict], columns=HEADLINE_COLUMNS) -> str:
+    lines = ["| width | ours bytes/frame | ours mAP | " + " | ".join(c[0] for c in columns) + " |",
+             "|" + "---|" * (3 + len(columns))]
 
     def cell(h: dict, key: str, fmt: str, suffix: str = "") -> str:
         if f"{key}_min" not in h:
@@ -133,8 +143,7 @@ def headline_table(rows: list[dict]) -> str:
 
     for h in rows:
         cells = [f"{h['width']:g}", f"{h['ours_bytes']:.0f}", f"{100 * h['ours_map']:.1f}",
-                 cell(h, "jpeg_bytes", ".0f"), cell(h, "webp_bytes", ".0f"), cell(h, "best_image_bytes", ".0f"),
-                 cell(h, "best_image_ratio", ".1f", "x"), cell(h, "pca_bytes", ".0f"), cell(h, "pca_ratio", ".2f", "x")]
+                 *(cell(h, key, fmt, suffix) for _, key, fmt, suffix in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -273,8 +282,15 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
 def run(args) -> int:
     from ..codec.checkpoint import read_checkpoint
 
-    if args.footage is None and read_checkpoint(args.model)["model_config"].teacher:
+    if args.out is None:
+        args.out = "results/bench/rate_accuracy_video" if args.video else "results/bench/rate_accuracy"
+    if args.footage is None and (args.video or read_checkpoint(args.model)["model_config"].teacher):
         args.footage = "data/footage/heldout/clips"  # an ONNX teacher's model: real footage, agreement
+    if args.video:
+        from . import rate_accuracy_video
+
+        args.fit_data = args.fit_data or "data/footage/train"
+        return rate_accuracy_video.run(args)
     if args.footage:
         from . import rate_accuracy_real
 

@@ -57,27 +57,48 @@ class _Methods:
     def __init__(self):
         self.results: dict[tuple, list[dict]] = {}
         self.sizes: dict[tuple, list[int]] = {}
+        self.extra: dict[tuple, dict] = {}  # more columns of a method's row (a video codec's settings)
         self.reference: list[list[Detection]] = []
 
-    def add(self, key: tuple, image_id: int, dets: list[Detection], nbytes: int, labels: list[int]) -> None:
+    def add(self, key: tuple, image_id: int, dets: list[Detection], nbytes: int, labels: list[int],
+            extra: dict | None = None) -> None:
         self.results.setdefault(key, []).extend(coco_results(image_id, dets, labels))
         self.sizes.setdefault(key, []).append(nbytes)
+        if extra:
+            self.extra[key] = extra
 
 
 def _scaled(dets: list[Detection], factor: float) -> list[Detection]:
     return [Detection(d.label_id, d.label, d.score, tuple(v * factor for v in d.box)) for d in dets]
 
 
-def measure(args, progress: bool = True) -> tuple[list[dict], dict]:
+def letterbox_content(rgb: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """The frame at the teacher's input size, aspect kept (what its letterbox holds): what an image or
+    video codec is given, so that it sends no more pixels than the teacher reads."""
+    ih, iw = input_size
+    scale = min(iw / rgb.shape[1], ih / rgb.shape[0])
+    return cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+
+
+def scaled_back(dets: list[Detection], rgb: np.ndarray, small: np.ndarray) -> list[Detection]:
+    """Detections on the codec's `small` frame in the pixels of the original frame `rgb`."""
+    return _scaled(dets, rgb.shape[1] / small.shape[1])
+
+
+def measure(args, progress: bool = True, frames: list[tuple[str, np.ndarray]] | None = None,
+            more=None) -> tuple[list[dict], dict]:
+    """Rows of every method on `frames` ((clip name, RGB) pairs; default: every `--frame-stride`-th
+    frame of each held-out clip). `more(m, dec, frames, labels)` adds further methods (image ids are
+    1 + the frame's index) before the rows are made."""
     enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model, score_thresh=EVAL_SCORE_THRESH)
     cfg = dec.cfg
     if not cfg.teacher:
         raise ConfigError("--footage needs a model of an ONNX teacher (agreement with the teacher on real frames)")
     teacher = dec.model.teacher
     labels = list(range(1, cfg.num_classes + 1))
-    ih, iw = cfg.input_size
-    frames = [(clip.name, rgb) for clip in clips(Path(args.footage))
-              for rgb in iter_frames(clip, stride=args.frame_stride, max_frames=args.max_images)]
+    if frames is None:
+        frames = [(clip.name, rgb) for clip in clips(Path(args.footage))
+                  for rgb in iter_frames(clip, stride=args.frame_stride, max_frames=args.max_images)]
     pca, samples, rms = _fit_pca(dec, args, progress)
     grid = QUICK_PCA if args.quick else dict(components=PCA_COMPONENTS, steps=PCA_STEPS)
     codecs = {(n, s): pca_codec.PCACodec(pca, n, s * rms, samples) for n in grid["components"] for s in grid["steps"]}
@@ -92,18 +113,19 @@ def measure(args, progress: bool = True) -> tuple[list[dict], dict]:
             enc.set_width(w)
             data = enc.encode(rgb, frame_id=image_id)
             m.add(("ours", f"w={w:g}", w), image_id, dec.decode(data, with_mask=False).detections, len(data), labels)
-        scale = min(iw / rgb.shape[1], ih / rgb.shape[0])  # the letterbox content at the teacher's input size
-        small = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        small = letterbox_content(rgb, cfg.input_size)
         for fmt, q in QUICK_IMAGE_GRID if args.quick else IMAGE_GRID:
             data = encode_image(small, fmt, q)
             seen, _ = dec.teacher(decode_image(data))
-            m.add((fmt, f"q{q}"), image_id, _scaled(seen, rgb.shape[1] / small.shape[1]), len(data), labels)
+            m.add((fmt, f"q{q}"), image_id, scaled_back(seen, rgb, small), len(data), labels)
         with torch.no_grad():
             z = teacher.front(model_input_tensor(rgb, cfg))
             for (n, s), codec in codecs.items():
                 z_hat, nbytes = codec(z)
                 r = teacher.postprocess(teacher.back(z_hat), [rgb.shape[:2]])[0]
                 m.add(("pca", f"{n} comp, step {s:g}x rms", n, s), image_id, dec.detections_of(r), nbytes, labels)
+    if more is not None:
+        more(m, dec, frames, labels)
     ref = detections_coco(ids, m.reference, sizes, cfg.class_names)
     rows = []
     for key, results in m.results.items():
@@ -113,6 +135,7 @@ def measure(args, progress: bool = True) -> tuple[list[dict], dict]:
                "map": acc["map"], "map50": acc["map50"], "images": len(ids)}
         if key[0] == "pca":
             row.update(components=key[2], step_scale=key[3])
+        row.update(m.extra.get(key, {}))
         row["kb_mean"] = row["bytes_mean"] / 1000
         rows.append(row)
     info = {"footage": args.footage, "clips": sorted({c for c, _ in frames}), "frames": len(frames),

@@ -15,6 +15,8 @@ from ..errors import ConfigError
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("rate_accuracy_hard", "Bytes vs accuracy on the hard scenes (`bench rate-accuracy`, `--style hard` data)"),
+            ("rate_accuracy_real", "Agreement with a real teacher on held-out clips (`bench rate-accuracy --footage`)"),
+            ("rate_accuracy_video", "Against video codecs on held-out clips (`bench rate-accuracy --video`)"),
             ("analyze_split", "Where to split (`analyze-split`)"),
             ("latency", "Latency by width and the end-to-end model (`bench latency`)"),
             ("onboard", "Onboard runtime: ONNX Runtime vs torch (`bench onboard`)"),

@@ -6,12 +6,15 @@ frame ids (loss), a falling delivered ratio (frames received offboard / frames s
 one-way latency rising above its floor (queueing; not while it is falling again), and, when the
 link is down both ways, reports that stop arriving. Rules, in order:
 
-1. Congested (any signal above): step down at once, to the widest width that fits the delivered
-   throughput (the link's capacity as measured) or at least one step, not more often than every
-   `down_dwell_s`. At the narrowest width, lower the frame rate instead (halve it, down to
-   `min_rate_hz`). Each congested step down from a width doubles the clean time needed before
-   trying it again (up to `max_backoff_s`), so a width that does not fit is not retried every
-   few seconds.
+1. Congested (any signal above): step down at once, in one step, to the widest width and frame
+   rate that the link's measured capacity carries (what it delivered, plus `frame_overhead_bytes`
+   per delivered frame for the headers on the wire), less what drains the queue the latency shows
+   within `drain_s`; at least one step (a width, or at the narrowest width half the frame rate,
+   not below `min_rate_hz`), not more often than every `down_dwell_s`. While the link delivers
+   more than the new setting sends (with `headroom`), high latency and missing frames are the
+   queue from before draining: neither congestion nor a clean link (the up dwell waits for it).
+   Each congested step down from a width doubles the clean time needed before trying it again
+   (up to `max_backoff_s`), so a width that does not fit is not retried every few seconds.
 2. A known capacity (external bandwidth report or the emulator's): the widest width whose
    bytes/frame x target fps fits `headroom` x capacity; going up needs `up_margin` more room and
    `up_dwell_s` of it.
@@ -47,6 +50,8 @@ class PolicyConfig:
     latency_rise_ms: float = 150.0  # latency this far above its floor counts as congestion (queueing)
     latency_down_ms: float = 1000.0  # latency above this counts as congestion whatever the floor
     min_rate_hz: float = 1.0  # never throttle the camera below this
+    frame_overhead_bytes: float = 400.0  # what a frame costs on the wire beyond its packet (DDS, UDP, IP headers)
+    drain_s: float = 2.0  # a back-off leaves room to empty the queue the latency shows within this long
     ratio_settle_s: float = 3.0  # after a frame-rate change the sent and delivered windows disagree: wait
     max_backoff_s: float = 60.0  # longest wait before retrying a width that congested the link
     manual_hold_s: float = 60.0  # a setting made by someone else pauses the policy this long (0 = never)
@@ -84,6 +89,7 @@ class WidthPolicy:
         self.width = self.widths[-1] if start_width is None else start_width
         self.rate_hz = self.cfg.target_fps
         self.last_reason = ""
+        self.draining = False  # the last report showed a queue from before that the link is emptying
         self._last_down = -1e9
         self._rate_changed = -1e9
         self._clean_since: float | None = None
@@ -185,6 +191,28 @@ class WidthPolicy:
         fps = self.cfg.target_fps if fps is None else fps
         return self.bytes[width] * 8.0 * fps * margin <= self.cfg.headroom * capacity_bps
 
+    def wire_bits(self, width: float) -> float:
+        """Bits one frame at `width` takes on the link: its packet plus the per-message headers."""
+        return 8.0 * (self.bytes[width] + self.cfg.frame_overhead_bytes)
+
+    def measured_capacity(self, obs: LinkObservation) -> float | None:
+        """The link's capacity in bits/s on the wire: a report, else what it delivered while congested
+        (the packets' bits, plus the headers of each delivered frame). None = not measured."""
+        if obs.capacity_bps:
+            return obs.capacity_bps
+        if not obs.throughput_bps:
+            return None
+        frames = obs.delivered_fps
+        if frames is None:  # the decoder's window is not full yet: frames from the bytes at this width
+            frames = obs.throughput_bps / (8.0 * self.bytes[self.width])
+        return obs.throughput_bps + 8.0 * self.cfg.frame_overhead_bytes * frames
+
+    def queue_s(self, obs: LinkObservation) -> float:
+        """Seconds of queue on the link: the latency above its floor (0 when unknown)."""
+        if not obs.latency_ms or self._latency_floor is None:
+            return 0.0
+        return max(0.0, obs.latency_ms - self._latency_floor) / 1000.0
+
     def congestion(self, now: float, obs: LinkObservation) -> str:
         """Why the link looks congested now ("" = it does not)."""
         c = self.cfg
@@ -192,8 +220,13 @@ class WidthPolicy:
             return "no link reports"
         if obs.loss_rate > c.loss_down:
             return f"loss {obs.loss_rate:.2f}"
+        # a stream the link demonstrably carries with room to spare (it delivered more, queued frames
+        # included): a shortfall of frames or a high latency is the queue from before draining
+        capacity = self.measured_capacity(obs)
+        draining = bool(capacity) and self.wire_bits(self.width) * self.rate_hz <= c.headroom * capacity
+        self.draining = False
         settled = now - self._rate_changed >= c.ratio_settle_s  # sent counts the new rate sooner than delivered
-        if settled and obs.sent_fps and obs.sent_fps >= 1.0 and obs.delivered_fps is not None:
+        if settled and not draining and obs.sent_fps and obs.sent_fps >= 1.0 and obs.delivered_fps is not None:
             ratio = obs.delivered_fps / obs.sent_fps
             # at a throttled rate a 2 s window holds 2-3 frames: one frame of counting skew is not loss
             if ratio < c.delivered_down and obs.sent_fps - obs.delivered_fps >= MIN_SHORTFALL_FPS:
@@ -201,9 +234,11 @@ class WidthPolicy:
         if obs.latency_ms:
             floor, last = self._track_floor(obs.latency_ms), self._last_latency
             self._last_latency = obs.latency_ms
-            draining = last is not None and obs.latency_ms < 0.8 * last  # queues emptying: backing off worked
-            if not draining and (obs.latency_ms > c.latency_down_ms or obs.latency_ms > floor + c.latency_rise_ms):
-                return f"latency {obs.latency_ms:.0f} ms (floor {floor:.0f})"
+            falling = last is not None and obs.latency_ms < 0.8 * last  # queues emptying: backing off worked
+            if obs.latency_ms > c.latency_down_ms or obs.latency_ms > floor + c.latency_rise_ms:
+                if not (draining or falling):
+                    return f"latency {obs.latency_ms:.0f} ms (floor {floor:.0f})"
+                self.draining = draining  # neither congested nor clean: wait for the queue to empty
         return ""
 
     def _track_floor(self, latency_ms: float) -> float:
@@ -222,6 +257,9 @@ class WidthPolicy:
             self._clean_since = None
             if now - self._last_down >= c.down_dwell_s:
                 self._back_off(now, obs, why)
+            return Decision(self.width, self.rate_hz)
+        if self.draining:
+            self._clean_since = None  # the up dwell starts once the queue has drained
             return Decision(self.width, self.rate_hz)
         if obs.capacity_bps is not None:
             fitting = [w for w in self.widths if self.fits(w, obs.capacity_bps)]
@@ -251,18 +289,27 @@ class WidthPolicy:
         return Decision(self.width, self.rate_hz)
 
     def _back_off(self, now: float, obs: LinkObservation, why: str) -> None:
+        """One step to the widest width, and the highest frame rate at the narrowest, that the measured
+        capacity carries with room to drain the queue; at least one step (a width, or half the rate)."""
         c = self.cfg
         i = self.widths.index(self.width)
-        capacity = obs.capacity_bps or obs.throughput_bps  # what the link carried while congested
-        if i == 0:  # nothing narrower: send fewer frames
-            rate = self.rate_hz / 2
-            if capacity:
-                rate = min(rate, c.headroom * capacity / (8.0 * self.bytes[self.width]))
-            self._step(now, self.width, min(self.rate_hz, max(c.min_rate_hz, rate)), why, down=True)
-        else:
-            fitting = [w for w in self.widths[:i] if capacity and self.fits(w, capacity, fps=self.rate_hz)]
+        capacity, queue_s = self.measured_capacity(obs), self.queue_s(obs)
+        budget = None
+        if capacity:
+            # what the new stream may use: the headroom, less the queue drained over drain_s (at most
+            # half of it: a deep queue drains over longer rather than starving the stream)
+            budget = c.headroom * capacity - min(0.5 * c.headroom * capacity, queue_s * capacity / c.drain_s)
+        fitting = [w for w in self.widths[:i] if budget and self.wire_bits(w) * self.rate_hz <= budget]
+        if fitting or (i > 0 and not budget):
             self._backoff[self.width] = min(c.max_backoff_s, max(c.up_dwell_s, 2 * self._backoff[self.width]))
             self._step(now, fitting[-1] if fitting else self.widths[i - 1], self.rate_hz, why, down=True)
+        else:  # nothing narrower fits: the narrowest width at fewer frames
+            if i > 0:
+                self._backoff[self.width] = min(c.max_backoff_s, max(c.up_dwell_s, 2 * self._backoff[self.width]))
+            rate = self.rate_hz / 2 if i == 0 else self.rate_hz
+            if budget:
+                rate = min(rate, budget / self.wire_bits(self.widths[0]))
+            self._step(now, self.widths[0], min(self.rate_hz, max(c.min_rate_hz, rate)), why, down=True)
         self._last_down = now
 
     def _step(self, now: float, width: float, rate_hz: float, why: str, down: bool) -> None:
