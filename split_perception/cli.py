@@ -12,8 +12,7 @@ from pathlib import Path
 from .config import DEVICES, RUNTIMES
 from .errors import ConfigError, SplitPerceptionError
 from .harness.domains import DOMAIN_HELP, domain_from
-
-MODEL_HELP = "checkpoint, onboard export folder, or a bundled model: synthetic (the default) or nanodet_g"
+from .model_files import MODEL_HELP
 
 
 def _threads(n: int) -> None:

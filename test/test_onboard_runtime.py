@@ -18,7 +18,6 @@ import torch
 from split_perception.codec.checkpoint import read_checkpoint, save_checkpoint
 from split_perception.codec.export import export_onboard
 from split_perception.codec.onboard_export import (
-    DEFAULT_MODEL,
     MANIFEST,
     TABLES,
     export_dir_for,
@@ -30,6 +29,7 @@ from split_perception.codec.packet import parse
 from split_perception.data.synthetic import render_scene
 from split_perception.errors import CheckpointError, ConfigError, WidthError
 from split_perception.harness.processes import run_probe, start_node, stop
+from split_perception.model_files import DEFAULT_MODEL
 from split_perception.models.split_model import SplitModel
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder

@@ -119,7 +119,6 @@ COLUMNS = [("seconds", "seconds", "d"), ("offered_fps", "offered fps", ".1f"), (
 
 
 def run(args) -> int:
-    from ..codec.onboard_export import model_file
     from ..harness.processes import (
         finish_probe,
         start_node,
@@ -127,6 +126,7 @@ def run(args) -> int:
         stop,
         wait_for_log,
     )
+    from ..model_files import model_file
 
     w, h = frame_size(args.size)
     seconds = args.minutes * 60.0

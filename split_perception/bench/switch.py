@@ -125,9 +125,9 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
     (what a per-size onboard file would hold), weights memory-mapped, no fingerprint check; returns
     the entropy-coded payload of `frame` (bit-identical to the full encoder's)."""
     from ..codec.checkpoint import TABLE_BUFFERS
-    from ..codec.onboard_export import model_file
     from ..codec.context import ContextCoder
     from ..config import model_config_from_dict
+    from ..model_files import model_file
     from ..models.context_model import ContextModel
     from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
     from ..models.slimmable import WidthState
