@@ -207,7 +207,7 @@ def cmd_decode(args) -> int:
 
 def cmd_eval(args) -> int:
     from .evaluation.evaluate import evaluate_split, evaluate_teacher
-    from .evaluation.report import format_table
+    from .evaluation.report import format_table, machine_info
     from .offboard import OffboardDecoder
     from .onboard import OnboardEncoder
 
@@ -221,8 +221,6 @@ def cmd_eval(args) -> int:
     res.update({str(w): r for w, r in evaluate_split(enc, dec, args.data, max_images=args.max_images).items()})
     print(format_table(res))
     if args.out:
-        from .bench.common import machine_info
-
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"model": args.model or "bundled", "data": args.data,
                                               "machine": machine_info(args.threads), "results": res}, indent=1))

@@ -27,15 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from . import e2e
-from .common import (
-    command_line,
-    count_macs,
-    dataset,
-    machine_info,
-    markdown_table,
-    write_results,
-)
+from .common import count_macs, dataset
 
 JPEG_QUALITIES = (95, 75)
 BANDWIDTH_RANGE = (0.5, 50.0)  # Mbit/s

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
-from .common import command_line, dataset, machine_info, markdown_table, write_results
+from .common import dataset
 
 DISCOVERY_S = 3.0  # the receiver starts this long before the camera
 WARMUP_S = 3.0  # the camera runs this long at the first rate before the first phase is counted

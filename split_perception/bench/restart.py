@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
-from .common import command_line, machine_info, markdown_table, write_results
 
 
 @contextmanager

@@ -31,8 +31,8 @@ import torch
 
 from ..config import find_width
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from, pick_domain
-from .common import command_line, machine_info, markdown_table, write_results
 
 SWITCHES_PER_RELOAD = 5  # switches are cheap: more samples of them per (slow) reload
 

@@ -37,6 +37,7 @@ from ..stamps import stamp_ns
 from ..visualize import draw_detections
 from .evaluate import EVAL_SCORE_THRESH
 from .metrics import ConfusionMatrix, coco_map, semantic_truth
+from .report import command_line, log_kb_axis, machine_info, markdown_table, write_results
 
 JPEG_QUALITIES = (95, 75)  # compressed_image_transport's default and a common lower setting
 PANEL_WIDTH = 320  # annotated frames: each panel scaled to this width
@@ -280,8 +281,6 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..bench.rate_accuracy import log_kb_axis
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     for ax, key, label in ((axes[0], "det_agreement", "detection agreement (mAP vs teacher)"),
                            (axes[1], "mask_agreement", "mask agreement (mIoU vs teacher)")):
@@ -307,8 +306,6 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
 
 def run(args) -> int:
     """The `eval-bag` command: evaluate, print the table, write JSON/CSV/markdown/plot/annotated frames."""
-    from ..bench.common import command_line, machine_info, markdown_table, write_results
-
     torch.set_num_threads(args.threads)
     bag = Path(args.bag)
     if not bag.exists():
