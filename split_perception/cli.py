@@ -173,6 +173,7 @@ def cmd_decode(args) -> int:
     import cv2
 
     from .errors import ModelMismatchError, PacketError
+    from .evaluation.metrics import xywh
     from .offboard import OffboardDecoder
     from .visualize import draw_detections
 
@@ -187,9 +188,8 @@ def cmd_decode(args) -> int:
             print(f"{path}: refused: {exc}", file=sys.stderr)
             continue
         for d in frame.detections:
-            x1, y1, x2, y2 = d.box
             results.append({"file": str(path), "frame_id": frame.frame_id, "category_id": d.label_id,
-                            "label": d.label, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score})
+                            "label": d.label, "bbox": xywh(d.box), "score": d.score})
         print(f"{path}: width {frame.width}, {frame.num_bytes} bytes, {len(frame.detections)} detections")
         if args.masks:
             Path(args.masks).mkdir(parents=True, exist_ok=True)

@@ -186,7 +186,8 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
     import cv2
 
     from ..data.image_codecs import decode_image, encode_image
-    from ..evaluation.evaluate import EVAL_SCORE_THRESH, coco_results
+    from ..evaluation.evaluate import EVAL_SCORE_THRESH
+    from ..evaluation.metrics import coco_results
     from ..offboard import OffboardDecoder
 
     dec = OffboardDecoder(model_path, score_thresh=EVAL_SCORE_THRESH)
@@ -196,8 +197,7 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
         if quality is not None:
             rgb = decode_image(encode_image(rgb, "jpeg", quality))
         dets, _ = dec.teacher(rgb)
-        out[image_id] = coco_results(cat_ids, image_id, [d.box for d in dets], [d.label_id for d in dets],
-                                     [d.score for d in dets])
+        out[image_id] = coco_results(image_id, dets, cat_ids)
     return out
 
 

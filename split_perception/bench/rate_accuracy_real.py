@@ -22,9 +22,9 @@ from tqdm import tqdm
 from ..data.footage import iter_frames
 from ..data.image_codecs import decode_image, encode_image
 from ..errors import ConfigError
-from ..evaluation.bag_eval import coco_results, detections_coco
+from ..evaluation.bag_eval import detections_coco
 from ..evaluation.evaluate import EVAL_SCORE_THRESH
-from ..evaluation.metrics import coco_map
+from ..evaluation.metrics import coco_map, coco_results
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..offboard import Detection, OffboardDecoder
 from ..onboard import OnboardEncoder
