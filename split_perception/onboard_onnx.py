@@ -47,6 +47,10 @@ class OnnxEncoder:
         self._input = np.empty((1, 3, *self.cfg.input_size), np.float32)
 
     @property
+    def model(self):
+        raise AttributeError("the onnx runtime has no torch model: open it with runtime='torch'")
+
+    @property
     def widths(self) -> tuple[float, ...]:
         return tuple(self.cfg.widths)
 

@@ -119,10 +119,10 @@ def test_onnx_and_torch_agree_at_every_width(which, exported, exported_gdn, expo
         ref.set_width(w)
         eb = ref.model.entropy[i]
         for k, rgb in enumerate(images(ref.cfg)):
-            y = onnx._impl.bottleneck(onnx.preprocess(rgb), i)
+            y = onnx.bottleneck(onnx.preprocess(rgb), i)
             with torch.no_grad():
                 sym_ref = eb.quantize(ref.model.encoder(ref.preprocess(rgb)), "symbols", eb._get_medians()).numpy()
-            sym = onnx._impl.symbols(y, i)[None]
+            sym = onnx.symbols(y, i)[None]
             flips, total = flips + int((sym != sym_ref).sum()), total + sym.size
             a, b = onnx.encode(rgb, k, 7), ref.encode(rgb, k, 7)
             pa, pb = parse(a), parse(b)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..data.coco import CocoSceneDataset
 from ..models.teacher import Teacher
 from ..offboard import Detection, OffboardDecoder
-from ..onboard import OnboardEncoder
+from ..onboard import EncoderRuntime
 from ..preprocess import to_input_tensor
 from .metrics import ConfusionMatrix, coco_map, coco_results, semantic_truth
 
@@ -68,7 +68,7 @@ def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool
 
 
 @torch.no_grad()
-def evaluate_split(encoder: OnboardEncoder, decoder: OffboardDecoder, root, widths=None, max_images: int = 0,
+def evaluate_split(encoder: EncoderRuntime, decoder: OffboardDecoder, root, widths=None, max_images: int = 0,
                    progress: bool = True) -> dict[float, dict]:
     """Per width: mAP, mAP@.5, mIoU, bytes/frame (mean, p95), encode and decode+heads ms."""
     cfg = encoder.cfg
