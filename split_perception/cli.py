@@ -12,8 +12,7 @@ from pathlib import Path
 from .config import DEVICES, RUNTIMES
 from .errors import ConfigError, SplitPerceptionError
 from .harness.domains import DOMAIN_HELP, domain_from
-
-MODEL_HELP = "checkpoint, onboard export folder, or a bundled model: synthetic (the default) or nanodet_g"
+from .model_files import MODEL_HELP
 
 
 def _threads(n: int) -> None:
@@ -178,6 +177,7 @@ def cmd_decode(args) -> int:
     import cv2
 
     from .errors import ModelMismatchError, PacketError
+    from .evaluation.metrics import xywh
     from .offboard import OffboardDecoder
     from .visualize import draw_detections
 
@@ -192,9 +192,8 @@ def cmd_decode(args) -> int:
             print(f"{path}: refused: {exc}", file=sys.stderr)
             continue
         for d in frame.detections:
-            x1, y1, x2, y2 = d.box
             results.append({"file": str(path), "frame_id": frame.frame_id, "category_id": d.label_id,
-                            "label": d.label, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score})
+                            "label": d.label, "bbox": xywh(d.box), "score": d.score})
         print(f"{path}: width {frame.width}, {frame.num_bytes} bytes, {len(frame.detections)} detections")
         if args.masks:
             Path(args.masks).mkdir(parents=True, exist_ok=True)
@@ -212,7 +211,7 @@ def cmd_decode(args) -> int:
 
 def cmd_eval(args) -> int:
     from .evaluation.evaluate import evaluate_split, evaluate_teacher
-    from .evaluation.report import format_table
+    from .evaluation.report import format_table, machine_info
     from .offboard import OffboardDecoder
     from .onboard import OnboardEncoder
 
@@ -226,8 +225,6 @@ def cmd_eval(args) -> int:
     res.update({str(w): r for w, r in evaluate_split(enc, dec, args.data, max_images=args.max_images).items()})
     print(format_table(res))
     if args.out:
-        from .bench.common import machine_info
-
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"model": args.model or "bundled", "data": args.data,
                                               "machine": machine_info(args.threads), "results": res}, indent=1))

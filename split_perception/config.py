@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .teachers.spec import CHANNEL_ORDERS, load_teacher_spec, resolve_teacher
+from .teachers.spec import RESIZE_POLICIES as TEACHER_RESIZE_POLICIES
 
 DEFAULT_CLASSES = ("circle", "square", "triangle", "star", "cross")
 # Two widths are the same width within this: widths travel as float32 (messages, parameters) and a
@@ -21,8 +23,7 @@ RUNTIMES = ("auto", "onnx", "torch")
 # Output stride of MobileNetV3-Large's features[:k]; the student encoder restores splits of stride 4 or 8
 SPLIT_STRIDES = {3: 4, 4: 4, 5: 8, 6: 8, 7: 8}
 DEVICES = ("auto", "cpu", "cuda")
-CHANNEL_ORDERS = ("RGB", "BGR")
-RESIZE_POLICIES = ("area", "letterbox", "stretch")  # ours (each axis, area averaging); a teacher's own two
+RESIZE_POLICIES = ("area", *TEACHER_RESIZE_POLICIES)  # ours (each axis, area averaging); a teacher's own two
 # Onboard encoders: "conv", a small slimmable conv network in place of the teacher's first layers;
 # "front", the teacher's own first layers (frozen) + a slimmable 1x1 projection to the bottleneck
 ENCODERS = ("conv", "front")
@@ -85,15 +86,13 @@ class ModelConfig:
         """The teacher's TeacherSpec (an ONNX teacher only), read once."""
         spec = getattr(self, "_spec", None)
         if spec is None:
-            from .teachers.spec import load_teacher_spec, resolve_teacher
-
             spec = load_teacher_spec(resolve_teacher(self.teacher))
             object.__setattr__(self, "_spec", spec)
         return spec
 
     def _apply_teacher(self) -> None:
         """Classes, input and normalization from the teacher's teacher.yaml; its ONNX file pinned."""
-        from .codec.onboard_export import file_sha256
+        from .model_files import file_sha256
 
         spec = self.teacher_spec()
         digest = file_sha256(spec.model_path)

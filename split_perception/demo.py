@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .codec.onboard_export import model_file
 from .data.bags import ground_truth_path, read_images, write_image_bag, write_sample_bag
 from .data.image_messages import message_to_rgb
 from .harness.processes import (
@@ -30,6 +29,7 @@ from .harness.processes import (
     wait_ready,
 )
 from .link.trace import BandwidthTrace
+from .model_files import model_file
 from .stamps import stamp_ns
 
 

@@ -2,19 +2,49 @@
 
 Two implementations make the same packets: ONNX Runtime from the checkpoint's onboard export (no
 torch: `onboard_onnx.py`) and torch from the checkpoint itself (`onboard_torch.py`). `runtime="auto"`
-takes ONNX when an up-to-date export is there (`split-perception export-onboard`), else torch.
+takes ONNX when an up-to-date export is there (`split-perception export-onboard`), else torch. Both
+provide `EncoderRuntime`; `OnboardEncoder(...)` opens one and returns it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from .codec.onboard_export import export_dir_for, find_export
-from .config import RUNTIMES
+from .config import RUNTIMES, ModelConfig
 from .errors import CheckpointError, ConfigError
+
+
+class EncoderRuntime(Protocol):
+    """What each onboard runtime (`OnnxEncoder`, `TorchEncoder`) provides: a model loaded once, whose
+    `set_width` switches width for the next frame without reloading anything."""
+
+    runtime: str  # "onnx" or "torch"
+    fingerprint: str
+    cfg: ModelConfig
+
+    @property
+    def model(self) -> Any:
+        """The torch model; the onnx runtime raises AttributeError (open it with runtime='torch')."""
+
+    @property
+    def widths(self) -> tuple[float, ...]: ...
+
+    @property
+    def width(self) -> float: ...
+
+    def set_width(self, width: float) -> None:
+        """Raises WidthError for a width the model does not have."""
+
+    def preprocess(self, rgb: np.ndarray) -> Any:
+        """RGB -> the runtime's network input (1x3xHxW: numpy for onnx, a tensor for torch)."""
+
+    def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
+        """RGB uint8 HxWx3 -> one packet (bytes). Raises ImageError for a bad image."""
 
 
 def _torch(model_path, threads):
@@ -27,7 +57,7 @@ def _torch(model_path, threads):
     return TorchEncoder(model_path)
 
 
-def _open(model_path, runtime: str, threads: int | None):
+def _open(model_path, runtime: str, threads: int | None) -> EncoderRuntime:
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
     if model_path and Path(model_path).is_dir() and runtime == "torch":
@@ -46,7 +76,7 @@ def _open(model_path, runtime: str, threads: int | None):
 
 
 class OnboardEncoder:
-    """Loads a model once; `set_width` switches width for the next frame without reloading anything.
+    """Opens a model's onboard encoder: `OnboardEncoder(...)` returns the `EncoderRuntime` itself.
 
     Args:
         model_path: checkpoint (default: the bundled model) or an onboard export folder.
@@ -54,53 +84,13 @@ class OnboardEncoder:
         threads: CPU threads of the runtime (ONNX Runtime intra-op threads, or torch's).
     """
 
-    def __init__(self, model_path: str | Path | None = None, runtime: str = "auto", threads: int | None = None):
-        self._impl = _open(model_path, runtime, threads)
+    def __new__(cls, model_path: str | Path | None = None, runtime: str = "auto",
+                threads: int | None = None) -> EncoderRuntime:
+        return _open(model_path, runtime, threads)
 
-    @classmethod
-    def from_model(cls, model, fingerprint: str) -> "OnboardEncoder":
+    @staticmethod
+    def from_model(model, fingerprint: str) -> EncoderRuntime:
         """Wrap an in-memory torch model (training-time evaluation); its CDF tables must be computed."""
         from .onboard_torch import TorchEncoder
 
-        self = cls.__new__(cls)
-        self._impl = TorchEncoder.from_model(model, fingerprint)
-        return self
-
-    @property
-    def runtime(self) -> str:
-        return self._impl.runtime
-
-    @property
-    def fingerprint(self) -> str:
-        return self._impl.fingerprint
-
-    @property
-    def cfg(self):
-        return self._impl.cfg
-
-    @property
-    def model(self):
-        """The torch model (torch runtime only)."""
-        if self.runtime != "torch":
-            raise AttributeError("the onnx runtime has no torch model: open it with runtime='torch'")
-        return self._impl.model
-
-    @property
-    def widths(self) -> tuple[float, ...]:
-        return self._impl.widths
-
-    @property
-    def width(self) -> float:
-        return self._impl.width
-
-    def set_width(self, width: float) -> None:
-        """Raises WidthError for a width the model does not have."""
-        self._impl.set_width(width)
-
-    def preprocess(self, rgb: np.ndarray):
-        """RGB -> the runtime's network input (1x3xHxW: numpy for onnx, a tensor for torch)."""
-        return self._impl.preprocess(rgb)
-
-    def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
-        """RGB uint8 HxWx3 -> one packet (bytes). Raises ImageError for a bad image."""
-        return self._impl.encode(rgb, frame_id, stamp_ns)
+        return TorchEncoder.from_model(model, fingerprint)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .codec.context import ContextCoder, ContextTables
 from .codec.onboard_export import OnboardExport
 from .codec.packet import FINGERPRINT_BYTES, Packet
-from .codec.context import ContextCoder, ContextTables
 from .config import find_width
 from .errors import CheckpointError, ConfigError, WidthError
 from .preprocess import model_input_array
@@ -45,6 +45,10 @@ class OnnxEncoder:
             self._coders.append(ContextCoder(ContextTables(t.quantized_cdf, t.cdf_length, t.offset)))
         self._index = len(self.cfg.widths) - 1
         self._input = np.empty((1, 3, *self.cfg.input_size), np.float32)
+
+    @property
+    def model(self):
+        raise AttributeError("the onnx runtime has no torch model: open it with runtime='torch'")
 
     @property
     def widths(self) -> tuple[float, ...]:

@@ -11,11 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from split_perception.bench import rate_accuracy as ra
+from split_perception.bench import equal_accuracy as ea
 from split_perception.bench.pca_codec import HEADER, PCACodec
-from split_perception.pca import PCA, positions
 from split_perception.cli import main
 from split_perception.errors import PacketError
+from split_perception.pca import PCA, positions
 
 
 def _features(n_images: int, seed: int) -> list[torch.Tensor]:
@@ -74,30 +74,30 @@ def test_more_components_cost_more_bytes_and_reconstruct_better(fitted):
 
 
 def test_front_of_tied_bytes_keeps_the_better_point():
-    assert ra.pareto_front([(100.0, 0.0), (100.0, 1.0)]) == [(100.0, 1.0)]
-    assert ra.bytes_at([(100.0, 0.0), (100.0, 1.0)], 1.0) == (0.0, 100.0)
+    assert ea.pareto_front([(100.0, 0.0), (100.0, 1.0)]) == [(100.0, 1.0)]
+    assert ea.bytes_at([(100.0, 0.0), (100.0, 1.0)], 1.0) == (0.0, 100.0)
 
 
 def test_bytes_at_equal_accuracy_by_hand():
     pts = [(1000, 0.5), (4000, 0.7), (2000, 0.4)]  # the 2000-byte point is dominated
-    assert ra.pareto_front(pts) == [(1000, 0.5), (4000, 0.7)]
-    lo, hi = ra.bytes_at(pts, 0.6)  # halfway in mAP -> geometric mean of the bytes
+    assert ea.pareto_front(pts) == [(1000, 0.5), (4000, 0.7)]
+    lo, hi = ea.bytes_at(pts, 0.6)  # halfway in mAP -> geometric mean of the bytes
     assert lo == hi == pytest.approx(2000.0)
-    assert ra.bytes_at(pts, 0.8) == (4000, math.inf)  # never reached: more than its best point
-    assert ra.bytes_at(pts, 0.3) == (0.0, 1000)  # reached by the cheapest point: at most that
-    assert ra.best_of([(3000.0, 3000.0), (5000.0, 5000.0)]) == (3000.0, 3000.0)
-    assert ra.best_of([(3000.0, 3000.0), (2000.0, math.inf)]) == (2000.0, 3000.0)
-    assert ra.best_of([(3000.0, 3000.0), (0.0, 1000.0)]) == (0.0, 1000.0)
-    assert [ra.interval_text(*i, ".0f") for i in ((5.0, 5.0), (2.0, math.inf), (0.0, 7.0), (2.0, 3.0))] == \
+    assert ea.bytes_at(pts, 0.8) == (4000, math.inf)  # never reached: more than its best point
+    assert ea.bytes_at(pts, 0.3) == (0.0, 1000)  # reached by the cheapest point: at most that
+    assert ea.best_of([(3000.0, 3000.0), (5000.0, 5000.0)]) == (3000.0, 3000.0)
+    assert ea.best_of([(3000.0, 3000.0), (2000.0, math.inf)]) == (2000.0, 3000.0)
+    assert ea.best_of([(3000.0, 3000.0), (0.0, 1000.0)]) == (0.0, 1000.0)
+    assert [ea.interval_text(*i, ".0f") for i in ((5.0, 5.0), (2.0, math.inf), (0.0, 7.0), (2.0, 3.0))] == \
         ["5", "> 2", "< 7", "2-3"]
     rows = [{"method": "ours", "width": 1.0, "bytes_mean": 1000.0, "map": 0.6}] + \
         [{"method": "jpeg", "bytes_mean": b, "map": m} for b, m in pts] + \
         [{"method": "webp", "bytes_mean": 3000.0, "map": 0.55}]
-    h = ra.headline(rows)[0]
+    h = ea.headline(rows)[0]
     assert h["jpeg_ratio_min"] == h["jpeg_ratio_max"] == pytest.approx(2.0)
     assert h["webp_bytes_min"] == 3000.0 and h["webp_bytes_max"] is None  # WebP never gets there
     assert h["best_image_bytes_min"] == h["best_image_bytes_max"] == pytest.approx(2000.0)
-    assert "| 1 | 1000 | 60.0 | 2000 | > 3000 |" in ra.headline_table([h])
+    assert "| 1 | 1000 | 60.0 | 2000 | > 3000 |" in ea.headline_table([h])
 
 
 # byte counts may tie (two settings of one codec with the same mean)
@@ -107,11 +107,11 @@ curves = st.lists(st.tuples(st.integers(100, 2000).map(float), st.floats(0.0, 1.
 @settings(max_examples=300, deadline=None)
 @given(curves, st.floats(0.0, 1.0), st.floats(0.0, 1.0))
 def test_bytes_at_stays_within_its_bracketing_front_points_and_grows_with_the_target(points, t1, t2):
-    front = ra.pareto_front(points)
+    front = ea.pareto_front(points)
     assert all(b0 < b1 and m0 < m1 for (b0, m0), (b1, m1) in zip(front, front[1:])), front
     assert all(any(fb <= b and fm >= m for fb, fm in front) for b, m in points)  # every point is dominated
     low, high = sorted((t1, t2))
-    lo, hi = ra.bytes_at(points, low)
+    lo, hi = ea.bytes_at(points, low)
     assert lo <= hi
     reached = [b for b, m in front if m >= low]
     if not reached:
@@ -121,7 +121,7 @@ def test_bytes_at_stays_within_its_bracketing_front_points_and_grows_with_the_ta
     else:
         prev = max(b for b, _ in front if b < reached[0])
         assert lo == hi and prev * (1 - 1e-9) <= lo <= reached[0] * (1 + 1e-9)
-    lo2, hi2 = ra.bytes_at(points, high)  # a higher target never costs fewer bytes
+    lo2, hi2 = ea.bytes_at(points, high)  # a higher target never costs fewer bytes
     assert lo2 >= lo * (1 - 1e-9) and hi2 >= hi * (1 - 1e-9)
 
 
@@ -131,8 +131,8 @@ def _assert_headline_follows_the_rows(h: dict, rows: list[dict]) -> None:
     mine = next(r for r in rows if r["method"] == "ours" and r["width"] == h["width"])
     assert (h["ours_bytes"], h["ours_map"]) == (mine["bytes_mean"], mine["map"])
     target = mine["map"]
-    for family in ra.HEADLINE_FAMILIES:
-        front = ra.pareto_front([(r["bytes_mean"], r["map"]) for r in rows if r["method"] == family])
+    for family in ea.HEADLINE_FAMILIES:
+        front = ea.pareto_front([(r["bytes_mean"], r["map"]) for r in rows if r["method"] == family])
         lo, hi = h[f"{family}_bytes_min"], h[f"{family}_bytes_max"]
         reached = [b for b, m in front if m >= target]
         if not reached:  # its best point stays below: at least that point's bytes, no upper bound

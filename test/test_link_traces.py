@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from split_perception.codec.checkpoint import read_checkpoint
-from split_perception.codec.onboard_export import DEFAULT_MODEL
 from split_perception.link.policy import LinkObservation, PolicyConfig, WidthPolicy
+from split_perception.model_files import DEFAULT_MODEL
 
 TRACES = Path(__file__).parent / "data" / "link_traces"
 

@@ -18,7 +18,6 @@ import torch
 from split_perception.codec.checkpoint import read_checkpoint, save_checkpoint
 from split_perception.codec.export import export_onboard
 from split_perception.codec.onboard_export import (
-    DEFAULT_MODEL,
     MANIFEST,
     TABLES,
     export_dir_for,
@@ -30,6 +29,7 @@ from split_perception.codec.packet import parse
 from split_perception.data.synthetic import render_scene
 from split_perception.errors import CheckpointError, ConfigError, WidthError
 from split_perception.harness.processes import run_probe, start_node, stop
+from split_perception.model_files import DEFAULT_MODEL
 from split_perception.models.split_model import SplitModel
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder
@@ -119,10 +119,10 @@ def test_onnx_and_torch_agree_at_every_width(which, exported, exported_gdn, expo
         ref.set_width(w)
         eb = ref.model.entropy[i]
         for k, rgb in enumerate(images(ref.cfg)):
-            y = onnx._impl.bottleneck(onnx.preprocess(rgb), i)
+            y = onnx.bottleneck(onnx.preprocess(rgb), i)
             with torch.no_grad():
                 sym_ref = eb.quantize(ref.model.encoder(ref.preprocess(rgb)), "symbols", eb._get_medians()).numpy()
-            sym = onnx._impl.symbols(y, i)[None]
+            sym = onnx.symbols(y, i)[None]
             flips, total = flips + int((sym != sym_ref).sum()), total + sym.size
             a, b = onnx.encode(rgb, k, 7), ref.encode(rgb, k, 7)
             pa, pb = parse(a), parse(b)

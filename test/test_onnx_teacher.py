@@ -3,7 +3,6 @@ checkpoints that pin the teacher file, and real packets from both onboard runtim
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import onnx
@@ -20,7 +19,6 @@ from split_perception.preprocess import model_input_tensor
 from split_perception.teachers.detector import TeacherDetector
 
 from .test_teacher_nanodet import PHOTOS
-
 
 
 def small_config(**kw) -> ModelConfig:

@@ -88,7 +88,6 @@ def test_launch_files_load_with_real_launch(name, monkeypatch):
     import os
 
     from launch import LaunchContext
-
     from split_perception.harness.processes import install_space
 
     # the launch files find config/ through the ament index: this checkout's install space first

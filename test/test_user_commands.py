@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from split_perception.codec.onboard_export import DEFAULT_MODEL
 from split_perception.data.synthetic import render_scene
+from split_perception.model_files import DEFAULT_MODEL
 from split_perception.onboard import OnboardEncoder
 
 from .test_eval_bag import _third_party_mcap, write_features_bag

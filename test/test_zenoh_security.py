@@ -297,7 +297,7 @@ def test_only_the_fleet_gets_in_and_each_robot_reaches_only_its_keys(tmp_path):
                                                    "send": (b"\x16\x03\x01" + bytes(range(256)) * 4).hex(),
                                                    "seconds": 2}, tmp_path, "garbage_tcp", domain, on)
             procs += helpers.values()
-            for name, p in helpers.items():
+            for p in helpers.values():
                 assert p.wait(timeout=seconds + 120) == 0, logs(tmp_path)
             assert procs[0].poll() is None, logs(tmp_path)  # the bridge is still running
         finally:

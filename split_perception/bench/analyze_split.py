@@ -18,18 +18,12 @@ import torch
 from ..codec.checkpoint import load_model
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_teacher
+from ..evaluation.report import command_line, log_kb_axis, machine_info, markdown_table, write_results
 from ..models.teacher import LOW_INDEX
 from ..pca import PCA, training_samples
 from . import pca_codec
-from .common import (
-    command_line,
-    count_macs,
-    dataset,
-    machine_info,
-    markdown_table,
-    write_results,
-)
-from .rate_accuracy import log_kb_axis, pareto_front
+from .common import count_macs, dataset
+from .equal_accuracy import pareto_front
 
 CANDIDATES = tuple(range(1, LOW_INDEX + 2))
 QUICK_GRID = dict(levels=(0.90, 0.99), scales=(2.0,))

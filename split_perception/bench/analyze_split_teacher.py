@@ -24,8 +24,9 @@ from tqdm import tqdm
 from ..codec.checkpoint import load_model
 from ..data.footage import iter_frames
 from ..errors import ConfigError
-from ..evaluation.bag_eval import coco_results, detections_coco
-from ..evaluation.metrics import coco_map
+from ..evaluation.bag_eval import detections_coco
+from ..evaluation.metrics import coco_map, coco_results
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..offboard import Detection
 from ..pca import PCA, positions, subsample
 from ..preprocess import model_input_array
@@ -33,7 +34,6 @@ from ..teachers.importer import separating_tensors
 from ..teachers.split import split_model
 from ..training.distill import footage_views
 from . import pca_codec
-from .common import command_line, machine_info, markdown_table, write_results
 from .rate_accuracy_real import clips
 
 COMPONENTS, STEPS = (4, 8, 16, 32), (1.0, 2.0, 4.0)

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from .common import command_line, dataset, machine_info, markdown_table, write_results
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
+from .common import dataset
 from .latency import interleaved_ms, load_frames
 
 

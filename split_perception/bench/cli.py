@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from ..cli import MODEL_HELP
 from ..harness.domains import DOMAIN_HELP
+from ..model_files import MODEL_HELP
 
 
 def _runner(module: str):

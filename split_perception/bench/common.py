@@ -1,12 +1,7 @@
-"""What every benchmark shares: machine description, default datasets, MAC counts, result files."""
+"""What every benchmark shares: default datasets, frame sizes, MAC counts (result files: `evaluation/report.py`)."""
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import platform
-import time
 from pathlib import Path
 
 from ..errors import ConfigError, SplitPerceptionError
@@ -15,24 +10,6 @@ from ..errors import ConfigError, SplitPerceptionError
 # those of the bundled model's README commands, so `fit` holds the first training scenes and `val`
 # the held-out ones.
 DEFAULT_DATASETS = {"data/synthetic/val": (300, 2), "data/synthetic/fit": (200, 1)}
-
-
-def machine_info(threads: int) -> dict:
-    """Where a figure was measured (goes into every result file)."""
-    import torch
-
-    return {"cpus": os.cpu_count(), "threads": threads, "torch": torch.__version__, "machine": platform.machine(),
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
-
-
-def command_line(args) -> str:
-    """The `split-perception` command that reproduces `args` (every option spelled out)."""
-    parts = ["split-perception", args.command] + ([args.bench] if getattr(args, "bench", None) else [])
-    for k, v in vars(args).items():
-        if k in ("func", "command", "bench") or v is None or v is False:
-            continue
-        parts += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    return " ".join(parts)
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -74,29 +51,3 @@ def count_macs(fn, *inputs) -> int:
     with torch.no_grad(), counter:
         fn(*inputs)
     return counter.get_total_flops() // 2
-
-
-def write_results(out_dir: str | Path, name: str, payload: dict, rows: list[dict]) -> list[Path]:
-    """`name`.json (payload with the rows) and `name`.csv (the rows) in `out_dir`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    js, cs = out / f"{name}.json", out / f"{name}.csv"
-    js.write_text(json.dumps({**payload, "rows": rows}, indent=1))
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with cs.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    return [js, cs]
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """Rows as a markdown table; `columns` = (key, title, format spec) in order."""
-    lines = ["| " + " | ".join(t for _, t, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = []
-        for key, _, fmt in columns:
-            v = r.get(key)
-            cells.append("-" if v is None or v == "" else format(v, fmt) if fmt else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
-from .common import command_line, frame_size, machine_info, markdown_table, write_results
+from .common import frame_size
 from .memory import MemorySampler
 
 WARMUP_S = 4.0  # left out at the start (discovery, first frames)

@@ -27,15 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from . import e2e
-from .common import (
-    command_line,
-    count_macs,
-    dataset,
-    machine_info,
-    markdown_table,
-    write_results,
-)
+from .common import count_macs, dataset
 
 JPEG_QUALITIES = (95, 75)
 BANDWIDTH_RANGE = (0.5, 50.0)  # Mbit/s
@@ -175,7 +169,7 @@ def measure(model_path, data, frames: int, rounds: int, threads: int, progress: 
         fns[("torch_network", w)] = lambda w=w, f=frame: (model.set_width(w), model.encoder(prep(f())))
         if onnx is not None:
             fns[("onnx_encode", w)] = lambda w=w, f=frame: (onnx.set_width(w), onnx.encode(f()))
-            fns[("onnx_network", w)] = lambda i=i, f=frame: onnx._impl.bottleneck(onnx.preprocess(f()), i)
+            fns[("onnx_network", w)] = lambda i=i, f=frame: onnx.bottleneck(onnx.preprocess(f()), i)
         fns[("decode", w)] = lambda p=pkt: dec.decode(p())
     fns[("full", None)] = lambda f=Cycle(imgs): full_inference(f())
     for q in JPEG_QUALITIES:

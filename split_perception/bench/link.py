@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
-from .common import command_line, dataset, machine_info, markdown_table, write_results
+from .common import dataset
 
 DISCOVERY_S = 3.0  # the receiver starts this long before the camera
 WARMUP_S = 3.0  # the camera runs this long at the first rate before the first phase is counted
@@ -187,7 +188,8 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
     import cv2
 
     from ..data.image_codecs import decode_image, encode_image
-    from ..evaluation.evaluate import EVAL_SCORE_THRESH, coco_results
+    from ..evaluation.evaluate import EVAL_SCORE_THRESH
+    from ..evaluation.metrics import coco_results
     from ..offboard import OffboardDecoder
 
     dec = OffboardDecoder(model_path, score_thresh=EVAL_SCORE_THRESH)
@@ -197,8 +199,7 @@ def teacher_results(model_path, images: list[str], ids: list[int], cat_ids: list
         if quality is not None:
             rgb = decode_image(encode_image(rgb, "jpeg", quality))
         dets, _ = dec.teacher(rgb)
-        out[image_id] = coco_results(cat_ids, image_id, [d.box for d in dets], [d.label_id for d in dets],
-                                     [d.score for d in dets])
+        out[image_id] = coco_results(image_id, dets, cat_ids)
     return out
 
 

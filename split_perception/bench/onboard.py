@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import command_line, machine_info, markdown_table, write_results
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 
 REPO = Path(__file__).resolve().parents[2]
 

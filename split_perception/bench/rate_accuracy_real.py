@@ -6,7 +6,7 @@ detections at the decoder's score threshold taken as ground truth); agreement is
 packets through the onboard encoder and the offboard decoder), JPEG and WebP of the frame at the
 teacher's input size (the letterbox content, decoded offboard and fed to the teacher), and PCA of
 the teacher's split tensor (fitted on training footage) coded with rANS. The headline is the same as
-on the synthetic scenes (`rate_accuracy.headline`), with agreement in place of mAP.
+on the synthetic scenes (`equal_accuracy.headline`), with agreement in place of mAP.
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from tqdm import tqdm
 from ..data.footage import iter_frames
 from ..data.image_codecs import decode_image, encode_image
 from ..errors import ConfigError
-from ..evaluation.bag_eval import coco_results, detections_coco
+from ..evaluation.bag_eval import detections_coco
 from ..evaluation.evaluate import EVAL_SCORE_THRESH
-from ..evaluation.metrics import coco_map
+from ..evaluation.metrics import coco_map, coco_results
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..offboard import Detection, OffboardDecoder
 from ..onboard import OnboardEncoder
 from ..pca import PCA, positions, subsample
 from ..preprocess import model_input_tensor
 from ..training.distill import footage_views
 from . import pca_codec
-from .common import command_line, machine_info, markdown_table, write_results
-from .rate_accuracy import HOW_HEADLINE, headline, headline_table
+from .equal_accuracy import HOW_HEADLINE, headline, headline_table
 
 IMAGE_GRID = [("jpeg", q) for q in (95, 75, 50, 30, 15, 5)] + [("webp", q) for q in (75, 50, 30, 15, 5, 1)]
 QUICK_IMAGE_GRID = [("jpeg", 50), ("jpeg", 5), ("webp", 15)]

@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from ..data.footage import iter_frames, video_fps
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from . import rate_accuracy_real as real
-from .common import command_line, machine_info, markdown_table, write_results
-from .rate_accuracy import HEADLINE_COLUMNS, HEADLINE_FAMILIES, HEADLINE_GROUPS, HOW_HEADLINE, headline, headline_table
+from .equal_accuracy import HEADLINE_COLUMNS, HEADLINE_FAMILIES, HEADLINE_GROUPS, HOW_HEADLINE, headline, headline_table
 
 VIDEO_FAMILIES = ("x264", "x265", "av1")
 FAMILIES = HEADLINE_FAMILIES + VIDEO_FAMILIES

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
-from .common import command_line, machine_info, markdown_table, write_results
 
 
 @contextmanager
@@ -112,10 +112,10 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def run(args) -> int:
-    from ..codec.onboard_export import model_file
     from ..codec.onboard_export import find_export
     from ..harness.processes import CONFIG
     from ..harness.restarts import KILL_AT_S
+    from ..model_files import model_file
 
     victims = [v for v in args.victims.split(",") if v]
     if not victims or set(victims) - {"encoder", "decoder"}:

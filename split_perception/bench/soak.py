@@ -15,14 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
-from .common import (
-    command_line,
-    frame_size,
-    machine_info,
-    markdown_table,
-    write_results,
-)
+from .common import frame_size
 from .memory import MemorySampler, plot_rss, slope_per_min
 
 NODES = ("encoder", "decoder")
@@ -119,7 +114,6 @@ COLUMNS = [("seconds", "seconds", "d"), ("offered_fps", "offered fps", ".1f"), (
 
 
 def run(args) -> int:
-    from ..codec.onboard_export import model_file
     from ..harness.processes import (
         finish_probe,
         start_node,
@@ -127,6 +121,7 @@ def run(args) -> int:
         stop,
         wait_for_log,
     )
+    from ..model_files import model_file
 
     w, h = frame_size(args.size)
     seconds = args.minutes * 60.0

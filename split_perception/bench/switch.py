@@ -31,8 +31,8 @@ import torch
 
 from ..config import find_width
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from, pick_domain
-from .common import command_line, machine_info, markdown_table, write_results
 
 SWITCHES_PER_RELOAD = 5  # switches are cheap: more samples of them per (slow) reload
 
@@ -125,9 +125,9 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
     (what a per-size onboard file would hold), weights memory-mapped, no fingerprint check; returns
     the entropy-coded payload of `frame` (bit-identical to the full encoder's)."""
     from ..codec.checkpoint import TABLE_BUFFERS
-    from ..codec.onboard_export import model_file
     from ..codec.context import ContextCoder
     from ..config import model_config_from_dict
+    from ..model_files import model_file
     from ..models.context_model import ContextModel
     from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
     from ..models.slimmable import WidthState

@@ -15,14 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
-from .common import (
-    command_line,
-    frame_size,
-    machine_info,
-    markdown_table,
-    write_results,
-)
+from .common import frame_size
 from .memory import MemorySampler, plot_rss, slope_per_min
 
 WARMUP_S = 3.0  # left out at the start of each width phase (discovery, first frames, switch)
@@ -80,8 +75,8 @@ COLUMNS = [("width", "width", ".2f"), ("offered_fps", "offered fps", ".1f"), ("e
 
 def run(args) -> int:
     from ..codec.checkpoint import read_checkpoint
-    from ..codec.onboard_export import model_file
     from ..harness.processes import run_probe, start_node, stop, wait_for_log
+    from ..model_files import model_file
 
     w, h = frame_size(args.size)
     if args.seconds <= WARMUP_S + 2 or args.fps <= 0:

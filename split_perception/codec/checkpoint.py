@@ -17,9 +17,9 @@ from torch import nn
 
 from ..config import model_config_from_dict, to_dict
 from ..errors import CheckpointError, ConfigError
+from ..model_files import model_file
 from ..models.split_model import SplitModel
 from ..models.teacher import Teacher
-from .onboard_export import model_file
 
 FORMAT = "split_perception.checkpoint"
 VERSION = 1

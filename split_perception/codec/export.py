@@ -15,16 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..model_files import file_sha256, model_file
 from .checkpoint import model_from_checkpoint, read_checkpoint
-from .onboard_export import (
-    FORMAT,
-    MANIFEST,
-    TABLES,
-    VERSION,
-    export_dir_for,
-    file_sha256,
-    model_file,
-)
+from .onboard_export import FORMAT, MANIFEST, TABLES, VERSION, export_dir_for
 
 OPSET = 17
 

@@ -8,7 +8,6 @@ it) and the SHA-256 of the checkpoint file it was made from, so a stale export i
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,35 +16,17 @@ import numpy as np
 
 from ..config import ModelConfig, model_config_from_dict
 from ..errors import CheckpointError, ConfigError
+from ..model_files import file_sha256, model_file
 
 FORMAT = "split_perception.onboard_export"
 VERSION = 2  # 2: context-coder tables (CONTEXTS per channel)
 MANIFEST = "manifest.json"
 TABLES = "tables.npz"
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-# Bundled models by name: the synthetic-shapes model (the default) and NanoDet-g's student (COCO, real footage)
-BUNDLED_MODELS = {"synthetic": ASSETS / "default_model.pt", "nanodet_g": ASSETS / "nanodet_g_student.pt"}
-DEFAULT_MODEL = BUNDLED_MODELS["synthetic"]
-
-
-def model_file(model: str | Path | None) -> Path:
-    """The checkpoint a user means: nothing (the default model), a bundled model's name, or a path."""
-    if not model:
-        return DEFAULT_MODEL
-    return BUNDLED_MODELS.get(str(model), Path(model))
 
 
 def export_dir_for(checkpoint: str | Path | None) -> Path:
     """Where the export of a checkpoint lives: beside it, `<name>.onboard/`."""
     return model_file(checkpoint).with_suffix(".onboard")
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -181,14 +181,6 @@ def render_scene(
     return image, objects
 
 
-def semantic_mask(objects: list[SceneObject], size: tuple[int, int]) -> np.ndarray:
-    """Class-id mask (0 = background) from visible instance masks."""
-    sem = np.zeros(size, np.uint8)
-    for obj in objects:
-        sem[obj.mask] = obj.label
-    return sem
-
-
 def make_dataset(
     out_dir: str | Path,
     num_images: int,

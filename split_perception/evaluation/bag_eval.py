@@ -36,7 +36,8 @@ from ..onboard import OnboardEncoder
 from ..stamps import stamp_ns
 from ..visualize import draw_detections
 from .evaluate import EVAL_SCORE_THRESH
-from .metrics import ConfusionMatrix, coco_map, semantic_truth
+from .metrics import ConfusionMatrix, coco_map, coco_results, semantic_truth, xywh
+from .report import command_line, log_kb_axis, machine_info, markdown_table, write_results
 
 JPEG_QUALITIES = (95, 75)  # compressed_image_transport's default and a common lower setting
 PANEL_WIDTH = 320  # annotated frames: each panel scaled to this width
@@ -54,21 +55,15 @@ def detections_coco(image_ids: list[int], detections: list[list[Detection]], siz
     anns = []
     for image_id, dets in zip(image_ids, detections):
         for d in dets:
-            x1, y1, x2, y2 = d.box
+            x, y, w, h = xywh(d.box)
             anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": d.label_id,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": max(0.0, (x2 - x1) * (y2 - y1)), "iscrowd": 0})
+                         "bbox": [x, y, w, h], "area": max(0.0, w * h), "iscrowd": 0})
     gt = COCO()
     gt.dataset = {"images": [{"id": i, "height": h, "width": w} for i, (h, w) in zip(image_ids, sizes)],
                   "annotations": anns, "categories": [{"id": k + 1, "name": n} for k, n in enumerate(category_names)]}
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
     return gt
-
-
-def coco_results(image_id: int, dets: list[Detection], cat_ids) -> list[dict]:
-    """Detections -> COCO results (xywh boxes, the dataset's category ids)."""
-    return [{"image_id": image_id, "category_id": cat_ids[d.label_id - 1],
-             "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]], "score": d.score} for d in dets]
 
 
 @dataclass
@@ -280,8 +275,6 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..bench.rate_accuracy import log_kb_axis
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     for ax, key, label in ((axes[0], "det_agreement", "detection agreement (mAP vs teacher)"),
                            (axes[1], "mask_agreement", "mask agreement (mIoU vs teacher)")):
@@ -307,8 +300,6 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
 
 def run(args) -> int:
     """The `eval-bag` command: evaluate, print the table, write JSON/CSV/markdown/plot/annotated frames."""
-    from ..bench.common import command_line, machine_info, markdown_table, write_results
-
     torch.set_num_threads(args.threads)
     bag = Path(args.bag)
     if not bag.exists():

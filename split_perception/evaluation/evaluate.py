@@ -15,24 +15,15 @@ from tqdm import tqdm
 
 from ..data.coco import CocoSceneDataset
 from ..models.teacher import Teacher
-from ..offboard import OffboardDecoder
-from ..onboard import OnboardEncoder
+from ..offboard import Detection, OffboardDecoder
+from ..onboard import EncoderRuntime
 from ..preprocess import to_input_tensor
-from .metrics import ConfusionMatrix, coco_map, semantic_truth
+from .metrics import ConfusionMatrix, coco_map, coco_results, semantic_truth
 
 EVAL_SCORE_THRESH = 0.01  # COCO mAP wants the low-score tail too
 
 ImageCodec = Callable[[np.ndarray], tuple[np.ndarray, int]]  # RGB -> (decoded RGB, bytes)
 FeatureCodec = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # features -> (decoded, bytes)
-
-
-def coco_results(cat_ids, image_id: int, boxes, labels, scores) -> list[dict]:
-    """Model detections (x1, y1, x2, y2 boxes, labels 1..K) -> COCO results (xywh, category ids)."""
-    out = []
-    for (x1, y1, x2, y2), lab, s in zip(boxes, labels, scores):
-        out.append({"image_id": image_id, "category_id": cat_ids[int(lab) - 1],
-                    "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(s)})
-    return out
 
 
 def _summary(ds, results, conf, ids, extra) -> dict:
@@ -64,8 +55,9 @@ def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool
                 z, n = feature_codec(z)
                 nbytes += n
             det = teacher.postprocess(teacher.back(z, split_index), [rgb.shape[:2]])[0]
-            results += coco_results(ds.cat_ids, image_id, det["boxes"].tolist(), det["labels"].tolist(),
-                                    det["scores"].tolist())
+            dets = [Detection(int(lab), cfg.class_names[int(lab) - 1], s, tuple(box)) for box, lab, s
+                    in zip(det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist())]
+            results += coco_results(image_id, dets, ds.cat_ids)
             conf.update(semantic_truth(ds.coco, ds.label_of, image_id, rgb.shape[:2]), det["mask"].numpy())
             sizes.append(nbytes)
     finally:
@@ -76,7 +68,7 @@ def evaluate_teacher(teacher: Teacher, root, max_images: int = 0, progress: bool
 
 
 @torch.no_grad()
-def evaluate_split(encoder: OnboardEncoder, decoder: OffboardDecoder, root, widths=None, max_images: int = 0,
+def evaluate_split(encoder: EncoderRuntime, decoder: OffboardDecoder, root, widths=None, max_images: int = 0,
                    progress: bool = True) -> dict[float, dict]:
     """Per width: mAP, mAP@.5, mIoU, bytes/frame (mean, p95), encode and decode+heads ms."""
     cfg = encoder.cfg
@@ -99,9 +91,7 @@ def evaluate_split(encoder: OnboardEncoder, decoder: OffboardDecoder, root, widt
                 sizes.append(len(data))
                 t_enc.append(t1 - t0)
                 t_dec.append(t2 - t1)
-                d = frame.detections
-                results += coco_results(ds.cat_ids, image_id, [x.box for x in d], [x.label_id for x in d],
-                                        [x.score for x in d])
+                results += coco_results(image_id, frame.detections, ds.cat_ids)
                 conf.update(semantic_truth(ds.coco, ds.label_of, image_id, rgb.shape[:2]), frame.mask)
             out[width] = _summary(ds, results, conf, ds.ids, {
                 "bytes_mean": float(np.mean(sizes)), "bytes_p95": float(np.percentile(sizes, 95)),

@@ -78,6 +78,7 @@ def decode_bag(path: str | Path, model_path=None, topic: str | None = None, scor
     from tqdm import tqdm
 
     from ..offboard import OffboardDecoder
+    from .metrics import xywh
 
     dec = OffboardDecoder(model_path, score_thresh=score_thresh)
     detections, frames, refused, stopped, used = [], [], Counter(), None, None
@@ -99,10 +100,9 @@ def decode_bag(path: str | Path, model_path=None, topic: str | None = None, scor
             frames.append({"stamp_ns": stamp, "header_frame_id": header_frame, "frame_id": frame.frame_id,
                            "width": frame.width, "bytes": frame.num_bytes, "detections": len(frame.detections)})
             for d in frame.detections:
-                x1, y1, x2, y2 = d.box
                 detections.append({"stamp_ns": stamp, "header_frame_id": header_frame, "frame_id": frame.frame_id,
-                                   "category_id": d.label_id, "label": d.label,
-                                   "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score})
+                                   "category_id": d.label_id, "label": d.label, "bbox": xywh(d.box),
+                                   "score": d.score})
     except BagError as exc:
         if not frames and not refused:
             raise

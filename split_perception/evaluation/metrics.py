@@ -10,6 +10,19 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 
+def xywh(box) -> list[float]:
+    """An (x1, y1, x2, y2) box as COCO's [x, y, width, height]."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def coco_results(image_id: int, dets, cat_ids) -> list[dict]:
+    """Detections (`box` x1, y1, x2, y2, `label_id` 1..K, `score`) -> COCO results (xywh boxes, the
+    dataset's category ids)."""
+    return [{"image_id": image_id, "category_id": cat_ids[int(d.label_id) - 1], "bbox": xywh(d.box),
+             "score": float(d.score)} for d in dets]
+
+
 def coco_map(gt: COCO, results: list[dict], image_ids: list[int]) -> dict[str, float]:
     """mAP@[.5:.95] and mAP@.5 of COCO-format `results` on `image_ids` (0.0 when nothing detected)."""
     if not results:

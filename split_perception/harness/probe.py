@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64
@@ -84,7 +84,7 @@ def main() -> int:
     img_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
     jpeg_pub = node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
     raw_pub = node.create_publisher(EncodedFeatures, "features", qos_from("best_effort"))
-    client = node.create_client(SetParameters, "encoder/set_parameters")
+    encoder_params = AsyncParameterClient(node, "encoder")
     frames = load_frames(cfg)
     publish = cfg.get("publish", "raw")  # raw Image, "jpeg" CompressedImage, or "none"
     jpegs = [encode_image(f, "jpeg", cfg.get("jpeg_quality", 95)) for f in frames] if publish == "jpeg" else None
@@ -123,13 +123,10 @@ def main() -> int:
             i += 1
             next_frame += 1.0 / fps
         while (calls and now() >= calls[0]["at"] and len(rec["features"]) >= calls[0].get("after_features", 0)
-               and client.service_is_ready()):
+               and encoder_params.services_are_ready()):
             c = calls.pop(0)
-            req = SetParameters.Request()
-            req.parameters = [Parameter(name="width", value=ParameterValue(
-                type=ParameterType.PARAMETER_DOUBLE, double_value=float(c["width"])))]
             c["t_call"] = now()
-            fut = client.call_async(req)
+            fut = encoder_params.set_parameters([Parameter("width", Parameter.Type.DOUBLE, float(c["width"]))])
             pending.append((c, fut))
         while garbage and now() >= garbage[0]["at"]:
             g = garbage.pop(0)

@@ -79,6 +79,12 @@ class Decision:
 MAX_OWN = 8  # own requests remembered until their parameter events come back (an encoder may send none)
 
 
+def _same(name: str, a: float, b: float) -> bool:
+    """Two reported values of the encoder parameter `name` are the same: widths as `find_width` matches
+    them, rates as floats."""
+    return find_width([a], b) is not None if name == "width" else math.isclose(a, b)
+
+
 class WidthPolicy:
     """Stateful chooser; `decide` returns the width and frame rate to use now (possibly unchanged)."""
 
@@ -135,12 +141,12 @@ class WidthPolicy:
     def _observe(self, now: float, name: str, value: float, was: float, initial: bool) -> bool:
         """Record one reported value; True if it changed and nobody here asked for it."""
         own = self._own[name]
-        match = next((k for k, v in enumerate(own) if math.isclose(v, value)), None)
+        match = next((k for k, v in enumerate(own) if _same(name, v, value)), None)
         if match is not None:
             del own[:match + 1]  # this request and any older ones are done
             self._set_actual(now, name, value, pending=bool(own))
             return False
-        foreign = not initial and not math.isclose(value, was)
+        foreign = not initial and not _same(name, value, was)
         own.clear()  # whatever the policy asked for before, this value came later
         self._set_actual(now, name, value, pending=False)
         return foreign
@@ -174,7 +180,7 @@ class WidthPolicy:
                 self._set_actual(now, name, v, pending=False)
                 continue
             own = self._own[name]
-            k = next((k for k in range(len(own) - 1, -1, -1) if math.isclose(own[k], v)), None)
+            k = next((k for k in range(len(own) - 1, -1, -1) if _same(name, own[k], v)), None)
             if k is not None:
                 del own[k]
             if name == "width":

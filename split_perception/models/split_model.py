@@ -1,7 +1,8 @@
 """The student: slimmable onboard encoder + entropy models + offboard decoders + teacher tail.
 
 Follows CompressAI's contract: `forward` (training) returns restored features and likelihoods;
-`compress` returns entropy-coded strings; `decompress` turns strings back into features.
+`compress` returns entropy-coded strings; offboard, `entropy_decode` turns them back into the
+bottleneck that `decoder_for(width_index)` restores to features.
 """
 
 from __future__ import annotations
@@ -107,11 +108,6 @@ class SplitModel(nn.Module):
         coder = self._coder(width_index)
         symbols = torch.round(y - self.entropy[width_index]._get_medians()).int().cpu().numpy()
         return [coder.encode(s) for s in symbols]
-
-    @torch.no_grad()
-    def decompress(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:
-        """Strings of the given width -> restored split-point features."""
-        return self.decoder_for(width_index)(self.entropy_decode(strings, shape, width_index))
 
     @torch.no_grad()
     def entropy_decode(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:

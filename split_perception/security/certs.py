@@ -35,7 +35,7 @@ def _x509():
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     except ImportError:  # pragma: no cover - requirements.txt pins it
-        raise ConfigError("creating certificates needs the `cryptography` package (pip install -r requirements.txt)")
+        raise ConfigError("creating certificates needs the `cryptography` package (pip install -r requirements.txt)") from None
     return x509, hashes, serialization, ec, ExtendedKeyUsageOID, NameOID
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..config import CHANNEL_ORDERS
 from ..errors import ImageError, ModelGraphError
 from .detections import Detection
 from .letterbox import RESIZES, Letterbox
-from .spec import BUNDLED_TEACHERS, TeacherSpec, load_teacher_spec
+from .spec import BUNDLED_TEACHERS, CHANNEL_ORDERS, TeacherSpec, load_teacher_spec
 
 DEFAULT_TEACHER = BUNDLED_TEACHERS / "nanodet_g"
 

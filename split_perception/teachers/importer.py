@@ -18,7 +18,7 @@ import onnx
 import yaml
 
 from ..errors import ConfigError, ModelGraphError
-from ..codec.onboard_export import file_sha256
+from ..model_files import file_sha256
 from .spec import load_teacher_spec, resolve_teacher
 from .split import split_model
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import yaml
 
-from ..config import CHANNEL_ORDERS
 from ..errors import ConfigError
 from .heads import HEAD_FAMILIES, HeadDecoder, build_head
 from .letterbox import RESIZES
 
 BUNDLED_TEACHERS = Path(__file__).resolve().parents[1] / "assets" / "teachers"  # <name>/teacher.yaml each
+CHANNEL_ORDERS = ("RGB", "BGR")
 RESIZE_POLICIES = tuple(RESIZES)  # whichever the teacher's own pipeline used: its weights expect those pixels
 
 

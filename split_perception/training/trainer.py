@@ -27,8 +27,14 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
-from ..codec.checkpoint import (TABLE_BUFFERS, load_model, load_torchvision_detector, model_from_checkpoint,
-                                read_checkpoint, save_checkpoint)
+from ..codec.checkpoint import (
+    TABLE_BUFFERS,
+    load_model,
+    load_torchvision_detector,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from ..config import ModelConfig, TrainConfig, to_dict
 from ..data.coco import CocoSceneDataset, collate
 from ..errors import CheckpointError, ConfigError
@@ -204,7 +210,7 @@ class Trainer:
 
     def _save_state(self) -> None:
         model_state = {k: v for k, v in self.model.state_dict().items()
-                       if not k.rsplit(".", 1)[-1] in ("_quantized_cdf", "_offset", "_cdf_length")}
+                       if k.rsplit(".", 1)[-1] not in ("_quantized_cdf", "_offset", "_cdf_length")}
         state = {"model": model_state, "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                  "aux_opt": self.aux_opt.state_dict() if self.aux_opt else {}, "epoch": self.epoch,
                  "history": json.dumps(self.history), "model_config": to_dict(self.mc),

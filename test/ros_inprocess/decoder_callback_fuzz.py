@@ -14,9 +14,9 @@ import pytest
 import rclpy
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from split_perception.msg import EncodedFeatures
 
 from split_perception.fuzz import corpus
+from split_perception.msg import EncodedFeatures
 from split_perception.onboard import OnboardEncoder
 from split_perception.ros.decoder_node import DecoderNode
 
