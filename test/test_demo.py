@@ -12,7 +12,7 @@ import numpy as np
 from split_perception.harness.domains import pick_domain
 
 REPO = Path(__file__).resolve().parents[1]
-AGREEMENT_FLOOR = 0.0
+AGREEMENT_FLOOR = 0.0  # above it: delivered detections were matched to their frames and some agree
 
 
 def repo_copy(dest: Path) -> Path:
@@ -69,7 +69,7 @@ def test_demo_of_the_real_detector_on_a_clip_as_in_the_readme(tmp_path):
     res = run(tmp_path, line, **{"data/footage/heldout/clips/vtest.avi": str(clip)})
     assert "mAP against the teacher on the uncompressed frames" in res.stdout, res.stdout[-3000:]
     summary = json.loads((tmp_path / "out" / "demo" / "summary.json").read_text())
-    assert summary["reference"] == "teacher"
+    assert summary["all"]["reference"] == "teacher"
     assert summary["all"]["images"] == 10 and summary["all"]["frames"] > 20, res.stdout[-3000:]
     assert summary["all"]["map50"] > AGREEMENT_FLOOR, res.stdout[-3000:]
     assert list((tmp_path / "out" / "demo" / "annotated").glob("*.png"))
