@@ -15,8 +15,7 @@ from split_perception.cli import main
 from split_perception.codec.checkpoint import save_checkpoint
 from split_perception.models.split_model import SplitModel
 
-from .test_onnx_teacher import small_config
-from .test_teacher_nanodet import PHOTOS
+from .test_onnx_teacher import small_config, street_footage
 
 
 def moving_frames(n: int, h: int = 67, w: int = 97) -> list[np.ndarray]:
@@ -59,14 +58,7 @@ def student_path(tmp_path_factory):
 
 
 def test_video_mode_compares_every_codec_on_the_same_frames(student_path, tmp_path, capsys):
-    clips, fit = tmp_path / "clips", tmp_path / "fit"
-    clips.mkdir()
-    fit.mkdir()
-    writer = cv2.VideoWriter(str(clips / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (384, 288))
-    for i in range(5):
-        writer.write(np.roll(cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (384, 288)), 4 * i, axis=1))
-    writer.release()
-    cv2.imwrite(str(fit / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
+    clips, fit = street_footage(tmp_path, 5, shift=4)
     out = tmp_path / "out"
     assert main(["bench", "rate-accuracy", "--video", "--model", str(student_path), "--footage", str(clips),
                  "--fit-data", str(fit), "--fit-images", "2", "--max-images", "4", "--quick", "--out", str(out)]) == 0

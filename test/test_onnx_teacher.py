@@ -30,6 +30,21 @@ def photo(name: str = "vtest_frame397.jpg") -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(PHOTOS / name)), cv2.COLOR_BGR2RGB)
 
 
+def street_footage(root, frames: int, shift: int = 6):
+    """Under `root`: clips/street.avi (`frames` frames of a real street photo, panning by `shift` pixels,
+    384x288 at 10 fps) and fit/messi.png (a photo to fit PCA on). Returns (clips, fit)."""
+    clips, fit = root / "clips", root / "fit"
+    clips.mkdir()
+    fit.mkdir()
+    writer = cv2.VideoWriter(str(clips / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (384, 288))
+    frame = cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (384, 288))
+    for i in range(frames):
+        writer.write(np.roll(frame, shift * i, axis=1))
+    writer.release()
+    cv2.imwrite(str(fit / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
+    return clips, fit
+
+
 @pytest.fixture(scope="module")
 def student_path(tmp_path_factory):
     torch.manual_seed(0)
@@ -125,14 +140,7 @@ def test_rate_accuracy_on_real_clips_reports_agreement_for_every_method(student_
 
     from split_perception.cli import main
 
-    clips, fit = tmp_path / "clips", tmp_path / "fit"
-    clips.mkdir()
-    fit.mkdir()
-    writer = cv2.VideoWriter(str(clips / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (384, 288))
-    for i in range(4):
-        writer.write(np.roll(cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (384, 288)), 6 * i, axis=1))
-    writer.release()
-    cv2.imwrite(str(fit / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
+    clips, fit = street_footage(tmp_path, 4)
     out = tmp_path / "out"
     assert main(["bench", "rate-accuracy", "--model", str(student_path), "--footage", str(clips), "--fit-data",
                  str(fit), "--fit-images", "2", "--frame-stride", "2", "--quick", "--out", str(out)]) == 0
@@ -158,14 +166,7 @@ def test_analyze_split_studies_every_single_tensor_cut_of_the_onnx_teacher(stude
     cuts = candidates(graph, (416, 416))
     assert cuts[-1] == ("backbone_stride_8", (1, 128, 52, 52))
     assert {416 // shape[2] for _, shape in cuts} == {4, 8} and all(shape[2] in (104, 52) for _, shape in cuts)
-    clips, fit = tmp_path / "clips", tmp_path / "fit"
-    clips.mkdir()
-    fit.mkdir()
-    writer = cv2.VideoWriter(str(clips / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (384, 288))
-    for i in range(2):
-        writer.write(np.roll(cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (384, 288)), 6 * i, axis=1))
-    writer.release()
-    cv2.imwrite(str(fit / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
+    clips, fit = street_footage(tmp_path, 2)
     out = tmp_path / "out"
     assert main(["analyze-split", "--model", str(student_path), "--data", str(clips), "--fit-data", str(fit),
                  "--fit-images", "2", "--frame-stride", "1", "--quick", "--agreement", "0.05", "--out", str(out)]) == 0
