@@ -67,8 +67,8 @@ def _accuracy(coco, dets: list[dict]) -> dict:
 
 
 def _reference(bag: Path, model_path) -> tuple:
-    """(COCO object, its images with stamps) the delivered frames are scored against: the bag's ground
-    truth, or without one the teacher's detections on the bag's uncompressed frames."""
+    """(COCO object, its images with stamps, "ground truth" or "teacher"): what the delivered frames are
+    scored against, the bag's ground truth or, without one, the teacher's detections on its frames."""
     gt_path = ground_truth_path(bag)
     if gt_path.exists():
         from .data.coco import load_coco

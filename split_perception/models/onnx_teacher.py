@@ -3,9 +3,10 @@
 The detector is cut at its split tensor with `onnx.utils.extract_model` (`teachers/split.py`): the
 front runs onboard (inside the onboard export), the tail offboard. Both parts are rebuilt as frozen
 torch twins (`teachers/torch_twin.py`) so that training has gradients through the tail and the front
-exports to ONNX with the slimmable projection behind it. At inference (no gradient wanted, on the CPU)
-the tail runs on ONNX Runtime, the detector's own graph, which is faster than the twin. Their weights are the ONNX file's: they are
+exports to ONNX with the slimmable projection behind it. Their weights are the ONNX file's: they are
 not stored in checkpoints, which pin the file by its SHA-256 (`ModelConfig.teacher_sha256`) instead.
+At inference (no gradient wanted, on the CPU) the tail runs on ONNX Runtime, the detector's own graph,
+which is faster than the twin.
 Boxes come from the head family's own decoding (`teachers/heads.py`). This teacher has no
 segmentation head.
 """
