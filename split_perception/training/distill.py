@@ -105,15 +105,15 @@ class FeatureCache:
 
         from ..teachers.split import split_model
 
-        key = {"version": CACHE_VERSION, "teacher_sha256": cfg.teacher_sha256, "data": tc.train_roots(),
-               "frame_stride": tc.frame_stride, "crops_per_photo": tc.crops_per_photo, "seed": tc.seed,
-               "max_views": tc.max_train_images}
+        spec = cfg.teacher_spec()
+        key = {"version": CACHE_VERSION, "teacher_sha256": cfg.teacher_sha256, "split": spec.split.tensor,
+               "data": tc.train_roots(), "frame_stride": tc.frame_stride, "crops_per_photo": tc.crops_per_photo,
+               "seed": tc.seed, "max_views": tc.max_train_images}
         folder = root / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         meta_path = folder / "cache.json"
         if meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
             return cls(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        spec = cfg.teacher_spec()
         parts = split_model(onnx.load(str(spec.model_path)), spec.split.tensor)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = tc.num_threads
