@@ -158,3 +158,20 @@ def test_decoders_train_on_rounded_symbols_only_when_asked(tmp_path, footage, mo
         assert integral == (mode == "rounded"), (mode, i)
     with pytest.raises(ConfigError, match="decoder_input"):
         _config(tmp_path, footage, decoder_input="straight").validate()
+
+
+def test_teacher_cache_is_keyed_by_the_split_tensor(tmp_path, footage):
+    """Two cuts of one ONNX file (same SHA-256) get caches of their own, each of its split tensor's shape."""
+    from split_perception.teachers.spec import load_teacher_spec, resolve_teacher
+    from split_perception.training.distill import FeatureCache
+
+    bundled = resolve_teacher("nanodet_g")
+    other = next(t for t in ("Conv_6:0", "backbone_stride_8") if t != load_teacher_spec(bundled).split.tensor)
+    assert main(["import-teacher", str(bundled / "model.onnx"), "--split", other, "--like", "nanodet_g",
+                 "--name", "nanodet_g", "--out", str(tmp_path / "recut")]) == 0
+    tc = _config(tmp_path, footage, max_train_images=2)
+    caches = [FeatureCache.build(tmp_path / "cache", cfg, tc, progress=False)
+              for cfg in (small_config(), small_config(teacher=str(tmp_path / "recut")))]
+    assert caches[0].folder != caches[1].folder
+    assert caches[1].features.shape[1:] == tuple(load_teacher_spec(tmp_path / "recut").split.shape[1:])
+    assert caches[0].features.shape[1:] == tuple(load_teacher_spec(bundled).split.shape[1:])
