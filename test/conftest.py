@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny synthetic dataset and a tiny (untrained) student checkpoint."""
+"""Shared fixtures: a tiny synthetic dataset, tiny (untrained) students of the synthetic and NanoDet-g teachers."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def tiny_config(**overrides) -> ModelConfig:
     return ModelConfig(**{**TINY, **overrides}).validate()
 
 
+def small_config(**overrides) -> ModelConfig:
+    """A small student of the bundled NanoDet-g teacher (8 bottleneck channels, one-layer decoders)."""
+    return ModelConfig(**{"teacher": "nanodet_g", "encoder": "front", "bottleneck_channels": 8, "decoder_channels": 16,
+                          "decoder_layers": 1, **overrides}).validate()
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_data")
@@ -34,6 +40,15 @@ def tiny_model_path(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny_model") / "model.pt"
     save_checkpoint(SplitModel(tiny_config()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_student_path(tmp_path_factory):
+    """An untrained `small_config` student's checkpoint: the ONNX-teacher path end to end, fast."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("small_student") / "model.pt"
+    save_checkpoint(SplitModel(small_config()), path)
     return path
 
 

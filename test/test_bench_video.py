@@ -8,14 +8,11 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from split_perception.bench.rate_accuracy_video import CODECS, code_clip, frames_at
 from split_perception.cli import main
-from split_perception.codec.checkpoint import save_checkpoint
-from split_perception.models.split_model import SplitModel
 
-from .test_onnx_teacher import small_config, street_footage
+from .test_onnx_teacher import street_footage
 
 
 def moving_frames(n: int, h: int = 67, w: int = 97) -> list[np.ndarray]:
@@ -49,18 +46,10 @@ def test_a_clip_is_played_at_the_stated_frame_rate(tmp_path):
     assert len(frames_at(clip, fps=10, max_frames=3)) == 3 and len(frames_at(clip, fps=50, max_frames=0)) == 10
 
 
-@pytest.fixture(scope="module")
-def student_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("nanodet_student_video") / "model.pt"
-    save_checkpoint(SplitModel(small_config()), path)
-    return path
-
-
-def test_video_mode_compares_every_codec_on_the_same_frames(student_path, tmp_path, capsys):
+def test_video_mode_compares_every_codec_on_the_same_frames(small_student_path, tmp_path, capsys):
     clips, fit = street_footage(tmp_path, 5, shift=4)
     out = tmp_path / "out"
-    assert main(["bench", "rate-accuracy", "--video", "--model", str(student_path), "--footage", str(clips),
+    assert main(["bench", "rate-accuracy", "--video", "--model", str(small_student_path), "--footage", str(clips),
                  "--fit-data", str(fit), "--fit-images", "2", "--max-images", "4", "--quick", "--out", str(out)]) == 0
     res = json.loads((out / "rate_accuracy.json").read_text())
     rows = {r["method"]: r for r in res["rows"]}
@@ -77,8 +66,8 @@ def test_video_mode_compares_every_codec_on_the_same_frames(student_path, tmp_pa
 
 
 @pytest.mark.parametrize("bad", [["--fps", "0"], ["--gop", "0"], ["--baselines", "x"]])
-def test_video_mode_refuses_bad_settings_with_one_line(student_path, tmp_path, capsys, bad):
-    assert main(["bench", "rate-accuracy", "--video", "--model", str(student_path), "--footage", str(tmp_path),
+def test_video_mode_refuses_bad_settings_with_one_line(small_student_path, tmp_path, capsys, bad):
+    assert main(["bench", "rate-accuracy", "--video", "--model", str(small_student_path), "--footage", str(tmp_path),
                  *bad, "--out", str(tmp_path / "o")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "--" in err[0], err

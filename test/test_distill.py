@@ -17,7 +17,8 @@ from split_perception.config import TrainConfig
 from split_perception.errors import CheckpointError, ConfigError, FootageError
 from split_perception.training.distill import DistillTrainer, footage_views, output_distillation
 
-from .test_onnx_teacher import PHOTOS, small_config
+from .conftest import small_config
+from .test_onnx_teacher import PHOTOS
 
 
 @pytest.fixture(scope="module")

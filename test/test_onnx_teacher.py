@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+from split_perception.codec.checkpoint import load_model, read_checkpoint
 from split_perception.config import ModelConfig, to_dict
 from split_perception.errors import CheckpointError, ConfigError
 from split_perception.models.split_model import SplitModel
@@ -18,12 +18,8 @@ from split_perception.onboard import OnboardEncoder
 from split_perception.preprocess import model_input_tensor
 from split_perception.teachers.detector import TeacherDetector
 
+from .conftest import small_config
 from .test_teacher_nanodet import PHOTOS
-
-
-def small_config(**kw) -> ModelConfig:
-    return ModelConfig(**{"teacher": "nanodet_g", "encoder": "front", "bottleneck_channels": 8, "decoder_channels": 16,
-                          "decoder_layers": 1, **kw}).validate()
 
 
 def photo(name: str = "vtest_frame397.jpg") -> np.ndarray:
@@ -43,14 +39,6 @@ def street_footage(root, frames: int, shift: int = 6):
     writer.release()
     cv2.imwrite(str(fit / "messi.png"), cv2.imread(str(PHOTOS / "messi5.jpg")))
     return clips, fit
-
-
-@pytest.fixture(scope="module")
-def student_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("nanodet_student") / "model.pt"
-    save_checkpoint(SplitModel(small_config()), path)
-    return path
 
 
 def test_config_takes_input_and_classes_from_the_teacher():
@@ -105,24 +93,24 @@ def test_tail_runs_on_onnx_runtime_at_inference_and_as_the_twin_for_gradients():
     assert zg.grad is not None and zg.grad.abs().sum() > 0
 
 
-def test_checkpoint_holds_no_teacher_weights_and_round_trips(student_path):
-    ckpt = read_checkpoint(student_path)
+def test_checkpoint_holds_no_teacher_weights_and_round_trips(small_student_path):
+    ckpt = read_checkpoint(small_student_path)
     assert not any(k.startswith(("teacher.", "encoder.front.")) for k in ckpt["state_dict"])
     assert ckpt["model_config"].teacher == "nanodet_g"
-    model, fp = load_model(student_path)
-    assert fp == ckpt["fingerprint"] and model.teacher.split_channels == 128
+    model, fp = load_model(small_student_path)
+    assert fp == ckpt["fingerprint"] and model.teacher.split_channels == model.cfg.teacher_spec().split.shape[1]
     edited = dict(ckpt, model_config={**ckpt["stored_model_config"], "teacher_sha256": "f" * 64})
-    torch.save({k: v for k, v in edited.items() if k != "stored_model_config"}, student_path.parent / "edited.pt")
+    torch.save({k: v for k, v in edited.items() if k != "stored_model_config"}, small_student_path.parent / "edited.pt")
     with pytest.raises(CheckpointError):
-        load_model(student_path.parent / "edited.pt")
+        load_model(small_student_path.parent / "edited.pt")
 
 
-def test_packets_of_both_runtimes_are_the_same_bytes_and_decode(student_path, tmp_path):
+def test_packets_of_both_runtimes_are_the_same_bytes_and_decode(small_student_path, tmp_path):
     from split_perception.codec.export import export_onboard
 
-    export_onboard(student_path, tmp_path / "export")
-    onnx, torch_enc = OnboardEncoder(tmp_path / "export", runtime="onnx"), OnboardEncoder(student_path, runtime="torch")
-    dec = OffboardDecoder(student_path)
+    export_onboard(small_student_path, tmp_path / "export")
+    onnx, torch_enc = OnboardEncoder(tmp_path / "export", runtime="onnx"), OnboardEncoder(small_student_path, runtime="torch")
+    dec = OffboardDecoder(small_student_path)
     rgb = photo()
     for w in onnx.widths:
         onnx.set_width(w)
@@ -135,14 +123,14 @@ def test_packets_of_both_runtimes_are_the_same_bytes_and_decode(student_path, tm
     assert mask is None and any(d.label == "person" for d in dets)
 
 
-def test_rate_accuracy_on_real_clips_reports_agreement_for_every_method(student_path, tmp_path, capsys):
+def test_rate_accuracy_on_real_clips_reports_agreement_for_every_method(small_student_path, tmp_path, capsys):
     import json
 
     from split_perception.cli import main
 
     clips, fit = street_footage(tmp_path, 4)
     out = tmp_path / "out"
-    assert main(["bench", "rate-accuracy", "--model", str(student_path), "--footage", str(clips), "--fit-data",
+    assert main(["bench", "rate-accuracy", "--model", str(small_student_path), "--footage", str(clips), "--fit-data",
                  str(fit), "--fit-images", "2", "--frame-stride", "2", "--quick", "--out", str(out)]) == 0
     res = json.loads((out / "rate_accuracy.json").read_text())
     methods = {r["method"] for r in res["rows"]}
@@ -153,7 +141,7 @@ def test_rate_accuracy_on_real_clips_reports_agreement_for_every_method(student_
     assert "Bytes at equal agreement" in capsys.readouterr().out
 
 
-def test_analyze_split_studies_every_single_tensor_cut_of_the_onnx_teacher(student_path, tmp_path, capsys):
+def test_analyze_split_studies_every_single_tensor_cut_of_the_onnx_teacher(small_student_path, tmp_path, capsys):
     """`analyze-split` on a model of NanoDet-g: its single-tensor cuts at stride >= 4 (stride 4 and 8,
     ending at the configured `backbone_stride_8`), each PCA-coded on real frames, agreement with the
     teacher per setting, and a suggestion with its reason."""
@@ -168,7 +156,7 @@ def test_analyze_split_studies_every_single_tensor_cut_of_the_onnx_teacher(stude
     assert {416 // shape[2] for _, shape in cuts} == {4, 8} and all(shape[2] in (104, 52) for _, shape in cuts)
     clips, fit = street_footage(tmp_path, 2)
     out = tmp_path / "out"
-    assert main(["analyze-split", "--model", str(student_path), "--data", str(clips), "--fit-data", str(fit),
+    assert main(["analyze-split", "--model", str(small_student_path), "--data", str(clips), "--fit-data", str(fit),
                  "--fit-images", "2", "--frame-stride", "1", "--quick", "--agreement", "0.05", "--out", str(out)]) == 0
     res = json.loads((out / "analyze_split.json").read_text())
     assert [s["tensor"] for s in res["splits"]] == [name for name, _ in cuts] and res["frames"] == 2

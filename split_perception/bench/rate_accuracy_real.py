@@ -32,7 +32,7 @@ from ..pca import PCA, positions, subsample
 from ..preprocess import model_input_tensor
 from ..training.distill import footage_views
 from . import pca_codec
-from .equal_accuracy import HOW_HEADLINE, headline, headline_table
+from .equal_accuracy import HEADLINE_COLUMNS, HEADLINE_FAMILIES, HEADLINE_GROUPS, HOW_HEADLINE, headline, headline_table
 
 IMAGE_GRID = [("jpeg", q) for q in (95, 75, 50, 30, 15, 5)] + [("webp", q) for q in (75, 50, 30, 15, 5, 1)]
 QUICK_IMAGE_GRID = [("jpeg", 50), ("jpeg", 5), ("webp", 15)]
@@ -170,22 +170,30 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     rows, info = measure(args)
-    heads = headline(rows)
-    heads50 = headline([{**r, "map": r["map50"]} for r in rows])
+    intro = (f"Rate-accuracy on real footage: {info['frames']} frames of {', '.join(info['clips'])} (every "
+             f"{info['frame_stride']}th frame; never trained on), model {args.model or 'bundled'}, teacher "
+             f"{info['teacher']}. Reference: the teacher's detections on the uncompressed frames (score >= "
+             f"{info['reference_score_thresh']:g}: {info['reference_detections']} objects); agreement = COCO mAP "
+             f"against them. JPEG/WebP code the frame at the teacher's input size (the letterbox content); PCA "
+             f"codes the split tensor ({info['split_channels']} channels), fitted on training footage.")
+    return report(args, intro, rows, info, t0, COLUMNS)
+
+
+def report(args, intro: str, rows: list[dict], info: dict, t0: float, columns, families=HEADLINE_FAMILIES,
+           groups=HEADLINE_GROUPS, headline_columns=HEADLINE_COLUMNS) -> int:
+    """Write a rate-accuracy run (table.md, rate_accuracy.json/.csv) and print it: `intro`, the rows, and
+    the bytes every baseline family needs at each width's agreement, by mAP@[.5:.95] and by mAP@.5."""
+    heads = headline(rows, families, groups)
+    heads50 = headline([{**r, "map": r["map50"]} for r in rows], families, groups)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    text = (f"Rate-accuracy on real footage: {info['frames']} frames of {', '.join(info['clips'])} (every "
-            f"{info['frame_stride']}th frame; never trained on), model {args.model or 'bundled'}, teacher "
-            f"{info['teacher']}. Reference: the teacher's detections on the uncompressed frames (score >= "
-            f"{info['reference_score_thresh']:g}: {info['reference_detections']} objects); agreement = COCO mAP "
-            f"against them. JPEG/WebP code the frame at the teacher's input size (the letterbox content); PCA "
-            f"codes the split tensor ({info['split_channels']} channels), fitted on training footage.\n\n"
-            f"{markdown_table(rows, COLUMNS)}\n\nBytes at equal agreement (mAP@[.5:.95] against the teacher):\n\n"
-            f"{headline_table(heads)}\n\nBytes at equal agreement mAP@.5:\n\n{headline_table(heads50)}\n\n"
-            f"{HOW_HEADLINE}\n")
+    text = (f"{intro}\n\n{markdown_table(rows, columns)}\n\nBytes at equal agreement (mAP@[.5:.95] against the "
+            f"teacher):\n\n{headline_table(heads, headline_columns)}\n\nBytes at equal agreement mAP@.5:\n\n"
+            f"{headline_table(heads50, headline_columns)}\n\n{HOW_HEADLINE}\n")
     (out / "table.md").write_text(text)
     payload = {"command": command_line(args), "machine": machine_info(args.threads), "model": args.model or "bundled",
-               **info, "headline": heads, "headline50": heads50, "headline_method": HOW_HEADLINE, "seconds": time.perf_counter() - t0}
+               **info, "headline": heads, "headline50": heads50, "headline_method": HOW_HEADLINE,
+               "seconds": time.perf_counter() - t0}
     files = write_results(out, "rate_accuracy", payload, rows)
     print(text)
     print("wrote " + ", ".join(str(f) for f in [*files, out / "table.md"]))

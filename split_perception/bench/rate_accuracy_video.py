@@ -28,9 +28,8 @@ from tqdm import tqdm
 
 from ..data.footage import iter_frames, video_fps
 from ..errors import ConfigError
-from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from . import rate_accuracy_real as real
-from .equal_accuracy import HEADLINE_COLUMNS, HEADLINE_FAMILIES, HEADLINE_GROUPS, HOW_HEADLINE, headline, headline_table
+from .equal_accuracy import HEADLINE_COLUMNS, HEADLINE_FAMILIES, HEADLINE_GROUPS
 
 VIDEO_FAMILIES = ("x264", "x265", "av1")
 FAMILIES = HEADLINE_FAMILIES + VIDEO_FAMILIES
@@ -179,31 +178,18 @@ def run(args) -> int:
     frames = [(clip.name, rgb) for clip in real.clips(Path(args.footage))
               for rgb in frames_at(clip, args.fps, args.max_images)]
     rows, info = real.measure(args, frames=frames, more=video_methods(args, grids(args.quick)))
-    heads = headline(rows, FAMILIES, GROUPS)
-    heads50 = headline([{**r, "map": r["map50"]} for r in rows], FAMILIES, GROUPS)
     per_clip = {c: sum(1 for n, _ in frames if n == c) for c in info["clips"]}
     info.update(fps=args.fps, gop=args.gop, frames_per_clip=per_clip,
                 codecs={n: {"encoder": c.encoder, "decoder": c.decoder, "options": dict(c.options)}
                         for n, c in CODECS.items()})
     del info["frame_stride"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     clips_text = ", ".join(f"{c} ({n} frames)" for c, n in per_clip.items())
-    text = (f"Rate-accuracy on real video: consecutive frames of {clips_text} played at {args.fps:g} fps (never "
-            f"trained on), model {args.model or 'bundled'}, teacher {info['teacher']}. Reference: the teacher's "
-            f"detections on the uncompressed frames (score >= {info['reference_score_thresh']:g}: "
-            f"{info['reference_detections']} objects); agreement = COCO mAP against them. Every codec gets the "
-            f"frame at the teacher's input size (the letterbox content). x264 and x265: preset veryfast, tune "
-            f"zerolatency; AV1: SVT-AV1 preset 10, low-delay prediction; a keyframe every {args.gop} frames, no "
-            f"B-frames, as ffmpeg_image_transport streams; `-intra`: every frame a keyframe. Bytes: the encoder's "
-            f"packets. Ours: the packet (header and CRC included).\n\n{markdown_table(rows, TABLE)}\n\n"
-            f"Bytes at equal agreement (mAP@[.5:.95] against the teacher):\n\n{headline_table(heads, COLUMNS)}\n\n"
-            f"Bytes at equal agreement mAP@.5:\n\n{headline_table(heads50, COLUMNS)}\n\n{HOW_HEADLINE}\n")
-    (out / "table.md").write_text(text)
-    payload = {"command": command_line(args), "machine": machine_info(args.threads), "model": args.model or "bundled",
-               **info, "headline": heads, "headline50": heads50, "headline_method": HOW_HEADLINE,
-               "seconds": time.perf_counter() - t0}
-    files = write_results(out, "rate_accuracy", payload, rows)
-    print(text)
-    print("wrote " + ", ".join(str(f) for f in [*files, out / "table.md"]))
-    return 0
+    intro = (f"Rate-accuracy on real video: consecutive frames of {clips_text} played at {args.fps:g} fps (never "
+             f"trained on), model {args.model or 'bundled'}, teacher {info['teacher']}. Reference: the teacher's "
+             f"detections on the uncompressed frames (score >= {info['reference_score_thresh']:g}: "
+             f"{info['reference_detections']} objects); agreement = COCO mAP against them. Every codec gets the "
+             f"frame at the teacher's input size (the letterbox content). x264 and x265: preset veryfast, tune "
+             f"zerolatency; AV1: SVT-AV1 preset 10, low-delay prediction; a keyframe every {args.gop} frames, no "
+             f"B-frames, as ffmpeg_image_transport streams; `-intra`: every frame a keyframe. Bytes: the encoder's "
+             f"packets. Ours: the packet (header and CRC included).")
+    return real.report(args, intro, rows, info, t0, TABLE, FAMILIES, GROUPS, COLUMNS)
