@@ -72,6 +72,25 @@ def test_cmake_installs_every_executable():
         assert f"scripts/{exe}" in cmake and (REPO / "scripts" / exe).is_file()
 
 
+def test_colcon_test_runs_the_registered_lint_and_suite(tmp_path):
+    """`colcon test` in a workspace runs ruff and the pytest suite (against the install space it built);
+    here ruff runs, the suite is only listed: running it would run this test again."""
+    import os
+    import subprocess
+    import sys
+
+    base = tmp_path / "colcon"
+    run = subprocess.run([str(REPO / "scripts" / "build_ros.sh"), sys.prefix, "--test", "--ctest-args", "-R", "ruff"],
+                         env={**os.environ, "COLCON_BASE": str(base)}, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "ruff.xml: 1 test, 0 errors, 0 failures, 0 skipped" in run.stdout, run.stdout[-3000:]
+    listed = subprocess.run(["ctest", "-N", "-V"], cwd=base / "build" / "split_perception", capture_output=True,
+                            text=True, timeout=60).stdout
+    assert re.search(r"Test +#\d+: pytest", listed) and re.search(r"Test +#\d+: ruff", listed), listed
+    assert f"SPLIT_PERCEPTION_INSTALL={base / 'install' / 'split_perception'}" in listed  # the nodes it built
+    assert "PYTEST_ADDOPTS=-m 'not slow'" in listed  # as `make test`
+
+
 @pytest.mark.parametrize("name", ["onboard", "offboard", "demo", "fleet"])
 def test_launch_files_are_valid_python_with_described_arguments(name):
     path = REPO / "launch" / f"{name}.launch.py"

@@ -17,7 +17,8 @@ from pathlib import Path
 from ..errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-INSTALL = REPO / ".colcon" / "install" / "split_perception"
+# this checkout's install space (`make ros`), or the one `colcon test` names for the package it tests
+INSTALL = Path(os.environ.get("SPLIT_PERCEPTION_INSTALL") or REPO / ".colcon" / "install" / "split_perception")
 CONFIG = REPO / "config"
 LARGE_FRAMES_PROFILE = CONFIG / "fastdds_large_frames.xml"  # whole camera frames through shared memory
 
