@@ -161,5 +161,5 @@ def test_analyze_split_studies_every_single_tensor_cut_of_the_onnx_teacher(small
     res = json.loads((out / "analyze_split.json").read_text())
     assert [s["tensor"] for s in res["splits"]] == [name for name, _ in cuts] and res["frames"] == 2
     assert len(res["rows"]) == len(cuts) and all(0 <= r["map50"] <= 1 and r["bytes_mean"] > 0 for r in res["rows"])
-    assert res["configured_split"] == "backbone_stride_8" and res["reasoning"] in capsys.readouterr().out
+    assert res["configured_split"] == "Conv_6:0" and res["reasoning"] in capsys.readouterr().out
     assert (res["suggested_split"] is None) == all(s["best_bytes"] is None for s in res["splits"])

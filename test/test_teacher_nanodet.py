@@ -140,7 +140,7 @@ def test_class_wise_nms():
 
 def test_tail_of_front_is_the_whole_model(spec, model):
     parts = split_model(model, spec.split.tensor)
-    assert parts.shape == spec.split.shape == (1, 128, 52, 52)
+    assert parts.shape == spec.split.shape == (1, 64, 52, 52)
     image = cv2.imread(str(PHOTOS / "vtest_frame397.jpg"), cv2.IMREAD_COLOR)
     tensor, _ = preprocess(image, spec, "BGR")
     whole = run(model, {spec.input.name: tensor})
