@@ -46,7 +46,7 @@ def generate_launch_description():
         DeclareLaunchArgument("bag", description="rosbag2 with a camera topic (split-perception make-bag)"),
         DeclareLaunchArgument("bandwidth", default_value="steps:3e6@0,0.06e6@12,0.14e6@22,3e6@30",
                               description="emulated link: bits/s, steps (rate@second) or a CSV file"),
-        DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
+        DeclareLaunchArgument("model_path", default_value="", description="checkpoint or bundled model (nanodet_g, synthetic); empty = nanodet_g"),
         DeclareLaunchArgument("fastdds_profile", default_value=os.path.join(config, "fastdds_large_frames.xml"),
                               description="FASTDDS_DEFAULT_PROFILES_FILE of the bag player and the encoder; empty = "
                                           "Fast DDS defaults"),

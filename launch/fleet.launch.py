@@ -32,7 +32,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("robots", default_value="[r1, r2]",
                               description="robot namespaces; robot <r> encodes /<r>/camera/image_raw"),
-        DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
+        DeclareLaunchArgument("model_path", default_value="", description="checkpoint or bundled model (nanodet_g, synthetic); empty = nanodet_g"),
         DeclareLaunchArgument("fastdds_profile", default_value=os.path.join(
                                   get_package_share_directory("split_perception"), "config", "fastdds_large_frames.xml"),
                               description="FASTDDS_DEFAULT_PROFILES_FILE of the robots' nodes; empty = Fast DDS "

@@ -42,6 +42,6 @@ def generate_launch_description():
                                           "empty = one robot on /split_perception/*"),
         DeclareLaunchArgument("features", default_value="/split_perception/features",
                               description="EncodedFeatures input topic (one robot, robots empty)"),
-        DeclareLaunchArgument("model_path", default_value="", description="checkpoint; must be the encoders'"),
+        DeclareLaunchArgument("model_path", default_value="", description="the encoders' checkpoint or bundled model (nanodet_g, synthetic); empty = nanodet_g"),
         OpaqueFunction(function=_decoder),
     ])

@@ -52,7 +52,7 @@ def generate_launch_description():
         DeclareLaunchArgument("features", default_value="",
                               description="EncodedFeatures output topic (what goes over the link); "
                                           "empty = /<robot>/features or /split_perception/features"),
-        DeclareLaunchArgument("model_path", default_value="", description="checkpoint; empty = bundled model"),
+        DeclareLaunchArgument("model_path", default_value="", description="checkpoint or bundled model (nanodet_g, synthetic); empty = nanodet_g"),
         DeclareLaunchArgument("fastdds_profile", default_value=os.path.join(config, FASTDDS_PROFILE),
                               description="FASTDDS_DEFAULT_PROFILES_FILE of the robot's nodes (whole camera frames "
                                           "through shared memory; give the camera driver the same); empty = "

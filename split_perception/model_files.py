@@ -10,10 +10,11 @@ import hashlib
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-# Bundled models by name: the synthetic-shapes model (the default) and NanoDet-g's student (COCO, real footage)
-BUNDLED_MODELS = {"synthetic": ASSETS / "default_model.pt", "nanodet_g": ASSETS / "nanodet_g_student.pt"}
-DEFAULT_MODEL = BUNDLED_MODELS["synthetic"]
-MODEL_HELP = "checkpoint, onboard export folder, or a bundled model: synthetic (the default) or nanodet_g"
+# Bundled models by name: NanoDet-g's student (COCO classes, distilled on real footage; the default, what a
+# robot's camera needs) and the synthetic-shapes model (small and fast, segments, scored against ground truth)
+BUNDLED_MODELS = {"nanodet_g": ASSETS / "nanodet_g_student.pt", "synthetic": ASSETS / "default_model.pt"}
+DEFAULT_MODEL = BUNDLED_MODELS["nanodet_g"]
+MODEL_HELP = "checkpoint, onboard export folder, or a bundled model: nanodet_g (the default) or synthetic"
 
 
 def model_file(model: str | Path | None) -> Path:

@@ -9,7 +9,7 @@ from split_perception.codec.checkpoint import save_checkpoint
 from split_perception.config import ModelConfig
 from split_perception.data.synthetic import make_dataset
 from split_perception.harness.domains import pick_domain
-from split_perception.model_files import DEFAULT_MODEL
+from split_perception.model_files import BUNDLED_MODELS, DEFAULT_MODEL
 from split_perception.models.split_model import SplitModel
 
 torch.set_num_threads(2)
@@ -54,8 +54,18 @@ def small_student_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bundled_model_path():
+    """The bundled default model (the NanoDet-g student), what a user gets without `--model`."""
     assert DEFAULT_MODEL.is_file(), f"bundled model missing: {DEFAULT_MODEL}"
     return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def synthetic_model_path():
+    """The bundled synthetic-shapes model (`--model synthetic`): for tests of machinery any model runs
+    (nodes, link, faults), as it is small and fast, and for what only it has (segmentation, ground truth)."""
+    path = BUNDLED_MODELS["synthetic"]
+    assert path.is_file(), f"bundled model missing: {path}"
+    return path
 
 
 @pytest.fixture

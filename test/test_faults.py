@@ -44,13 +44,14 @@ def test_encoder_restart_is_a_new_stream_for_the_decoder(tmp_path, tiny_model_pa
     assert r.other_alive, (tmp_path / "decoder.log").read_text()[-2000:]
 
 
-def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_model_path):
+def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, synthetic_model_path):
     d = pick_domain()
+    m = {"model_path": str(synthetic_model_path)}
     narrow = 1.2 * 2500 * 8 * 8 / 0.8  # only width 0.25 fits at 8 fps
-    procs = [start_node("encoder", d, remap={"features": "features_in"}, log_path=tmp_path / "encoder.log"),
+    procs = [start_node("encoder", d, params=m, remap={"features": "features_in"}, log_path=tmp_path / "encoder.log"),
              start_node("link_emulator", d, params={"bandwidth": f"{narrow:.0f}"}, log_path=tmp_path / "emu.log"),
-             start_node("decoder", d, remap={"features": "features_out"}, log_path=tmp_path / "decoder.log")]
-    monitor = start_node("link_monitor", d, params={"target_fps": 8.0}, remap={"features": "features_in"},
+             start_node("decoder", d, params=m, remap={"features": "features_out"}, log_path=tmp_path / "decoder.log")]
+    monitor = start_node("link_monitor", d, params={**m, "target_fps": 8.0}, remap={"features": "features_in"},
                          log_path=tmp_path / "link_monitor.log")
     cfg = {"seconds": 26, "fps": 8, "features_topic": "features_in"}
     probe = None
@@ -72,7 +73,7 @@ def test_encoder_keeps_its_width_when_the_link_monitor_dies(tmp_path, bundled_mo
 
 def test_decoder_with_another_model_refuses_every_frame_with_one_clear_error(tmp_path, tiny_model_path):
     d = pick_domain()
-    enc = start_node("encoder", d, log_path=tmp_path / "encoder.log")  # the bundled model
+    enc = start_node("encoder", d, log_path=tmp_path / "encoder.log")  # the default model
     dec = start_node("decoder", d, params={"model_path": str(tiny_model_path)}, log_path=tmp_path / "decoder.log")
     cfg = {"seconds": 16, "fps": 5}
     try:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.link.policy import LinkObservation, PolicyConfig, WidthPolicy
-from split_perception.model_files import DEFAULT_MODEL
+from split_perception.model_files import BUNDLED_MODELS
 
 TRACES = Path(__file__).parent / "data" / "link_traces"
 
 
 def replay(name: str, start_width: float = 1.0):
     trace = json.loads((TRACES / f"{name}.json").read_text())
-    ckpt = read_checkpoint(DEFAULT_MODEL)
+    ckpt = read_checkpoint(BUNDLED_MODELS["synthetic"])  # the model the traces were recorded with
     widths = list(ckpt["model_config"].widths)
     sizes = [float(ckpt["extra"]["bytes_per_width"][str(w)]) for w in widths]
     policy = WidthPolicy(widths, sizes, PolicyConfig(target_fps=10.0), start_width=start_width)

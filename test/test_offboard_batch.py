@@ -18,8 +18,8 @@ def same_detections(a, b) -> bool:
         for x, y in zip(a.detections, b.detections))
 
 
-def test_batch_of_mixed_widths_and_bad_packets(bundled_model_path, tiny_model_path):
-    enc, dec = OnboardEncoder(bundled_model_path), OffboardDecoder(bundled_model_path)
+def test_batch_of_mixed_widths_and_bad_packets(synthetic_model_path, tiny_model_path):
+    enc, dec = OnboardEncoder(synthetic_model_path), OffboardDecoder(synthetic_model_path)
     rng = np.random.default_rng(4)
     packets = []
     for k in range(6):

@@ -29,7 +29,7 @@ from split_perception.codec.packet import parse
 from split_perception.data.synthetic import render_scene
 from split_perception.errors import CheckpointError, ConfigError, WidthError
 from split_perception.harness.processes import run_probe, start_node, stop
-from split_perception.model_files import DEFAULT_MODEL
+from split_perception.model_files import BUNDLED_MODELS
 from split_perception.models.split_model import SplitModel
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder
@@ -107,9 +107,10 @@ def test_numpy_preprocessing_resizes_like_opencv_and_normalizes_like_torch():
     assert np.allclose(resize(rgb, (96, 128)), rgb.reshape(96, 2, 128, 2, 3).mean(axis=(1, 3)), atol=1e-4)
 
 
-@pytest.mark.parametrize("which", ["tiny", "tiny_gdn", "tiny_front", "bundled"])
+@pytest.mark.parametrize("which", ["tiny", "tiny_gdn", "tiny_front", "synthetic"])
 def test_onnx_and_torch_agree_at_every_width(which, exported, exported_gdn, exported_front):
-    path = {"tiny": exported, "tiny_gdn": exported_gdn, "tiny_front": exported_front, "bundled": DEFAULT_MODEL}[which]
+    path = {"tiny": exported, "tiny_gdn": exported_gdn, "tiny_front": exported_front,
+            "synthetic": BUNDLED_MODELS["synthetic"]}[which]
     onnx, ref = OnboardEncoder(path, runtime="onnx"), OnboardEncoder(path, runtime="torch")
     assert (onnx.runtime, ref.runtime) == ("onnx", "torch") and onnx.fingerprint == ref.fingerprint
     dec = OffboardDecoder(path)
@@ -133,12 +134,14 @@ def test_onnx_and_torch_agree_at_every_width(which, exported, exported_gdn, expo
     assert flips <= total // 10_000, f"{flips} of {total} symbols differ (rounding at .5 boundaries)"
 
 
-def test_shipped_export_matches_the_bundled_checkpoint_and_is_up_to_date(tmp_path):
-    shipped = find_export(DEFAULT_MODEL)
-    assert shipped is not None, f"no up-to-date export at {export_dir_for(DEFAULT_MODEL)}: run " \
-                                "`split-perception export-onboard`"
-    assert shipped.fingerprint == read_checkpoint(DEFAULT_MODEL)["fingerprint"]
-    fresh = read_export(export_onboard(DEFAULT_MODEL, tmp_path / "fresh"))
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_shipped_export_matches_the_bundled_checkpoint_and_is_up_to_date(tmp_path, name):
+    model = BUNDLED_MODELS[name]
+    shipped = find_export(model)
+    assert shipped is not None, f"no up-to-date export at {export_dir_for(model)}: run " \
+                                f"`split-perception export-onboard --model {name}`"
+    assert shipped.fingerprint == read_checkpoint(model)["fingerprint"]
+    fresh = read_export(export_onboard(model, tmp_path / "fresh"))
     man = [json.loads((d / MANIFEST).read_text()) for d in (shipped.directory, fresh.directory)]
     for m in man:
         m.pop("sha256")  # graph bytes may differ between torch versions; what they compute may not

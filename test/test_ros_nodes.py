@@ -7,12 +7,14 @@ import os
 from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.codec.packet import Packet
 from split_perception.harness.processes import (
+    CONFIG,
     READY,
     run_probe,
     start_node,
     stop,
     wait_ready,
 )
+from split_perception.model_files import DEFAULT_MODEL
 
 
 def probe(tmp_path, domain, **cfg) -> dict:
@@ -84,18 +86,19 @@ def test_corrupt_packets_are_counted_and_decoder_keeps_going(tmp_path, domain, t
     assert procs[1].returncode == 0 and "packet refused" in (tmp_path / "decoder.log").read_text()
 
 
-def test_monitor_lowers_and_raises_width_with_bandwidth(tmp_path, domain, bundled_model_path):
-    ckpt = read_checkpoint(bundled_model_path)
+def test_monitor_lowers_and_raises_width_with_bandwidth(tmp_path, domain, synthetic_model_path):
+    ckpt = read_checkpoint(synthetic_model_path)
+    m = {"model_path": str(synthetic_model_path)}
     sizes = ckpt["extra"]["bytes_per_width"]
     fps = 8
     low = (float(sizes["0.25"]) + 64) * 8 * fps / 0.8 * 1.3  # only the narrowest width fits
     high = (float(sizes["1.0"]) + 64) * 8 * fps / 0.8 * 3.0
     trace = f"steps:{high:.0f}@0,{low:.0f}@16,{high:.0f}@26"
     procs = nodes(tmp_path, domain, [
-        ("encoder", {}, {"features": "features_in"}),
+        ("encoder", m, {"features": "features_in"}),
         ("link_emulator", {"bandwidth": trace, "max_queue_s": 0.3}, None),
-        ("decoder", {}, {"features": "features_out"}),
-        ("link_monitor", {"target_fps": float(fps), "up_dwell_s": 2.0}, {"features": "features_in"}),
+        ("decoder", m, {"features": "features_out"}),
+        ("link_monitor", {**m, "target_fps": float(fps), "up_dwell_s": 2.0}, {"features": "features_in"}),
     ])
     try:
         rec = probe(tmp_path, domain, seconds=52, fps=fps, features_topic="features_out")
@@ -134,7 +137,7 @@ def test_bag_replay_detections_for_every_delivered_frame(tmp_path, domain, tiny_
     assert len(rec["detections"]) == delivered, logs(tmp_path)
 
 
-def test_monitor_waits_for_a_late_decoder_and_nodes_log_final_statistics(tmp_path, domain):
+def test_monitor_waits_for_a_late_decoder_and_nodes_log_final_statistics(tmp_path, domain, synthetic_model_path):
     """The decoder comes up 10 s after the encoder (as when it loads its model): the link monitor judges
     nothing before its first report and then sees no shortfall, so the width stays; on SIGINT the
     monitor and the bag player log their final statistics; no node prints a warning at start."""
@@ -142,10 +145,11 @@ def test_monitor_waits_for_a_late_decoder_and_nodes_log_final_statistics(tmp_pat
 
     bag = write_sample_bag(tmp_path / "bag", frames=8, fps=8, size=(240, 320))
     late = ["sh", "-c", 'sleep 10 && exec "$@"', "late"]
-    procs = nodes(tmp_path, domain, [("encoder", {}, None), ("link_monitor", {}, None)])
+    m = {"model_path": str(synthetic_model_path)}
+    procs = nodes(tmp_path, domain, [("encoder", m, None), ("link_monitor", m, None)])
     procs.append(start_node("bag_player", domain, params={"bag": str(bag), "loop": True},
                             log_path=tmp_path / "bag_player.log"))
-    procs.append(start_node("decoder", domain, log_path=tmp_path / "decoder.log", prefix=late))
+    procs.append(start_node("decoder", domain, params=m, log_path=tmp_path / "decoder.log", prefix=late))
     try:
         rec = probe(tmp_path, domain, seconds=30, publish="none", await_publishers=["detections"])
     finally:
@@ -160,11 +164,17 @@ def test_monitor_waits_for_a_late_decoder_and_nodes_log_final_statistics(tmp_pat
     assert all(p.returncode == 0 for p in procs), logs(tmp_path)
 
 
-def test_real_detector_student_over_dds_publishes_detections_and_no_masks(tmp_path, domain):
-    """The bundled NanoDet-g student (named `nanodet_g`) in the encoder and decoder nodes: every frame's
-    detections arrive with its stamp; without a segmentation head nothing goes out on `segmentation`."""
-    m = {"model_path": "nanodet_g"}
-    procs = nodes(tmp_path, domain, [("encoder", m, None), ("decoder", m, None)])
+def test_default_model_over_dds_publishes_detections_and_no_masks(tmp_path, domain):
+    """The nodes with their default parameters (config/*.yaml: `model_path` empty, the bundled NanoDet-g
+    student): every frame's detections arrive with its stamp; without a segmentation head nothing goes
+    out on `segmentation`."""
+    procs = [start_node(exe, domain, params_file=CONFIG / f"{exe}.yaml", log_path=tmp_path / f"{exe}.log")
+             for exe in ("encoder", "decoder")]
+    try:
+        wait_ready(tmp_path, "encoder", "decoder")
+    except BaseException:
+        stop(procs)
+        raise
     try:
         rec = probe(tmp_path, domain, seconds=14, fps=3, listen_masks=True)
     finally:
@@ -174,3 +184,5 @@ def test_real_detector_student_over_dds_publishes_detections_and_no_masks(tmp_pa
     assert len(got) >= 3 and set(got) <= sent, logs(tmp_path)
     assert not rec.get("masks"), logs(tmp_path)
     assert all(p.returncode == 0 for p in procs), logs(tmp_path)
+    fp = read_checkpoint(DEFAULT_MODEL)["fingerprint"][:12]
+    assert f"decoder ready: model {fp}" in (tmp_path / "decoder.log").read_text(), logs(tmp_path)

@@ -44,7 +44,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset to evaluate on (a model of "
                    "the synthetic teacher)")
     s.add_argument("--footage", help="folder of held-out clips to evaluate on (a model of an ONNX teacher; "
-                   "default data/footage/heldout/clips): agreement with the teacher, no labels needed")
+                   "default data/footage/heldout/clips): agreement with the teacher, no labels needed (default --out "
+                   "results/bench/rate_accuracy_real)")
     s.add_argument("--frame-stride", type=int, default=5, help="--footage: every n-th frame of each clip")
     s.add_argument("--fit-data", help="what the PCA baseline is fitted on (default data/synthetic/fit, or "
                    "data/footage/train with --footage)")

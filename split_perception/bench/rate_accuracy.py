@@ -168,10 +168,11 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
 def run(args) -> int:
     from ..codec.checkpoint import read_checkpoint
 
-    if args.out is None:
-        args.out = "results/bench/rate_accuracy_video" if args.video else "results/bench/rate_accuracy"
     if args.footage is None and (args.video or read_checkpoint(args.model)["model_config"].teacher):
         args.footage = "data/footage/heldout/clips"  # an ONNX teacher's model: real footage, agreement
+    if args.out is None:  # each kind of run its own folder, so one never overwrites another's results
+        kind = "_video" if args.video else "_real" if args.footage else ""
+        args.out = f"results/bench/rate_accuracy{kind}"
     if args.video:
         from . import rate_accuracy_video
 

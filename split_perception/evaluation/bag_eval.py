@@ -3,7 +3,7 @@
 Every frame goes through the real path (OnboardEncoder.encode -> packet bytes -> OffboardDecoder.decode)
 at every width, and as JPEG q95/q75 at the camera's resolution (what compressed_image_transport sends).
 The reference is the bag's COCO ground truth when one lies beside it (`<bag>.ground_truth.json`,
-image ids matched through header stamps), and always the teacher (the same network without the
+image ids matched through header stamps) and names the model's classes, and always the teacher (the same network without the
 bottleneck) on the uncompressed frame: detection agreement is the COCO mAP of a method's detections
 against the teacher's confident detections taken as ground truth, mask agreement the mIoU of its
 mask against the teacher's.
@@ -91,6 +91,7 @@ class GroundTruth:
         self.by_stamp = {im["stamp_ns"]: im["id"] for im in json.loads(path.read_text())["images"] if "stamp_ns" in im}
         self.cat_ids = sorted(self.coco.getCatIds())
         self.label_of = {c: k + 1 for k, c in enumerate(self.cat_ids)}
+        self.class_names = [self.coco.cats[c]["name"] for c in self.cat_ids]
 
 
 class _Picker:
@@ -139,6 +140,9 @@ class BagEvaluation:
     def run(self, bag: Path, topic: str | None, max_frames: int, progress: bool) -> dict:
         gt_file = ground_truth_path(bag)
         truth = GroundTruth(gt_file) if gt_file.is_file() else None
+        ignored = None  # a ground truth of other classes (synthetic shapes, for a COCO model) scores nothing
+        if truth is not None and truth.class_names != list(self.cfg.class_names):
+            ignored, truth = f"{gt_file} names other classes ({', '.join(truth.class_names[:5])}) than the model", None
         classes = self.cfg.num_classes + 1
         methods = [Method("teacher", "uncompressed frame")]
         methods += [Method("ours", f"w={w:g}", width=w) for w in self.enc.widths]
@@ -196,7 +200,7 @@ class BagEvaluation:
         return {"bag": str(bag), "topic": topic_read, "frames": len(frame_ids), "resolution": dict(resolution),
                 "encodings": dict(encodings), "skipped": dict(skipped), "skip_reasons": errors, "stopped": stopped,
                 "reference": "ground truth + teacher" if truth else "teacher",
-                "ground_truth": str(truth.path) if truth else None,
+                "ground_truth": str(truth.path) if truth else None, "ground_truth_ignored": ignored,
                 "frames_matched_to_ground_truth": len(truth_ids) if truth else None,
                 "reference_detections": sum(len(r) for r in ref), "reference_score_thresh": self.ref_thresh,
                 "rows": rows}
@@ -322,6 +326,8 @@ def run(args) -> int:
             f"row the bag's message data.\n\n{table}\n")
     if res["stopped"]:
         text += f"\nThe bag is damaged: stopped after {res['frames']} frames: {res['stopped']}\n"
+    if res["ground_truth_ignored"]:
+        text += f"\nThe ground truth beside the bag is not used: {res['ground_truth_ignored']}.\n"
     if res["reference_detections"] == 0:
         text += "\nThe teacher detected nothing on these frames: detection agreement is undefined (-).\n"
     out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from ..errors import ConfigError, SplitPerceptionError
+from ..model_files import MODEL_HELP
 from ..offboard import OffboardDecoder
 from .common import LatestSlots, qos_from, run_node
 from .robot_stream import RobotStream, check_robot_names
@@ -31,7 +32,7 @@ class DecoderNode(Node):
         super().__init__("decoder")
         desc = ParameterDescriptor
         model_path = self.declare_parameter("model_path", "", desc(
-            description="checkpoint path; empty = bundled model (must be the encoder's)", read_only=True)).value
+            description=f"{MODEL_HELP}; empty = the default (must be the encoder's)", read_only=True)).value
         robots = self.declare_parameter("robots", Parameter.Type.STRING_ARRAY, desc(
             description="robot namespaces to serve (<robot>/features in, <robot>/detections ... out); "
                         "unset or empty = one robot on this node's own topics", read_only=True))

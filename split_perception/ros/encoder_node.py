@@ -24,6 +24,7 @@ from ..config import find_width
 from ..errors import ImageError
 from ..health import Counters
 from ..link.trace import TokenBucket
+from ..model_files import MODEL_HELP
 from ..msg import EncodedFeatures
 from ..onboard import OnboardEncoder
 from ..stamps import stamp_ns
@@ -37,7 +38,7 @@ class EncoderNode(Node):
         super().__init__("encoder")
         model_path = self.declare_parameter(
             "model_path", "", ParameterDescriptor(
-                description="checkpoint or onboard export folder; empty = bundled model", read_only=True)).value
+                description=f"{MODEL_HELP}; empty = the default", read_only=True)).value
         runtime = self.declare_parameter("runtime", "auto", ParameterDescriptor(
             description="encoder runtime: onnx (the checkpoint's onboard export, no torch), torch, or auto "
                         "(onnx when an up-to-date export is there)", read_only=True)).value

@@ -18,6 +18,7 @@ from std_msgs.msg import Float64
 from ..codec.onboard_export import widths_and_bytes
 from ..errors import ConfigError
 from ..link.policy import Decision, LinkObservation, PolicyConfig, WidthPolicy
+from ..model_files import MODEL_HELP
 from ..msg import EncodedFeatures, LinkStatus
 from .common import qos_from, run_node
 
@@ -34,7 +35,7 @@ class LinkMonitorNode(Node):
         super().__init__("link_monitor")
         d = ParameterDescriptor
         model_path = self.declare_parameter("model_path", "", d(
-            description="the encoder's checkpoint or onboard export (widths and their typical bytes/frame)",
+            description=f"the encoder's model (widths and their typical bytes/frame): {MODEL_HELP}; empty = the default",
             read_only=True)).value
         self.encoder_node = self.declare_parameter("encoder_node", "encoder", d(
             description="name of the encoder node whose `width` parameter is set", read_only=True)).value
