@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from split_perception.harness.domains import pick_domain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +24,11 @@ def repo_copy(dest: Path) -> Path:
 
 
 def test_demo_with_default_output_folder_from_a_repository_copy(tmp_path, bundled_model_path):
+    """`make demo`'s command with the default model: the held-out street clip, scored against the teacher;
+    people are detected in what arrives."""
+    from split_perception.demo import DEMO_CLIP
+
+    assert DEMO_CLIP.is_file(), f"{DEMO_CLIP} missing: run `make footage-heldout` (part of `make test`)"
     cli = Path(sys.executable).parent / "split-perception"  # what `make demo` runs
     assert cli.is_file(), f"{cli} missing: the package is not installed in this venv"
     work = repo_copy(tmp_path / "clone")
@@ -38,10 +41,13 @@ def test_demo_with_default_output_folder_from_a_repository_copy(tmp_path, bundle
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Traceback" not in everything, everything[-6000:]
     assert set(logs) >= {"encoder.log", "decoder.log", "link_monitor.log", "link_emulator.log", "bag_player.log"}
-    assert "link Mbit/s" in proc.stdout and "per width (delivered frames)" in proc.stdout
+    assert "link Mbit/s" in proc.stdout and "mAP against the teacher on the uncompressed frames" in proc.stdout
+    assert (out / "vtest_bag").is_dir(), proc.stdout  # the held-out clip, not synthetic frames
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["all"]["reference"] == "teacher"
     assert summary["all"]["frames"] > 20, proc.stdout  # frames were delivered ...
-    assert summary["all"]["images"] >= 5 and summary["all"]["map50"] > 0.3, proc.stdout  # ... and scored
+    assert summary["all"]["images"] == 10 and summary["all"]["map50"] > AGREEMENT_FLOOR, proc.stdout  # ... scored
+    assert "person" in summary["all"]["labels"] and "detected: person" in proc.stdout, proc.stdout
     assert len(summary) >= 3, proc.stdout  # the monitor used at least two widths
     # every width with a few delivered frames was also decoded (the camera waits for the decoder)
     assert all(s["latency_ms_p50"] is not None for k, s in summary.items() if k != "all" and s["frames"] >= 5), \
@@ -50,26 +56,24 @@ def test_demo_with_default_output_folder_from_a_repository_copy(tmp_path, bundle
     assert list((out / "annotated").glob("*.png"))
 
 
-def test_demo_of_the_real_detector_on_a_clip_as_in_the_readme(tmp_path):
-    """The README's demo line for NanoDet-g, on a short street clip in place of the held-out footage
-    (CI has no `make footage`): the loop runs, and what arrives agrees with the teacher."""
-    import cv2
+def test_demo_of_the_synthetic_model_as_in_the_readme(tmp_path):
+    """The README's demo line for `--model synthetic`: synthetic frames, scored against their ground truth."""
+    from .test_user_commands import readme_line, run
 
-    from .test_teacher_nanodet import PHOTOS
-    from .test_user_commands import run
-
-    readme = (REPO / "README.md").read_text()
-    line = next(x for x in readme.splitlines() if " demo --model nanodet_g" in x).split("#")[0].strip()
-    clip = tmp_path / "street.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (768, 576))
-    frame = cv2.resize(cv2.imread(str(PHOTOS / "vtest_frame397.jpg")), (768, 576))
-    for i in range(10):
-        writer.write(np.roll(frame, 4 * i, axis=1))
-    writer.release()
-    res = run(tmp_path, line, **{"data/footage/heldout/clips/vtest.avi": str(clip)})
-    assert "mAP against the teacher on the uncompressed frames" in res.stdout, res.stdout[-3000:]
+    res = run(tmp_path, readme_line(" demo --model synthetic"))
+    assert "mAP against the ground truth" in res.stdout, res.stdout[-3000:]
     summary = json.loads((tmp_path / "out" / "demo" / "summary.json").read_text())
-    assert summary["all"]["reference"] == "teacher"
-    assert summary["all"]["images"] == 10 and summary["all"]["frames"] > 20, res.stdout[-3000:]
-    assert summary["all"]["map50"] > AGREEMENT_FLOOR, res.stdout[-3000:]
+    assert summary["all"]["reference"] == "ground truth" and (tmp_path / "out" / "demo" / "sample_bag").is_dir()
+    assert summary["all"]["images"] >= 5 and summary["all"]["frames"] > 20, res.stdout[-3000:]
+    assert summary["all"]["map50"] > 0.3, res.stdout[-3000:]
     assert list((tmp_path / "out" / "demo" / "annotated").glob("*.png"))
+
+
+def test_demo_without_the_footage_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    """No held-out clip (footage not fetched): one error line naming `make footage`, exit 2, nothing started."""
+    from split_perception import demo
+    from split_perception.cli import main
+
+    monkeypatch.setattr(demo, "DEMO_CLIP", tmp_path / "no_footage" / "vtest.avi")
+    assert main(["demo", "--out", str(tmp_path / "out")]) == 2
+    assert "run `make footage`" in capsys.readouterr().err and not (tmp_path / "out" / "logs").exists()
