@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 from split_perception.codec.onboard_export import export_dir_for
-from split_perception.data.synthetic import render_scene
 from split_perception.model_files import DEFAULT_MODEL
 from split_perception.onboard import OnboardEncoder
 
@@ -50,7 +49,7 @@ DOC_COMMANDS = {
     "fuzz": "test_fuzz.py::test_fuzz_command_on_the_real_decoder",
     "analyze-split": f"{THIS}::test_analyze_split_of_the_real_detector_on_the_footage_folders",  # + the next one
     "analyze-split --model synthetic": f"{THIS}::test_eval_and_analyze_split_on_the_documented_data_folders",
-    "bench rate-accuracy": "test_bench_rate_accuracy.py::test_rate_accuracy_command_small_run",
+    "bench rate-accuracy": "test_bench_rate_accuracy.py::test_rate_accuracy_command_small_run",  # + the video one
     "bench rate-accuracy --video": f"{THIS}::test_video_rate_accuracy_as_in_the_docs",
     "bench latency": "test_bench_latency.py::test_latency_command_small_run",
     "bench onboard": "test_bench_onboard.py::test_bench_onboard_rows_for_both_runtimes",
@@ -143,12 +142,16 @@ def test_eval_bag_on_a_sqlite3_bag_of_compressed_images_and_as_a_module(user):
 
 
 def test_decode_bag_of_recorded_features(user, sample_bag):
+    import cv2
+
+    from .test_teacher_nanodet import PHOTOS
+
     enc = OnboardEncoder()
-    rng = np.random.default_rng(4)
+    photos = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(PHOTOS.glob("*.jpg"))]
     packets = []
     for i in range(4):
         enc.set_width(enc.widths[i % len(enc.widths)])
-        packets.append(enc.encode(render_scene(rng, (480, 640), tuple(enc.cfg.class_names))[0], i, i))
+        packets.append(enc.encode(cv2.resize(photos[i % len(photos)], (640, 480)), i, i))
     write_features_bag(user / "features_bag", enc.fingerprint, packets, (480, 640))
     res = run(user, "split-perception decode-bag FEATURES_BAG -o results.json", FEATURES_BAG="features_bag")
     out = json.loads((user / "results.json").read_text())
@@ -291,8 +294,9 @@ def test_analyze_split_of_the_real_detector_on_the_footage_folders(tmp_path):
 
 
 def test_video_rate_accuracy_as_in_the_docs(user):
-    """docs/cli.md's video line with the default model, on a short clip in the default footage folders (for
-    time: the held-out clips are long, and `make test` fetches no training photos)."""
+    """docs/cli.md's video line and the README's `bench rate-accuracy` line with the default model, on a short
+    clip in the default footage folders (for time: the held-out clips are long, and `make test` fetches no
+    training photos)."""
     import cv2
 
     from .test_teacher_nanodet import PHOTOS
@@ -311,3 +315,8 @@ def test_video_rate_accuracy_as_in_the_docs(user):
     assert {"x264", "x265", "av1", "x264-intra", "x265-intra", "av1-intra"} <= {r["method"] for r in out["rows"]}
     assert all("x264_bytes_min" in h and "av1_bytes_min" in h for h in out["headline"])
     assert "best video / ours" in res.stdout
+    # the README's line before it, default flags: every 5th frame of the held-out clips (here one)
+    run(user, ".venv/bin/split-perception bench rate-accuracy")
+    real = json.loads((user / "results" / "bench" / "rate_accuracy_real" / "rate_accuracy.json").read_text())
+    assert real["frames"] == 1 and real["reference_detections"] > 0
+    assert {"teacher", "ours", "jpeg", "webp", "pca"} <= {r["method"] for r in real["rows"]}
