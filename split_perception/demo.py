@@ -263,7 +263,7 @@ def run_demo(out_dir: str, seconds: float, trace_spec: str | None, frames: int, 
             print(f"{key:>6} {s['frames']:6d} {s['kb_per_frame']:8.2f} {lat} {100 * s['map']:6.1f} {100 * s['map50']:7.1f}")
     a = summary["all"]
     print(f"all: {a['frames']} frames delivered, {a['fps']:.1f} fps, mAP {100 * a['map']:.1f}, mAP@.5 {100 * a['map50']:.1f}")
-    print("detected: " + (", ".join(f"{label} {n}" for label, n in list(a["labels"].items())[:6]) or "nothing"))
+    print("detected: " + (", ".join(f"{label} {n}" for label, n in a["labels"].items()) or "nothing"))
     switches = [l for l in (logs / "link_monitor.log").read_text().splitlines() if "width ->" in l]
     print(f"{len(switches)} width switches by the link monitor:")
     for line in switches:

@@ -46,8 +46,9 @@ def test_demo_with_default_output_folder_from_a_repository_copy(tmp_path, bundle
     summary = json.loads((out / "summary.json").read_text())
     assert summary["all"]["reference"] == "teacher"
     assert summary["all"]["frames"] > 20, proc.stdout  # frames were delivered ...
-    assert summary["all"]["images"] == 10 and summary["all"]["map50"] > AGREEMENT_FLOOR, proc.stdout  # ... scored
-    assert "person" in summary["all"]["labels"] and "detected: person" in proc.stdout, proc.stdout
+    assert summary["all"]["images"] >= 5 and summary["all"]["map50"] > AGREEMENT_FLOOR, proc.stdout  # ... scored
+    detected = next(line for line in proc.stdout.splitlines() if line.startswith("detected: "))
+    assert "person" in summary["all"]["labels"] and "person" in detected, proc.stdout  # people in the street
     assert len(summary) >= 3, proc.stdout  # the monitor used at least two widths
     # every width with a few delivered frames was also decoded (the camera waits for the decoder)
     assert all(s["latency_ms_p50"] is not None for k, s in summary.items() if k != "all" and s["frames"] >= 5), \
