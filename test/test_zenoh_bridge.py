@@ -110,10 +110,11 @@ def put_garbage(endpoint: str, key: str, n: int) -> None:
             time.sleep(0.2)
 
 
-def test_two_dds_domains_joined_only_by_zenoh(tmp_path, tiny_model_path):
+def test_two_dds_domains_joined_only_by_zenoh(tmp_path):
+    """With the nodes' default model (the NanoDet-g student), as a user's robot and server run it."""
     listen = f"tcp/127.0.0.1:{free_port()}"
     cfg = {"seconds": 14, "fps": 4, "await_publishers": ["detections"]}
-    rec, procs = loop(tmp_path, {}, {}, listen=listen, model=str(tiny_model_path), probe_cfg=cfg,
+    rec, procs = loop(tmp_path, {}, {}, listen=listen, probe_cfg=cfg,
                       during=lambda: put_garbage(listen, "split_perception/features", 3))
     sent = {s["stamp"] for s in rec["sent"]}
     got = [d["stamp"] for d in rec["detections"]]
