@@ -3,10 +3,10 @@
 Every frame goes through the real path (OnboardEncoder.encode -> packet bytes -> OffboardDecoder.decode)
 at every width, and as JPEG q95/q75 at the camera's resolution (what compressed_image_transport sends).
 The reference is the bag's COCO ground truth when one lies beside it (`<bag>.ground_truth.json`,
-image ids matched through header stamps) and names the model's classes, and always the teacher (the same network without the
-bottleneck) on the uncompressed frame: detection agreement is the COCO mAP of a method's detections
-against the teacher's confident detections taken as ground truth, mask agreement the mIoU of its
-mask against the teacher's.
+image ids matched through header stamps) and names the model's classes, and always the teacher (the
+same network without the bottleneck) on the uncompressed frame: detection agreement is the COCO mAP
+of a method's detections against the teacher's confident detections taken as ground truth, mask
+agreement the mIoU of its mask against the teacher's.
 """
 
 from __future__ import annotations
