@@ -31,8 +31,8 @@ _EARLIER_KEYS = ((re.compile(r"^entropy\.(\d+)\."), r"latent_codecs.\1.entropy_b
 
 
 def current_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """A student's state dict with the keys of this layout (those of earlier checkpoints renamed, tensors
-    as they are), so files written before the latent codecs load, and keep their fingerprints."""
+    """A student's state dict with the keys of this layout: those of checkpoints written before the latent
+    codecs renamed, tensors as they are (a file's fingerprint covers its keys as stored, so it is unchanged)."""
     out = {}
     for key, value in state.items():
         for pattern, repl in _EARLIER_KEYS:
@@ -107,10 +107,11 @@ class SplitModel(CompressionModel):
         return self.latent_codecs[self._state.index].compress(self.encoder(x))
 
     def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
-        """Compute every width's CDF tables (factorized and context, see `ContextLatentCodec.update`). Called
-        when a checkpoint is written and before evaluation; raises ValueError for a density that has no
-        valid table (NaN)."""
-        return any([c.update(force=force, update_quantiles=update_quantiles) for c in self.latent_codecs])
+        """Compute every width's CDF tables (factorized and context, see `ContextLatentCodec.update`; there is
+        no Gaussian conditional, so no `scale_table`). Called when a checkpoint is written and before
+        evaluation; raises ValueError for a density that has no valid table (NaN)."""
+        updated = [c.update(force=force, update_quantiles=update_quantiles) for c in self.latent_codecs]
+        return any(updated)
 
     def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True):
         """CompressAI's load, which sizes the entropy bottlenecks' tables to the stored ones; the context tables
