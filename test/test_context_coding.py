@@ -11,6 +11,7 @@ from split_perception.cli import main
 from split_perception.codec.checkpoint import fingerprint, load_model, read_checkpoint
 from split_perception.codec.context import CONTEXTS, ContextCoder, symbol_contexts
 from split_perception.codec.packet import parse
+from split_perception.codec.symbols import from_symbols, to_symbols
 from split_perception.data.synthetic import render_scene
 from split_perception.models.context_latent_codec import ContextLatentCodec
 from split_perception.offboard import OffboardDecoder
@@ -71,6 +72,23 @@ def test_contexts_save_a_tenth_of_the_bytes_where_symbols_cluster():
     ours = sum(len(ContextCoder(counted.tables()).encode(s)) for s in test)
     factorized = sum(len(ContextCoder(marginal.tables()).encode(s)) for s in test)
     assert ours < 0.9 * factorized, (ours, factorized)
+
+
+def test_the_symbol_rule_is_compressais_rounding_around_the_medians():
+    """The numpy rule gives, to the bit, what CompressAI's EntropyBottleneck.quantize gives (ties included)."""
+    rng = np.random.default_rng(3)
+    medians = rng.normal(0, 0.3, 6).astype(np.float32)
+    medians[0] = 0.0  # exact ties in channel 0
+    y = (rng.normal(0, 4, (2, 6, 5, 7)) * 2).round().astype(np.float32) / 2 + medians[:, None, None]  # many .5 ties
+    y[0, :, 0] = rng.normal(0, 4, (6, 7))
+    codec = ContextLatentCodec(6)
+    m = torch.from_numpy(medians)[:, None, None]
+    symbols = to_symbols(y, medians)
+    assert symbols.dtype == np.int32
+    assert np.array_equal(symbols, codec.entropy_bottleneck.quantize(torch.from_numpy(y), "symbols", m).numpy())
+    restored = from_symbols(symbols, medians)
+    assert restored.dtype == np.float32
+    assert np.array_equal(restored, codec.entropy_bottleneck.quantize(torch.from_numpy(y), "dequantize", m).numpy())
 
 
 def test_contexts_come_only_from_the_row_above():
