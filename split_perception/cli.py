@@ -48,7 +48,7 @@ def cmd_info(args) -> int:
         print(f"classes:      {', '.join(cfg.class_names)}")
         print(f"input size:   {cfg.input_size[1]}x{cfg.input_size[0]} (w x h), split after MobileNetV3 "
               f"features[:{cfg.split_index}] (stride {m.teacher.split_stride}, {m.teacher.split_channels} channels)")
-    onboard = sum(p.numel() for p in m.encoder.parameters()) + sum(p.numel() for p in m.entropy.parameters()) \
+    onboard = sum(p.numel() for p in m.encoder.parameters()) + sum(p.numel() for p in m.latent_codecs.parameters()) \
         + sum(b.numel() for b in m.encoder.buffers() if b.is_floating_point())  # an ONNX teacher's front: buffers
     print(f"onboard params (all widths share them): {onboard:,}")
     image, _ = render_scene(np.random.default_rng(args.seed), tuple(cfg.input_size))  # shapes: a sample frame

@@ -101,7 +101,7 @@ class OffboardDecoder(ModelRuntime):
                 packet = self.screen(data)
                 c, h, w = packet.latent_shape
                 padded = packet.payload + bytes(8 + _PAD_PER_SYMBOL * c * h * w)
-                y_hat = self.model.entropy_decode([padded], (h, w), packet.width_index)
+                y_hat = self.model.latent_codecs[packet.width_index].decompress([[padded]], (h, w))["y_hat"]
             except (PacketError, ModelMismatchError) as exc:
                 results[k] = exc
                 continue

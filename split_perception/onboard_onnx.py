@@ -9,6 +9,7 @@ import numpy as np
 from .codec.context import ContextCoder, ContextTables
 from .codec.onboard_export import OnboardExport
 from .codec.packet import FINGERPRINT_BYTES, Packet
+from .codec.symbols import to_symbols
 from .config import find_width
 from .errors import CheckpointError, ConfigError, WidthError
 from .preprocess import model_input_array
@@ -73,10 +74,8 @@ class OnnxEncoder:
         return self._sessions[width_index].run(None, {"image": x})[0]
 
     def symbols(self, y: np.ndarray, width_index: int) -> np.ndarray:
-        """float32 bottleneck 1xCxHxW -> the int32 symbols CxHxW that are coded: round(y - median)
-        per channel, half to even as torch.round."""
-        medians = self.export.widths[width_index].medians
-        return np.round(y[0] - medians[:, None, None]).astype(np.int32)
+        """float32 bottleneck 1xCxHxW -> the int32 symbols CxHxW that are coded (`codec/symbols.py`)."""
+        return to_symbols(y[0], self.export.widths[width_index].medians)
 
     def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
         i = self._index  # one consistent snapshot

@@ -1,4 +1,4 @@
-"""The onboard encoder on torch: the checkpoint's own model, coded by its CompressAI entropy models."""
+"""The onboard encoder on torch: the checkpoint's own model, coded by its latent codecs."""
 
 from __future__ import annotations
 
@@ -38,5 +38,5 @@ class TorchEncoder(ModelRuntime):
         out = self.model.compress(x)
         channels = self.model.encoder.bottleneck_channels[width_index]
         packet = Packet(self._fp, width_index, width, frame_id, stamp_ns, tuple(rgb.shape[:2]),
-                        (channels, *out["shape"]), out["strings"][0])
+                        (channels, *out["shape"]), out["strings"][0][0])
         return packet.to_bytes()

@@ -92,4 +92,4 @@ def test_minimal_reload_of_a_front_model_codes_the_same_bytes(tmp_path):
     frame = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     for w in enc.widths:
         enc.set_width(w)
-        assert minimal_reload_payload(path, w, frame) == enc.model.compress(enc.preprocess(frame))["strings"][0]
+        assert minimal_reload_payload(path, w, frame) == enc.model.compress(enc.preprocess(frame))["strings"][0][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 import split_perception.codec.checkpoint as ckpt_mod
 from split_perception.codec.checkpoint import (
+    fingerprint,
     load_model,
     read_checkpoint,
     save_checkpoint,
@@ -27,7 +29,8 @@ from split_perception.errors import (
     PacketError,
     WidthError,
 )
-from split_perception.models.split_model import SplitModel
+from split_perception.model_files import BUNDLED_MODELS
+from split_perception.models.split_model import SplitModel, current_keys
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder
 
@@ -56,11 +59,12 @@ def test_cross_process_encode_is_bit_exact(tiny_model_path, tmp_path):
     assert (packet.frame_id, packet.stamp_ns, packet.width) == (7, 99, 0.5)
     c, h, w = packet.latent_shape
     m = dec.model
-    y_remote = m.entropy_decode([packet.payload + bytes(4096)], (h, w), packet.width_index)
+    y_remote = m.latent_codecs[packet.width_index].decompress([[packet.payload + bytes(4096)]], (h, w))["y_hat"]
     enc = OnboardEncoder(tiny_model_path)
     enc.set_width(0.5)
-    with torch.no_grad():
-        y_local = enc.model.quantized_bottleneck(enc.preprocess(np.load(tmp_path / "img.npy")))
+    with torch.no_grad():  # the eval-mode forward: CompressAI's entropy bottleneck rounds around its medians
+        y = enc.model.encoder(enc.preprocess(np.load(tmp_path / "img.npy")))
+        y_local = enc.model.latent_codecs[packet.width_index](y)["y_hat"]
     assert torch.equal(y_remote, y_local)
     assert enc.encode(np.load(tmp_path / "img.npy"), 7, 99) == data  # byte-identical bitstream too
     assert dec.decode(data).frame_id == 7
@@ -136,13 +140,53 @@ def _encoder(path):
     return _cache.setdefault(("enc", path), OnboardEncoder(path))
 
 
+def earlier_layout(state: dict) -> dict:
+    """A state dict with the keys checkpoints had before the latent codecs (`entropy.{i}.`, `context.{i}.`)."""
+    out = {}
+    for k, v in state.items():
+        k = re.sub(r"^latent_codecs\.(\d+)\.entropy_bottleneck\.", r"entropy.\1.", k)
+        out[re.sub(r"^latent_codecs\.(\d+)\.", r"context.\1.", k)] = v
+    return out
+
+
+def assert_loaded_as_stored(model, stored: dict) -> None:
+    """Every stored tensor is in the model as it is (floats as float32), CDF tables included."""
+    own, stored = model.state_dict(), current_keys(stored)
+    assert set(own) == set(stored)
+    for k, v in stored.items():
+        assert torch.equal(own[k], v.float() if v.is_floating_point() else v), k
+
+
 def test_checkpoint_is_weights_only_and_tables_are_stored(tiny_model_path):
     raw = torch.load(tiny_model_path, map_location="cpu", weights_only=True)
-    assert any(k.endswith("_quantized_cdf") and v.numel() > 0 for k, v in raw["state_dict"].items())
+    for i in range(len(tiny_config().widths)):  # the factorized and the context tables of every width
+        for key in (f"latent_codecs.{i}.entropy_bottleneck._quantized_cdf", f"latent_codecs.{i}._quantized_cdf"):
+            assert raw["state_dict"][key].numel() > 0, key
     model, fp = load_model(tiny_model_path)
-    for i, m in enumerate(model.entropy):  # loaded verbatim, never recomputed
-        assert torch.equal(m._quantized_cdf, raw["state_dict"][f"entropy.{i}._quantized_cdf"])
+    assert_loaded_as_stored(model, raw["state_dict"])  # loaded verbatim, never recomputed
     assert fp == raw["fingerprint"]
+
+
+def test_a_checkpoint_of_the_earlier_layout_loads_as_it_is(tiny_model_path, tmp_path):
+    raw = torch.load(tiny_model_path, map_location="cpu", weights_only=True)
+    state = earlier_layout(raw["state_dict"])
+    assert any(k.startswith("context.0.") for k in state) and any(k.startswith("entropy.0.") for k in state)
+    raw.update(state_dict=state, fingerprint=fingerprint(state, raw["model_config"]))
+    torch.save(raw, tmp_path / "earlier.pt")
+    model, fp = load_model(tmp_path / "earlier.pt")
+    assert fp == raw["fingerprint"]
+    assert_loaded_as_stored(model, state)
+    x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    same, _ = load_model(tiny_model_path)
+    assert model.compress(x) == same.compress(x)
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_bundled_checkpoints_load_as_stored(name):
+    raw = torch.load(BUNDLED_MODELS[name], map_location="cpu", weights_only=True)
+    model, fp = load_model(BUNDLED_MODELS[name])
+    assert fp == raw["fingerprint"]
+    assert_loaded_as_stored(model, raw["state_dict"])
 
 
 def test_pickled_code_in_checkpoint_is_refused(tmp_path):

@@ -6,16 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from compressai.entropy_models import EntropyBottleneck
 
 from split_perception.cli import main
 from split_perception.codec.checkpoint import fingerprint, load_model, read_checkpoint
 from split_perception.codec.context import CONTEXTS, ContextCoder, symbol_contexts
 from split_perception.codec.packet import parse
+from split_perception.codec.symbols import from_symbols, to_symbols
 from split_perception.data.synthetic import render_scene
-from split_perception.models.context_model import ContextModel
+from split_perception.models.context_latent_codec import ContextLatentCodec
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder
+
+from .test_codec_model import earlier_layout
 
 
 def blobs(rng: np.random.Generator, n: int, c: int = 12, h: int = 15, w: int = 20) -> np.ndarray:
@@ -31,47 +33,62 @@ def blobs(rng: np.random.Generator, n: int, c: int = 12, h: int = 15, w: int = 2
     return out
 
 
-def model_for(symbols: np.ndarray, counted: bool) -> tuple[ContextModel, EntropyBottleneck]:
-    eb = EntropyBottleneck(symbols.shape[1])  # support -10..10 around median 0
-    eb.update(force=True)
-    ctx = ContextModel(symbols.shape[1])
+def codec_for(symbols: np.ndarray, counted: bool) -> ContextLatentCodec:
+    codec = ContextLatentCodec(symbols.shape[1])  # support -10..10 around median 0: y codes as itself
     if counted:
-        ctx.fit(torch.from_numpy(symbols))
-    ctx.update(eb)
-    return ctx, eb
+        codec.count(torch.from_numpy(symbols).float())
+    codec.update()
+    return codec
 
 
 def test_round_trip_is_exact_including_escaped_symbols():
     rng = np.random.default_rng(0)
     train, test = blobs(rng, 20), blobs(rng, 3)
     test[0, 0, 0, 0], test[1, 3, 7, 9] = 500, -77  # beyond every table: escape-coded
-    ctx, _ = model_for(train, counted=True)
-    coder = ContextCoder(ctx.tables())
+    coder = ContextCoder(codec_for(train, counted=True).tables())
     for s in test:
         assert np.array_equal(coder.decode(coder.encode(s) + bytes(64), s.shape), s)
 
 
 def test_zero_counts_give_the_factorized_tables():
     rng = np.random.default_rng(1)
-    ctx, eb = model_for(blobs(rng, 2), counted=False)
-    tables = ctx.tables()
-    assert len(tables.cdf_length) == eb._quantized_cdf.shape[0] * CONTEXTS
+    codec = codec_for(blobs(rng, 2), counted=False)
+    tables, eb = codec.tables(), codec.entropy_bottleneck
+    assert len(tables.cdf_length) == eb.quantized_cdf.shape[0] * CONTEXTS
     for r in range(len(tables.cdf_length)):
         c, n = r // CONTEXTS, tables.cdf_length[r]
-        assert n == eb._cdf_length[c] and tables.offset[r] == eb._offset[c]
-        assert np.array_equal(tables.quantized_cdf[r, :n], eb._quantized_cdf[c, :n].numpy())
+        assert n == eb.cdf_length[c] and tables.offset[r] == eb.offset[c]
+        assert np.array_equal(tables.quantized_cdf[r, :n], eb.quantized_cdf[c, :n].numpy())
 
 
 def test_contexts_save_a_tenth_of_the_bytes_where_symbols_cluster():
     rng = np.random.default_rng(2)
     train, test = blobs(rng, 40), blobs(rng, 10)
-    counted, eb = model_for(train, counted=True)
-    marginal = ContextModel(train.shape[1])  # the best factorized model: each channel's histogram everywhere
+    counted = codec_for(train, counted=True)
+    marginal = ContextLatentCodec(train.shape[1])  # the best factorized model: each channel's histogram everywhere
+    marginal.entropy_bottleneck = counted.entropy_bottleneck
     marginal.counts.copy_(counted.counts.sum(dim=1, keepdim=True).expand_as(counted.counts))
-    marginal.update(eb)
+    marginal.update()
     ours = sum(len(ContextCoder(counted.tables()).encode(s)) for s in test)
     factorized = sum(len(ContextCoder(marginal.tables()).encode(s)) for s in test)
     assert ours < 0.9 * factorized, (ours, factorized)
+
+
+def test_the_symbol_rule_is_compressais_rounding_around_the_medians():
+    """The numpy rule gives, to the bit, what CompressAI's EntropyBottleneck.quantize gives (ties included)."""
+    rng = np.random.default_rng(3)
+    medians = rng.normal(0, 0.3, 6).astype(np.float32)
+    medians[0] = 0.0  # exact ties in channel 0
+    y = (rng.normal(0, 4, (2, 6, 5, 7)) * 2).round().astype(np.float32) / 2 + medians[:, None, None]  # many .5 ties
+    y[0, :, 0] = rng.normal(0, 4, (6, 7))
+    codec = ContextLatentCodec(6)
+    m = torch.from_numpy(medians)[:, None, None]
+    symbols = to_symbols(y, medians)
+    assert symbols.dtype == np.int32
+    assert np.array_equal(symbols, codec.entropy_bottleneck.quantize(torch.from_numpy(y), "symbols", m).numpy())
+    restored = from_symbols(symbols, medians)
+    assert restored.dtype == np.float32
+    assert np.array_equal(restored, codec.entropy_bottleneck.quantize(torch.from_numpy(y), "dequantize", m).numpy())
 
 
 def test_contexts_come_only_from_the_row_above():
@@ -91,33 +108,36 @@ def test_steps_0_counts_contexts_and_keeps_the_densities(tmp_path, tiny_data, ti
     before, _ = load_model(tiny_model_path)
     after, _ = load_model(out)
     for (k, a), b in zip(before.state_dict().items(), after.state_dict().values()):
-        if not k.startswith("context."):
+        if not k.startswith("latent_codecs.") or ".entropy_bottleneck." in k:
             assert torch.equal(a, b), k
-    assert all(int(m.counts.sum()) > 0 for m in after.context)
+    assert all(int(c.counts.sum()) > 0 for c in after.latent_codecs)
     rgb = render_scene(np.random.default_rng(0), (96, 128))[0]
     enc, dec = OnboardEncoder(out, runtime="torch"), OffboardDecoder(out)
-    for w in enc.widths:
+    for i, w in enumerate(enc.widths):
         enc.set_width(w)
-        with torch.no_grad():
-            expected = enc.model.quantized_bottleneck(enc.preprocess(rgb))
+        with torch.no_grad():  # the eval-mode forward: CompressAI's entropy bottleneck rounds around its medians
+            expected = enc.model.latent_codecs[i](enc.model.encoder(enc.preprocess(rgb)))["y_hat"]
         packet = parse(enc.encode(rgb))
-        assert torch.equal(dec.model.entropy_decode([packet.payload + bytes(4096)], packet.latent_shape[1:],
-                                                    packet.width_index), expected)
+        decoded = dec.model.latent_codecs[i].decompress([[packet.payload + bytes(4096)]], packet.latent_shape[1:])
+        assert torch.equal(decoded["y_hat"], expected)
 
 
 def test_a_checkpoint_from_before_contexts_codes_as_it_did(tmp_path, tiny_model_path):
     ckpt = read_checkpoint(tiny_model_path)
-    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("context.")}
+    state = {k: v for k, v in earlier_layout(ckpt["state_dict"]).items() if not k.startswith("context.")}
     old = {k: ckpt[k] for k in ("format", "version", "kind", "extra")}
     old.update(model_config=ckpt["stored_model_config"], state_dict=state,
                fingerprint=fingerprint(state, ckpt["stored_model_config"]))
     torch.save(old, tmp_path / "old.pt")
     model, fp = load_model(tmp_path / "old.pt")
-    assert fp == old["fingerprint"] and all(int(m.counts.sum()) == 0 for m in model.context)
+    assert fp == old["fingerprint"] and all(int(c.counts.sum()) == 0 for c in model.latent_codecs)
+    for i, c in enumerate(model.latent_codecs):  # the stored factorized tables, as they were
+        for name in ("_quantized_cdf", "_cdf_length", "_offset"):
+            assert torch.equal(getattr(c.entropy_bottleneck, name), state[f"entropy.{i}.{name}"])
     x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
     for i, w in enumerate(model.widths):
         model.set_width(w)
         with torch.no_grad():
             y = model.encoder(x)
-        factorized = [len(s) for s in model.entropy[i].compress(y)]
-        assert [len(s) for s in model.entropy_encode(y, i)] == pytest.approx(factorized, abs=2)
+        factorized = [len(s) for s in model.latent_codecs[i].entropy_bottleneck.compress(y)]
+        assert [len(s) for s in model.latent_codecs[i].compress(y)["strings"][0]] == pytest.approx(factorized, abs=2)

@@ -146,7 +146,7 @@ def test_decoders_train_on_rounded_symbols_only_when_asked(tmp_path, footage, mo
 
     def keep_input(i):
         def hook(module, inputs, output):
-            seen.setdefault(i, (inputs[0] - m.entropy[i]._get_medians()).detach().clone())  # before the aux step
+            seen.setdefault(i, (inputs[0] - m.latent_codecs[i].medians[:, None, None]).detach().clone())  # before the aux step
         return hook
 
     hooks = [d.register_forward_hook(keep_input(i)) for i, d in enumerate(m.decoders)]

@@ -62,7 +62,7 @@ def active_encoder_params(model, width_index: int) -> int:
             n += cout * cin * m.kernel_size[0] * m.kernel_size[1] + (cout if m.bias is not None else 0)
         elif isinstance(m, SwitchableBatchNorm2d):
             n += sum(p.numel() for p in m.bn[width_index].parameters())
-    return n + sum(p.numel() for p in model.entropy[width_index].parameters())
+    return n + sum(p.numel() for p in model.latent_codecs[width_index].parameters())
 
 
 # ---- frames -------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def measure(model_path, data, frames: int, rounds: int, threads: int, progress: 
     info = {"frames": len(imgs), "frame_size": list(imgs[0].shape[:2]), "input_size": list(cfg.input_size),
             "rounds": rounds, "fingerprint": enc.fingerprint,
             "stored_onboard_params": sum(p.numel() for p in model.encoder.parameters())
-            + sum(p.numel() for p in model.entropy.parameters())}
+            + sum(p.numel() for p in model.latent_codecs.parameters())}
     return {"info": info, "rows": rows}
 
 

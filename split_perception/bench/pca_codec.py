@@ -50,7 +50,7 @@ class PCACodec:
             counts = np.bincount(col - lo, minlength=hi - lo + 1).astype(np.float64)
             pmf = counts / counts.sum() * (1 - TAIL_MASS)
             self.offsets.append(lo)
-            self.cdfs.append(pmf_to_quantized_cdf([*pmf.tolist(), TAIL_MASS], PRECISION))
+            self.cdfs.append(pmf_to_quantized_cdf(torch.from_numpy(np.append(pmf, TAIL_MASS)), PRECISION).tolist())
         self.cdf_lengths = [len(c) for c in self.cdfs]
 
     def _quantize(self, samples: Tensor) -> Tensor:

@@ -101,7 +101,7 @@ def measure_in_process(model_path, repeats: int, progress: bool = True) -> dict:
             minimal[w].append(time.perf_counter() - t0)
             if r == 0:  # the lower bound does the same work: same bytes as the running encoder
                 enc.set_width(w)
-                same[w] = payload == enc.model.compress(enc.preprocess(frame))["strings"][0]
+                same[w] = payload == enc.model.compress(enc.preprocess(frame))["strings"][0][0]
             bar.update()
     bar.close()
     rows = []
@@ -121,26 +121,27 @@ def measure_in_process(model_path, repeats: int, progress: bool = True) -> dict:
 
 
 def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes:
-    """Lower bound of a reload: a model holding only the encoder and the entropy model of one width
-    (what a per-size onboard file would hold), weights memory-mapped, no fingerprint check; returns
+    """Lower bound of a reload: only the encoder and one width's context tables and medians (what a
+    per-size onboard file would hold), weights memory-mapped, no fingerprint check; returns
     the entropy-coded payload of `frame` (bit-identical to the full encoder's)."""
-    from ..codec.checkpoint import TABLE_BUFFERS
-    from ..codec.context import ContextCoder
+    from ..codec.context import ContextCoder, ContextTables
+    from ..codec.symbols import to_symbols
     from ..config import model_config_from_dict
     from ..model_files import model_file
-    from ..models.context_model import ContextModel
     from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
     from ..models.slimmable import WidthState
+    from ..models.split_model import current_keys
     from ..models.teacher import front_only
     from ..preprocess import model_input_tensor
 
     ckpt = torch.load(model_file(model_path), map_location="cpu", weights_only=True, mmap=True)
     cfg = model_config_from_dict(ckpt["model_config"])
     i = find_width(cfg.widths, width)
+    stored = current_keys(ckpt["state_dict"])
 
     def part(prefix: str) -> dict:
         return {k[len(prefix):]: v.float() if v.is_floating_point() else v
-                for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+                for k, v in stored.items() if k.startswith(prefix)}
 
     if cfg.encoder == "front":
         encoder = FrontProjectionEncoder(cfg, WidthState(i), *front_only(cfg))
@@ -148,16 +149,13 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
         encoder = SlimmableEncoder(cfg, WidthState(i))
     encoder.load_state_dict(part("encoder."))
     encoder.eval()
-    context = ContextModel(encoder.bottleneck_channels[i])
-    state = part(f"context.{i}.")
-    for name in TABLE_BUFFERS:
-        getattr(context, name).resize_(state[name].shape)
-    context.load_state_dict(state)
-    medians = part(f"entropy.{i}.")["quantiles"][:, :, 1:2]  # EntropyBottleneck's medians
+    codec = part(f"latent_codecs.{i}.")  # the width's context tables and its bottleneck's medians
+    tables = ContextTables(*(codec[name].numpy() for name in ("_quantized_cdf", "_cdf_length", "_offset")))
+    medians = codec["entropy_bottleneck.quantiles"][:, 0, 1].numpy()
     x = model_input_tensor(frame, cfg)
     with torch.no_grad():
-        symbols = torch.round(encoder(x) - medians).int()
-    return ContextCoder(context.tables()).encode(symbols[0].numpy())
+        y = encoder(x).numpy()
+    return ContextCoder(tables).encode(to_symbols(y, medians)[0])
 
 
 def _packet_width(packet: bytes) -> float:

@@ -23,7 +23,6 @@ from ..models.teacher import Teacher
 
 FORMAT = "split_perception.checkpoint"
 VERSION = 1
-TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 
 
 def fingerprint(state_dict: dict[str, torch.Tensor], cfg: dict) -> str:
@@ -53,7 +52,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra: dict | None = Non
             if v.is_floating_point():
                 v.copy_(v.half().float())
     if isinstance(model, SplitModel):
-        model.update_tables()
+        model.update(force=True)
     kind = "student" if isinstance(model, SplitModel) else "teacher"
     state = _stored(model)
     fp = fingerprint(state, to_dict(model.cfg))
@@ -90,13 +89,6 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def _resize_tables(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    for key, value in state.items():
-        mod_name, _, buf = key.rpartition(".")
-        if buf in TABLE_BUFFERS:
-            getattr(model.get_submodule(mod_name), buf).resize_(value.shape)
-
-
 def load_model(path: str | Path | None = None, kind: str = "student") -> tuple[nn.Module, str]:
     """Checkpoint -> (model in eval mode, fingerprint). The stored CDF tables are used as they are."""
     path = model_file(path)
@@ -106,26 +98,26 @@ def load_model(path: str | Path | None = None, kind: str = "student") -> tuple[n
 
 def model_from_checkpoint(ckpt: dict, path: str | Path, kind: str = "student") -> nn.Module:
     """The model (eval mode) of a container that `read_checkpoint` returned; `path` names it in errors.
-    For callers that also need the container's metadata, so the file is read once."""
+    For callers that also need the container's metadata, so the file is read once. The stored CDF tables
+    are loaded as they are (`SplitModel.load_state_dict` sizes the buffers to them)."""
     if ckpt["kind"] != kind:
         raise CheckpointError(f"{path}: holds a {ckpt['kind']} model, a {kind} model is needed here")
     model = SplitModel(ckpt["model_config"]) if kind == "student" else Teacher(ckpt["model_config"])
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    counted = kind == "teacher" or any(k.startswith("context.") for k in state)
+    counted = kind == "teacher" or any(k.endswith(".counts") for k in state)
     if not counted:  # written before context coding: no counts, so it codes as the factorized model did
-        state.update({k: v for k, v in model.state_dict().items() if k.startswith("context.")})
-    _resize_tables(model, state)
+        state.update({k: v for k, v in model.state_dict().items() if k.endswith(".counts")})
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the architecture: {exc}") from None
     if kind == "student":
-        empty = [i for i, m in enumerate(model.entropy) if m._quantized_cdf.numel() == 0]
+        empty = [i for i, c in enumerate(model.latent_codecs)
+                 if c.entropy_bottleneck.quantized_cdf.numel() == 0 or (counted and not len(c.tables().cdf_length))]
         if empty:
             raise CheckpointError(f"{path}: entropy tables missing for width indices {empty}")
         if not counted:
-            for eb, ctx in zip(model.entropy, model.context):
-                ctx.update(eb)  # from the stored factorized tables' density; eb's own tables stay as stored
+            model.update()  # the context tables, from zero counts: the factorized model's tables
     return model.eval()
 
 

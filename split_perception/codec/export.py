@@ -48,11 +48,12 @@ def export_onboard(model_path: str | Path | None = None, out: str | Path | None 
             name = f"encoder_w{i}.onnx"
             (out / name).write_bytes(_graph_bytes(model.encoder, x))
             sha[name] = file_sha256(out / name)
-            ctx = model.context[i].tables()
+            codec = model.latent_codecs[i]
+            ctx = codec.tables()
             tables.update({f"quantized_cdf_{i}": ctx.quantized_cdf.astype(np.int32),
                            f"cdf_length_{i}": ctx.cdf_length.astype(np.int32),
                            f"offset_{i}": ctx.offset.astype(np.int32),
-                           f"medians_{i}": model.entropy[i]._get_medians().reshape(-1).numpy().astype(np.float32)})
+                           f"medians_{i}": codec.medians.numpy().astype(np.float32)})
             widths.append({"width": w, "graph": name, "channels": shape[0], "latent_shape": list(shape)})
     model.set_width(cfg.widths[-1])
     np.savez(out / TABLES, **tables)

@@ -1,31 +1,47 @@
-"""The student: slimmable onboard encoder + entropy models + offboard decoders + teacher tail.
+"""The student: slimmable onboard encoder + one latent codec per width + offboard decoders + teacher tail.
 
-Follows CompressAI's contract: `forward` (training) returns restored features and likelihoods;
-`compress` returns entropy-coded strings; offboard, `entropy_decode` turns them back into the
-bottleneck that `decoder_for(width_index)` restores to features.
+A CompressAI `CompressionModel`: `forward` (training) returns restored features and likelihoods,
+`compress` the entropy-coded strings of the current width, `update` computes the CDF tables, `aux_loss`
+fits the entropy bottlenecks' quantiles, and `load_state_dict` sizes the stored tables. Offboard, a width's
+latent codec (`latent_codecs[width_index].decompress`) turns strings back into the bottleneck that
+`decoder_for(width_index)` restores to features.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import re
+
 import torch
 from torch import Tensor, nn
 
-from ..codec.context import ContextCoder
 from ..config import ModelConfig, find_width
-from ..errors import CheckpointError, PacketError, WidthError
-from .compressai_import import EntropyBottleneck
-from .context_model import ContextModel
+from ..errors import WidthError
+from .compressai_import import CompressionModel, update_registered_buffers
+from .context_latent_codec import TABLE_BUFFERS, ContextLatentCodec
 from .decoder import FeatureDecoder, SharedDecoder
 from .encoder import FrontProjectionEncoder, SlimmableEncoder
 from .onnx_teacher import OnnxTeacher
 from .slimmable import WidthState
 from .teacher import Teacher
 
-MAX_SYMBOL = 1e4  # no trained bottleneck comes near this; beyond it a payload is garbage
+# Checkpoints written before the latent codecs kept each width's factorized bottleneck at `entropy.{i}.`
+# and its context counts and tables at `context.{i}.`; a latent codec owns both, as CompressAI's own do.
+_EARLIER_KEYS = ((re.compile(r"^entropy\.(\d+)\."), r"latent_codecs.\1.entropy_bottleneck."),
+                 (re.compile(r"^context\.(\d+)\."), r"latent_codecs.\1."))
 
 
-class SplitModel(nn.Module):
+def current_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A student's state dict with the keys of this layout: those of checkpoints written before the latent
+    codecs renamed, tensors as they are (a file's fingerprint covers its keys as stored, so it is unchanged)."""
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in _EARLIER_KEYS:
+            key = pattern.sub(repl, key)
+        out[key] = value
+    return out
+
+
+class SplitModel(CompressionModel):
     """Entropic-Student-style split network with a slimmable encoder (one weight set, many widths).
 
     The onboard encoder is a small slimmable conv network (`encoder: conv`) or the teacher's own
@@ -44,9 +60,7 @@ class SplitModel(nn.Module):
         else:
             self.encoder = SlimmableEncoder(cfg, self._state)
         chans = self.encoder.bottleneck_channels
-        self.entropy = nn.ModuleList(EntropyBottleneck(c) for c in chans)  # training rate term, medians
-        self.context = nn.ModuleList(ContextModel(c) for c in chans)  # the tables packets are coded with
-        self._coders: dict[int, ContextCoder] = {}
+        self.latent_codecs = nn.ModuleList(ContextLatentCodec(c) for c in chans)
         args = (cfg.decoder_channels, self.teacher.split_channels, cfg.decoder_layers, cfg.gdn)
         self.decoders = (SharedDecoder(chans[-1], *args) if cfg.shared_decoder
                          else nn.ModuleList(FeatureDecoder(c, *args, upsample=cfg.latent_stride(i) > cfg.split_stride,
@@ -84,54 +98,29 @@ class SplitModel(nn.Module):
     def forward(self, x: Tensor) -> dict:
         """Training pass at the current width: restored split features and likelihoods."""
         i = self._state.index
-        y = self.encoder(x)
-        y_hat, likelihoods = self.entropy[i](y)
-        return {"z_hat": self.decoder_for(i)(y_hat), "likelihoods": {"y": likelihoods}}
-
-    def _coder(self, i: int) -> ContextCoder:
-        if i not in self._coders:
-            if self.context[i]._quantized_cdf.numel() == 0:
-                raise CheckpointError("entropy model has no CDF tables: load the model with "
-                                      "split_perception.codec.checkpoint.load_model (tables are stored there)")
-            self._coders[i] = ContextCoder(self.context[i].tables())
-        return self._coders[i]
+        out = self.latent_codecs[i](self.encoder(x))
+        return {"z_hat": self.decoder_for(i)(out["y_hat"]), "likelihoods": out["likelihoods"]}
 
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict:
-        """Images -> {"strings": one bytes per image, "shape": (h, w) of the bottleneck}."""
-        y = self.encoder(x)
-        return {"strings": self.entropy_encode(y, self._state.index), "shape": tuple(y.shape[-2:])}
+        """Images -> {"strings": [[one bytes per image]], "shape": (h, w) of the bottleneck} at the current width."""
+        return self.latent_codecs[self._state.index].compress(self.encoder(x))
 
-    @torch.no_grad()
-    def entropy_encode(self, y: Tensor, width_index: int) -> list[bytes]:
-        """Unquantized bottlenecks N x C x h x w of a width -> one context-coded string each."""
-        coder = self._coder(width_index)
-        symbols = torch.round(y - self.entropy[width_index]._get_medians()).int().cpu().numpy()
-        return [coder.encode(s) for s in symbols]
+    def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
+        """Compute every width's CDF tables (factorized and context, see `ContextLatentCodec.update`; there is
+        no Gaussian conditional, so no `scale_table`). Called when a checkpoint is written and before
+        evaluation; raises ValueError for a density that has no valid table (NaN)."""
+        updated = [c.update(force=force, update_quantiles=update_quantiles) for c in self.latent_codecs]
+        return any(updated)
 
-    @torch.no_grad()
-    def entropy_decode(self, strings: list[bytes], shape: tuple[int, int], width_index: int) -> Tensor:
-        """Strings of the given width -> the quantized bottleneck, the feature decoder's input."""
-        coder = self._coder(width_index)
-        symbols = np.stack([coder.decode(s, (coder.channels, *shape)) for s in strings])
-        y_hat = torch.from_numpy(symbols).float() + self.entropy[width_index]._get_medians()
-        if not torch.isfinite(y_hat).all() or y_hat.abs().max() > MAX_SYMBOL:
-            raise PacketError("payload decodes to out-of-range symbols: corrupt or forged packet")
-        return y_hat
-
-    def quantized_bottleneck(self, x: Tensor) -> Tensor:
-        """The integer-valued bottleneck that `compress` codes (for tests and analysis)."""
-        i = self._state.index
-        y = self.encoder(x)
-        return self.entropy[i].quantize(y, "dequantize", self.entropy[i]._get_medians())
-
-    def aux_loss(self) -> Tensor:
-        return sum(m.loss() for m in self.entropy)
-
-    def update_tables(self, width_index: int | None = None) -> None:
-        """Compute the integer CDF tables (of one width, or all). Called when a checkpoint is written
-        and after a refit; raises ValueError for a density that has no valid table (NaN)."""
-        for i in range(len(self.entropy)) if width_index is None else (width_index,):
-            self.entropy[i].update(force=True)
-            self.context[i].update(self.entropy[i])
-            self._coders.pop(i, None)
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True):
+        """CompressAI's load, which sizes the entropy bottlenecks' tables to the stored ones; the context tables
+        are sized the same way (`update_registered_buffers`). Keys of earlier checkpoints are renamed
+        (`current_keys`). Tables a state leaves out (a training state: `update` recomputes them) stay as the
+        model has them."""
+        own = {k: v for k, v in self.state_dict().items() if k.rsplit(".", 1)[-1] in TABLE_BUFFERS}
+        state = {**own, **current_keys(state_dict)}
+        for name, module in self.named_modules():
+            if isinstance(module, ContextLatentCodec):
+                update_registered_buffers(module, name, TABLE_BUFFERS, state)
+        return super().load_state_dict(state, strict=strict)

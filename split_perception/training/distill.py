@@ -32,6 +32,7 @@ from ..codec.checkpoint import save_checkpoint
 from ..config import ModelConfig, TrainConfig, to_dict
 from ..data.footage import IMAGE_SUFFIXES, iter_frames, source_kind
 from ..errors import CheckpointError, ConfigError, FootageError
+from ..models.context_latent_codec import CODING_BUFFERS, TABLE_BUFFERS
 from ..models.split_model import SplitModel
 from ..pca import PCA, positions, subsample
 from ..preprocess import model_input_array
@@ -213,8 +214,8 @@ class DistillTrainer:
             self._init_pca()
         self.lambdas = tc.rate_weights(len(mc.widths))
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        density = [p for n, p in named if n.startswith("entropy.") and not n.endswith("quantiles")]
-        params = [{"params": [p for n, p in named if not n.startswith("entropy.")]},
+        density = [p for n, p in named if n.startswith("latent_codecs.") and not n.endswith("quantiles")]
+        params = [{"params": [p for n, p in named if not n.startswith("latent_codecs.")]},
                   {"params": density, "lr": tc.entropy_lr or tc.lr, "weight_decay": 0.0}]
         self.model.to(self.device)
         self.opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
@@ -232,14 +233,13 @@ class DistillTrainer:
         return self.out / "last.pt"
 
     def _init_student(self, path: str) -> None:
-        from ..codec.checkpoint import TABLE_BUFFERS, load_model
+        from ..codec.checkpoint import load_model
 
         init, fp = load_model(path, kind="student")
         if to_dict(init.cfg) != to_dict(self.mc):
             raise CheckpointError(f"student_init {path} has another model configuration than this run")
         self.model.load_state_dict({k: v for k, v in init.state_dict().items()
-                                    if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS and not k.startswith("context.")},
-                                   strict=False)
+                                    if k.rsplit(".", 1)[-1] not in CODING_BUFFERS}, strict=False)
         self.log(f"initialised student from {path} (fingerprint {fp[:16]})")
 
     def _init_pca(self) -> None:
@@ -271,8 +271,6 @@ class DistillTrainer:
         self.log(f"resumed from {self.last_path} after epoch {self.epoch}")
 
     def _save_state(self) -> None:
-        from ..codec.checkpoint import TABLE_BUFFERS
-
         state = {"model": {k: v for k, v in self.model.state_dict().items() if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS},
                  "opt": self.opt.state_dict(), "aux_opt": self.aux_opt.state_dict(), "sched": self.sched.state_dict(),
                  "epoch": self.epoch, "history": json.dumps(self.history), "model_config": to_dict(self.mc),
@@ -297,9 +295,10 @@ class DistillTrainer:
         for wi in widths:
             m._state.index = wi
             y = m.encoder.project(f)
-            y_hat, likelihoods = m.entropy[wi](y)
+            out = m.latent_codecs[wi](y)
+            y_hat, likelihoods = out["y_hat"], out["likelihoods"]["y"]
             if tc.decoder_input == "rounded":
-                medians = m.entropy[wi]._get_medians().detach()
+                medians = m.latent_codecs[wi].medians[:, None, None]
                 y_hat = y + (torch.round(y - medians) + medians - y).detach()
             z_hat = m.decoder_for(wi)(y_hat)
             kd = F.mse_loss(z_hat / self.scale, f / self.scale)

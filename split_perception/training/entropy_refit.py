@@ -63,16 +63,16 @@ def bottlenecks(model: SplitModel, root: str, max_images: int, progress: bool = 
 
 @torch.no_grad()
 def coded_bytes(model: SplitModel, i: int, y: Tensor) -> float:
-    """Mean bytes of the strings that width `i`'s context coder writes for `y` (real rANS output)."""
-    model.entropy[i].eval()
-    return sum(len(s) for s in model.entropy_encode(y, i)) / len(y)
+    """Mean bytes of the strings that width `i`'s latent codec writes for `y` (real rANS output)."""
+    model.latent_codecs[i].eval()
+    return sum(len(s) for s in model.latent_codecs[i].compress(y)["strings"][0]) / len(y)
 
 
 @torch.no_grad()
 def count_contexts(model: SplitModel, i: int, y: Tensor) -> None:
     """Count width `i`'s symbols of the bottlenecks `y` per (channel, context), then build its tables."""
-    model.context[i].fit(torch.round(y - model.entropy[i]._get_medians()).int())
-    model.update_tables(i)
+    model.latent_codecs[i].count(y)
+    model.latent_codecs[i].update(force=True)
 
 
 def refit_entropy(model: SplitModel, root: str, max_images: int = 1000, steps: int = 2000, batch_size: int = 16,
@@ -93,7 +93,7 @@ def refit_entropy(model: SplitModel, root: str, max_images: int = 1000, steps: i
     for i, w in enumerate(model.widths):
         fit, check = ys[i][:n_fit], ys[i][n_fit:] if n_fit < len(ys[i]) else ys[i]
         before = coded_bytes(model, i, check)
-        eb = model.entropy[i]
+        eb = model.latent_codecs[i].entropy_bottleneck
         density = [p for n, p in eb.named_parameters() if not n.endswith("quantiles")]
         opt = torch.optim.Adam(density, lr=lr)
         aux_opt = torch.optim.Adam([eb.quantiles], lr=aux_lr)

@@ -28,7 +28,6 @@ from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
 from ..codec.checkpoint import (
-    TABLE_BUFFERS,
     load_model,
     load_torchvision_detector,
     model_from_checkpoint,
@@ -39,6 +38,7 @@ from ..config import ModelConfig, TrainConfig, to_dict
 from ..data.coco import CocoSceneDataset, collate
 from ..errors import CheckpointError, ConfigError
 from ..evaluation.evaluate import evaluate_split, evaluate_teacher
+from ..models.context_latent_codec import CODING_BUFFERS, TABLE_BUFFERS
 from ..models.split_model import SplitModel
 from ..models.teacher import Teacher
 from ..offboard import OffboardDecoder
@@ -123,8 +123,8 @@ class Trainer:
             self.lambdas = tc.rate_weights(len(mc.widths))
             self.trained_widths = self._trained_widths()
             named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-            density = [p for n, p in named if n.startswith("entropy.") and not n.endswith("quantiles")]
-            params = [{"params": [p for n, p in named if not n.startswith("entropy.")]},
+            density = [p for n, p in named if n.startswith("latent_codecs.") and not n.endswith("quantiles")]
+            params = [{"params": [p for n, p in named if not n.startswith("latent_codecs.")]},
                       {"params": density, "lr": tc.entropy_lr or tc.lr, "weight_decay": 0.0}]
             aux_params = [p for n, p in named if n.endswith("quantiles")]
         self.model.to(self.device)
@@ -154,8 +154,8 @@ class Trainer:
             theirs = {("decoders.decoder." + k[len(widest):] if k.startswith(widest) else k): v
                       for k, v in theirs.items() if k.startswith(widest) or not k.startswith("decoders.")}
         # Tables and context counts describe the old encoder's symbols: the next refit counts anew.
-        self.model.load_state_dict({k: v for k, v in theirs.items() if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS
-                                    and not k.startswith(("teacher.", "context."))}, strict=False)
+        self.model.load_state_dict({k: v for k, v in theirs.items() if k.rsplit(".", 1)[-1] not in CODING_BUFFERS
+                                    and not k.startswith("teacher.")}, strict=False)
         changed = [k for k in own if k.startswith("teacher.") and not torch.equal(own[k], theirs[k])]
         if changed:
             raise CheckpointError(f"student_init {path} was trained against another teacher ({len(changed)} tensors differ)")
@@ -171,7 +171,7 @@ class Trainer:
         if self.mc.encoder != "front" or self.mc.shared_decoder:
             raise ConfigError("train_widths needs the 'front' encoder (a gain per width) and one decoder per width")
         indices = sorted({self.model.width_index_of(w) for w in self.tc.train_widths})
-        own = tuple(f"{part}.{i}." for i in indices for part in ("encoder.gain", "decoders", "entropy"))
+        own = tuple(f"{part}.{i}." for i in indices for part in ("encoder.gain", "decoders", "latent_codecs"))
         for name, p in self.model.named_parameters():
             if not (name + ".").startswith(own):
                 p.requires_grad_(False)
@@ -210,7 +210,7 @@ class Trainer:
 
     def _save_state(self) -> None:
         model_state = {k: v for k, v in self.model.state_dict().items()
-                       if k.rsplit(".", 1)[-1] not in ("_quantized_cdf", "_offset", "_cdf_length")}
+                       if k.rsplit(".", 1)[-1] not in TABLE_BUFFERS}
         state = {"model": model_state, "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                  "aux_opt": self.aux_opt.state_dict() if self.aux_opt else {}, "epoch": self.epoch,
                  "history": json.dumps(self.history), "model_config": to_dict(self.mc),
@@ -282,7 +282,7 @@ class Trainer:
         try:
             if isinstance(self.model, Teacher):
                 return {"teacher": evaluate_teacher(self.model, tc.val_data, tc.max_eval_images, self.progress)}
-            self.model.update_tables()
+            self.model.update(force=True)
             enc = OnboardEncoder.from_model(self.model, "0" * 64)
             dec = OffboardDecoder.from_model(self.model, "0" * 64)
             res = evaluate_split(enc, dec, tc.val_data, max_images=tc.max_eval_images, progress=self.progress)
