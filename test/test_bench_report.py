@@ -1,39 +1,67 @@
-"""`bench report` puts the benchmark tables into docs/results.md between its markers."""
+"""`bench report` puts the benchmark tables into docs/results.md and the results lines into the
+README, each between its markers."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
+from split_perception.bench import headlines
 from split_perception.bench.report import BEGIN, END
 from split_perception.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
 
-def test_report_replaces_only_the_marked_section(tmp_path, capsys):
-    res = tmp_path / "bench" / "switch"
-    res.mkdir(parents=True)
-    (res / "table.md").write_text("| a |\n|---|\n| 1 |\n")
-    (res / "switch.json").write_text(json.dumps({"command": "split-perception bench switch",
-                                                 "machine": {"date": "2026-11-24", "cpus": 2, "threads": 2}}))
-    (res / "switch.png").write_bytes(b"png")
-    page = tmp_path / "docs" / "results.md"
+
+def _switch_results(root: Path) -> Path:
+    """A results folder holding one real `bench switch` run (the committed one), under `root`."""
+    shutil.copytree(REPO / "results" / "bench" / "switch", root / "bench" / "switch")
+    return root / "bench"
+
+
+def _pages(root: Path) -> tuple[Path, Path]:
+    page, readme = root / "docs" / "results.md", root / "README.md"
     page.parent.mkdir(exist_ok=True)
     page.write_text(f"intro\n{BEGIN}\nold table\n{END}\noutro\n")
-    assert main(["bench", "report", "--results", str(tmp_path / "bench"), "--doc", str(page)]) == 0
+    readme.write_text(f"# readme\n{headlines.BEGIN}\nold lines\n{headlines.END}\nmore\n")
+    return page, readme
+
+
+def test_report_replaces_only_the_marked_section(tmp_path, capsys):
+    results = _switch_results(tmp_path)
+    page, readme = _pages(tmp_path)
+    argv = ["bench", "report", "--results", str(results), "--doc", str(page), "--readme", str(readme)]
+    assert main(argv) == 0
     doc = page.read_text()
     assert doc.startswith("intro\n") and doc.endswith("outro\n") and "old table" not in doc
-    assert "`split-perception bench switch` (2026-11-24, 2 cores" in doc and "| 1 |" in doc
+    run = json.loads((results / "switch" / "switch.json").read_text())
+    assert f"`{run['command']}` ({run['machine']['date']}, 2 cores" in doc
+    assert (results / "switch" / "table.md").read_text().strip() in doc
     assert "(../bench/switch/switch.png)" in doc  # relative to the page
-    assert main(["bench", "report", "--results", str(tmp_path / "bench"), "--doc", str(page)]) == 0
-    assert page.read_text() == doc  # idempotent
+    text = readme.read_text()
+    assert text.startswith("# readme\n") and text.endswith("more\n") and "old lines" not in text
+    line = next(x for x in text.splitlines() if x.startswith("* **Switching width**"))
+    assert "(docs/results.md#width-switch-vs-model-reload-bench-switch)" in line  # relative to the README
+    assert "`split-perception bench switch --model synthetic`" in line  # the committed run names no --model
+    steady = [r["steady_ms"] for r in run["rows"]]
+    assert f"{min(steady):.1f}-{max(steady):.1f} ms" in line
+    assert main(argv) == 0
+    assert page.read_text() == doc and readme.read_text() == text  # idempotent
 
 
 def test_report_without_markers_or_results_is_a_clear_error(tmp_path, capsys):
-    page = tmp_path / "docs" / "results.md"
-    page.parent.mkdir(exist_ok=True)
-    page.write_text("no markers\n")
-    assert main(["bench", "report", "--results", str(tmp_path), "--doc", str(page)]) == 2
+    page, readme = _pages(tmp_path)
+    argv = ["bench", "report", "--doc", str(page), "--readme", str(readme)]
+    assert main([*argv, "--results", str(tmp_path / "none")]) == 2
     assert "no benchmark results" in capsys.readouterr().err
-    (tmp_path / "x" / "link").mkdir(parents=True)
-    (tmp_path / "x" / "link" / "table.md").write_text("t\n")
-    assert main(["bench", "report", "--results", str(tmp_path / "x"), "--doc", str(page)]) == 2
-    assert "markers" in capsys.readouterr().err
+    results = _switch_results(tmp_path)
+    for broken in (readme, page):
+        kept = broken.read_text()
+        broken.write_text("no markers\n")
+        before = {p: p.read_text() for p in (page, readme)}
+        assert main([*argv, "--results", str(results)]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "markers" in err[0] and str(broken) in err[0], err
+        assert {p: p.read_text() for p in (page, readme)} == before  # neither page written
+        broken.write_text(kept)

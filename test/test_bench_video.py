@@ -71,17 +71,3 @@ def test_video_mode_refuses_bad_settings_with_one_line(small_student_path, tmp_p
                  *bad, "--out", str(tmp_path / "o")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "--" in err[0], err
-
-
-def test_the_readme_quotes_the_committed_video_results():
-    """The README's video figures are those of results/bench/rate_accuracy_video, not typed by hand."""
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    res = json.loads((repo / "results" / "bench" / "rate_accuracy_video" / "rate_accuracy.json").read_text())
-    readme = " ".join((repo / "README.md").read_text().split())
-    bullet = readme[readme.index("**Against the video codecs robots stream**"):][:1500]
-    heads = res["headline"]
-    for figures in ([f"{h['ours_bytes']:.0f}" for h in heads], [f"{100 * h['ours_map']:.1f}" for h in heads],
-                    [f"{h['best_video_ratio_max']:.2f}" for h in heads]):
-        assert " / ".join(figures) in bullet, figures

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from split_perception.bench import headlines
+from split_perception.bench.report import marked, readme_block, slug
+
 from .test_ros_package import NODES, declared_parameters
 from .test_user_commands import DOC_COMMANDS
 
@@ -39,6 +42,23 @@ def test_tracked_files_do_not_point_outside_the_repository():
                                                                       "Makefile", "CMakeLists.txt", ".sh"))
             and f != "test/test_docs.py" and bad.search((REPO / f).read_text(errors="replace"))]
     assert not hits, hits
+
+
+def test_readme_results_are_those_of_the_result_files():
+    """The README's results lines are what `bench report` makes of results/bench now: a figure typed
+    by hand, or left behind by a new run, fails here (rerun `split-perception bench report`)."""
+    expected = readme_block(REPO / "results" / "bench", REPO / "README.md", REPO / "docs" / "results.md")
+    assert marked(REPO / "README.md", headlines.BEGIN, headlines.END) == expected, \
+        "README.md's results lines differ from results/bench: run `split-perception bench report`"
+
+
+def test_links_to_sections_of_the_results_page_resolve():
+    results = REPO / "docs" / "results.md"
+    anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", results.read_text(), re.M)}
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*results\.md)#([^)\s]+)\)", page.read_text()):
+            if (page.parent / target).resolve() == results:
+                assert anchor in anchors, f"{page.name}: no section #{anchor} in docs/results.md"
 
 
 def documented_commands() -> set[str]:

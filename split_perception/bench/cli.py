@@ -167,10 +167,12 @@ def add_parsers(sub) -> None:
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("link"))
 
-    s = bsub.add_parser("report", help="write the tables of docs/results.md from the benchmark outputs")
+    s = bsub.add_parser("report", help="write the tables of docs/results.md and the README's results lines from "
+                                       "the benchmark outputs")
     s.add_argument("--results", default="results/bench", help="folder holding the benchmark output folders")
     s.add_argument("--doc", default="docs/results.md", help="page with the bench-results markers")
-    s.add_argument("--print", action="store_true", help="print the tables instead of editing the page")
+    s.add_argument("--readme", default="README.md", help="page with the results markers (the headline lines)")
+    s.add_argument("--print", action="store_true", help="print the tables and lines instead of editing the pages")
     s.set_defaults(func=_runner("report"))
 
     s = sub.add_parser("analyze-split", help="PCA study of candidate split layers: components, bytes, accuracy")

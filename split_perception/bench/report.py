@@ -1,16 +1,20 @@
-"""`bench report`: the benchmark tables of docs/results.md, generated from the benchmark output folders.
+"""`bench report`: the benchmark tables of docs/results.md and the README's results lines, generated
+from the benchmark output folders.
 
 Each folder's `table.md` is taken as written, headed by the command and machine recorded in its
 JSON, and linked to its plot; the section replaces the text between the two markers in the page.
+The README's lines (`headlines.py`) replace the text between its own markers and link to those tables.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import headlines
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
@@ -59,22 +63,47 @@ def section(results: Path, link_base: str) -> str:
     return "\n".join(parts)
 
 
-def update_page(page: Path, text: str) -> None:
-    """Replace the text between the markers of `page` with `text`."""
+def slug(title: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def _relative(target: Path, page: Path) -> str:
+    """`target` as a link from `page` (relative, so it works on GitHub and in a clone)."""
+    return Path(os.path.relpath(target, page.parent)).as_posix()
+
+
+def readme_block(results: Path, readme: Path, doc: Path) -> str:
+    """The README's results lines, each linking to its section of the page `doc`."""
+    link = _relative(doc, readme)
+    return headlines.block(results, {name: f"{link}#{slug(title)}" for name, title in SECTIONS})
+
+
+def marked(page: Path, begin: str = BEGIN, end: str = END) -> str:
+    """The text between the markers of `page`."""
     doc = page.read_text()
-    if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
-        raise ConfigError(f"{page} has no '{BEGIN}' ... '{END}' markers")
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    page.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    if begin not in doc or end not in doc or doc.index(begin) > doc.index(end):
+        raise ConfigError(f"{page} has no '{begin}' ... '{end}' markers")
+    return doc.split(begin, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def update_page(page: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the text between the markers of `page` with `text`."""
+    marked(page, begin, end)
+    head, rest = page.read_text().split(begin, 1)
+    _, tail = rest.split(end, 1)
+    page.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 def run(args) -> int:
-    results, page = Path(args.results).resolve(), Path(args.doc).resolve()
-    text = section(results, Path(os.path.relpath(results, page.parent)).as_posix())  # links work on GitHub
+    results, page, readme = Path(args.results).resolve(), Path(args.doc).resolve(), Path(args.readme).resolve()
+    text = section(results, _relative(results, page))
+    lines = readme_block(results, readme, page)
     if args.print:
-        print(text)
-    else:
-        update_page(page, text)
-        print(f"updated the benchmark tables of {args.doc} from {args.results}")
+        print(f"{text}\n\n{lines}")
+        return 0
+    marked(page), marked(readme, headlines.BEGIN, headlines.END)  # both pages checked before either is written
+    update_page(page, text)
+    update_page(readme, lines, headlines.BEGIN, headlines.END)
+    print(f"updated the benchmark tables of {args.doc} and the results lines of {args.readme} from {args.results}")
     return 0
