@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -35,21 +37,24 @@ def tiny_data(tmp_path_factory):
     return root
 
 
+def untrained_checkpoint(config: ModelConfig, path: Path, seed: int = 0) -> Path:
+    """A checkpoint of an untrained model of `config` (weights drawn from `seed`) written to `path`:
+    the real file format, tables and loaders, without the minutes of training."""
+    torch.manual_seed(seed)
+    save_checkpoint(SplitModel(config), path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_model") / "model.pt"
-    save_checkpoint(SplitModel(tiny_config()), path)
-    return path
+    """An untrained `tiny_config` model's checkpoint: the synthetic-teacher path end to end, fast."""
+    return untrained_checkpoint(tiny_config(), tmp_path_factory.mktemp("tiny_model") / "model.pt")
 
 
 @pytest.fixture(scope="session")
 def small_student_path(tmp_path_factory):
     """An untrained `small_config` student's checkpoint: the ONNX-teacher path end to end, fast."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("small_student") / "model.pt"
-    save_checkpoint(SplitModel(small_config()), path)
-    return path
+    return untrained_checkpoint(small_config(), tmp_path_factory.mktemp("small_student") / "model.pt")
 
 
 @pytest.fixture(scope="session")
