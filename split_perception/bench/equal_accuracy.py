@@ -1,7 +1,7 @@
 """Bytes at equal accuracy: what each baseline needs to reach each of our widths' mAP (or agreement).
 
 The headline of both rate-accuracy benchmarks (`rate_accuracy.py` on labelled synthetic scenes,
-`rate_accuracy_real.py` on real footage against the teacher).
+`rate_accuracy_real.py` and `rate_accuracy_video.py` on real footage against the teacher).
 """
 
 from __future__ import annotations
@@ -110,3 +110,15 @@ def headline_table(rows: list[dict], columns=HEADLINE_COLUMNS) -> str:
                  *(cell(h, key, fmt, suffix) for _, key, fmt, suffix in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def agreement_headlines(rows: list[dict], families=HEADLINE_FAMILIES, groups=HEADLINE_GROUPS,
+                        columns=HEADLINE_COLUMNS) -> tuple[list[dict], list[dict], str]:
+    """The headline of a run scored against the teacher, by agreement mAP@[.5:.95] and by mAP@.5
+    (a few detections more or less move the stricter metric a lot on a short clip), and both tables
+    with how they are made, as markdown."""
+    heads = headline(rows, families, groups)
+    heads50 = headline([{**r, "map": r["map50"]} for r in rows], families, groups)
+    text = (f"Bytes at equal agreement (mAP@[.5:.95] against the teacher):\n\n{headline_table(heads, columns)}\n\n"
+            f"Bytes at equal agreement mAP@.5:\n\n{headline_table(heads50, columns)}\n\n{HOW_HEADLINE}")
+    return heads, heads50, text

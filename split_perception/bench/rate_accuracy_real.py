@@ -6,7 +6,8 @@ detections at the decoder's score threshold taken as ground truth); agreement is
 packets through the onboard encoder and the offboard decoder), JPEG and WebP of the frame at the
 teacher's input size (the letterbox content, decoded offboard and fed to the teacher), and PCA of
 the teacher's split tensor (fitted on training footage) coded with rANS. The headline is the same as
-on the synthetic scenes (`equal_accuracy.headline`), with agreement in place of mAP.
+on the synthetic scenes (`equal_accuracy.agreement_headlines`), with agreement in place of mAP, by
+mAP@[.5:.95] and by mAP@.5.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..pca import PCA, positions, subsample
 from ..preprocess import model_input_tensor
 from ..training.distill import footage_views
 from . import pca_codec
-from .equal_accuracy import HEADLINE_COLUMNS, HEADLINE_FAMILIES, HEADLINE_GROUPS, HOW_HEADLINE, headline, headline_table
+from .equal_accuracy import HEADLINE_COLUMNS, HEADLINE_FAMILIES, HEADLINE_GROUPS, HOW_HEADLINE, agreement_headlines
 
 IMAGE_GRID = [("jpeg", q) for q in (95, 75, 50, 30, 15, 5)] + [("webp", q) for q in (75, 50, 30, 15, 5, 1)]
 QUICK_IMAGE_GRID = [("jpeg", 50), ("jpeg", 5), ("webp", 15)]
@@ -181,15 +182,13 @@ def run(args) -> int:
 
 def report(args, intro: str, rows: list[dict], info: dict, t0: float, columns, families=HEADLINE_FAMILIES,
            groups=HEADLINE_GROUPS, headline_columns=HEADLINE_COLUMNS) -> int:
-    """Write a rate-accuracy run (table.md, rate_accuracy.json/.csv) and print it: `intro`, the rows, and
-    the bytes every baseline family needs at each width's agreement, by mAP@[.5:.95] and by mAP@.5."""
-    heads = headline(rows, families, groups)
-    heads50 = headline([{**r, "map": r["map50"]} for r in rows], families, groups)
+    """Write a run scored against the teacher (table.md, rate_accuracy.json/.csv) and print it: `intro`,
+    the rows, and the bytes every baseline family needs at each width's agreement
+    (`equal_accuracy.agreement_headlines`)."""
+    heads, heads50, headlines_text = agreement_headlines(rows, families, groups, headline_columns)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    text = (f"{intro}\n\n{markdown_table(rows, columns)}\n\nBytes at equal agreement (mAP@[.5:.95] against the "
-            f"teacher):\n\n{headline_table(heads, headline_columns)}\n\nBytes at equal agreement mAP@.5:\n\n"
-            f"{headline_table(heads50, headline_columns)}\n\n{HOW_HEADLINE}\n")
+    text = f"{intro}\n\n{markdown_table(rows, columns)}\n\n{headlines_text}\n"
     (out / "table.md").write_text(text)
     payload = {"command": command_line(args), "machine": machine_info(args.threads), "model": args.model or "bundled",
                **info, "headline": heads, "headline50": heads50, "headline_method": HOW_HEADLINE,
