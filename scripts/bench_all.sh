@@ -1,6 +1,7 @@
 #!/bin/bash
 # Rerun every benchmark of the synthetic model (`--model synthetic`) with the settings of the committed
-# results, one after another (about 70 minutes on a 2-core machine), then regenerate docs/results.md.
+# results, one after another (about 70 minutes on a 2-core machine), then regenerate docs/results.md and
+# the README's results lines.
 # Run after replacing that model; each benchmark's output is logged to runs/bench_all/<name>.log.
 # Needs `make ros` (the venv with ROS), the onboard venv (`make onboard`) and the held-out sets
 # (docs/training.md: make-dataset val, val_hard and fit).
