@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.codec.packet import Packet
 from split_perception.harness.processes import (
     CONFIG,
@@ -15,6 +14,7 @@ from split_perception.harness.processes import (
     wait_ready,
 )
 from split_perception.model_files import DEFAULT_MODEL
+from split_perception.models.checkpoint import read_checkpoint
 
 
 def probe(tmp_path, domain, **cfg) -> dict:
