@@ -24,9 +24,9 @@ def _threads(n: int) -> None:
 def cmd_info(args) -> int:
     import numpy as np
 
-    from .codec.onboard_export import export_dir_for, find_export
     from .data.synthetic import render_scene
-    from .onboard import OnboardEncoder
+    from .onboard.encoder import OnboardEncoder
+    from .onboard.export_files import export_dir_for, find_export
 
     enc = OnboardEncoder(args.model, runtime="torch")
     cfg = enc.cfg
@@ -85,7 +85,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_refit_entropy(args) -> int:
-    from .codec.checkpoint import (
+    from .models.checkpoint import (
         model_from_checkpoint,
         read_checkpoint,
         save_checkpoint,
@@ -133,7 +133,7 @@ def _read_rgb(path: Path):
 
 
 def cmd_encode(args) -> int:
-    from .onboard import OnboardEncoder
+    from .onboard.encoder import OnboardEncoder
 
     enc = OnboardEncoder(args.model, runtime=args.runtime, threads=args.threads)
     enc.set_width(args.width)
@@ -164,8 +164,8 @@ def cmd_import_teacher(args) -> int:
 
 
 def cmd_export_onboard(args) -> int:
-    from .codec.export import export_onboard
-    from .codec.onboard_export import read_export
+    from .onboard.export import export_onboard
+    from .onboard.export_files import read_export
 
     exp = read_export(export_onboard(args.model, args.out))
     print(f"wrote {exp.directory}: model {exp.fingerprint[:12]}, widths {list(exp.cfg.widths)}, "
@@ -178,8 +178,8 @@ def cmd_decode(args) -> int:
 
     from .errors import ModelMismatchError, PacketError
     from .evaluation.metrics import xywh
-    from .offboard import OffboardDecoder
-    from .visualize import draw_detections
+    from .offboard.decoder import OffboardDecoder
+    from .offboard.visualize import draw_detections
 
     _threads(args.threads)
     dec = OffboardDecoder(args.model, score_thresh=args.score_thresh)
@@ -215,8 +215,8 @@ def cmd_decode(args) -> int:
 def cmd_eval(args) -> int:
     from .evaluation.evaluate import evaluate_split, evaluate_teacher
     from .evaluation.report import format_table, machine_info
-    from .offboard import OffboardDecoder
-    from .onboard import OnboardEncoder
+    from .offboard.decoder import OffboardDecoder
+    from .onboard.encoder import OnboardEncoder
 
     _threads(args.threads)
     enc, dec = OnboardEncoder(args.model), OffboardDecoder(args.model)
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_make_dataset)
 
     s = sub.add_parser("train", help="train the teacher or the student from a YAML config (resumes)")
-    s.add_argument("--config", required=True, help="YAML with model: and train: sections (see configs/)")
+    s.add_argument("--config", required=True, help="YAML with model: and train: sections (see recipes/)")
     s.add_argument("--output-dir", dest="output_dir", help="override train.output_dir")
     s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--seed", type=int, help="override train.seed")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .codec.onboard_export import find_export
 from .data.bags import ground_truth_path, read_images, write_image_bag, write_sample_bag
 from .data.image_messages import message_to_rgb
 from .errors import FootageError
@@ -36,6 +35,7 @@ from .harness.processes import (
 )
 from .link.trace import BandwidthTrace
 from .model_files import model_file
+from .onboard.export_files import find_export
 from .stamps import stamp_ns
 
 # The clip a model of real-world classes plays by default: held out from training, people and cars in a
@@ -60,7 +60,7 @@ def demo_video(model_path, video: str | None) -> str | None:
     if exp is not None:
         cfg = exp.cfg
     else:
-        from .codec.checkpoint import read_checkpoint
+        from .models.checkpoint import read_checkpoint
 
         cfg = read_checkpoint(model_file(model_path))["model_config"]
     if not cfg.teacher:
@@ -106,7 +106,7 @@ def _reference(bag: Path, model_path) -> tuple:
 
         return load_coco(gt_path), json.loads(gt_path.read_text())["images"], "ground truth"
     from .evaluation.bag_eval import detections_coco
-    from .offboard import OffboardDecoder
+    from .offboard.decoder import OffboardDecoder
 
     print("the teacher on the bag's uncompressed frames (the reference a clip has) ...", flush=True)
     dec = OffboardDecoder(model_path)
@@ -167,8 +167,8 @@ def _plot(rec: dict, path: Path) -> None:
 def _annotate(rec: dict, bag: Path, offsets: list[int], out: Path, count: int = 4) -> int:
     import cv2
 
-    from .offboard import Detection
-    from .visualize import draw_detections
+    from .offboard.decoder import Detection
+    from .offboard.visualize import draw_detections
 
     out.mkdir(parents=True, exist_ok=True)
     frames = {stamp_ns(m.msg.header.stamp): m for m in read_images(bag)}

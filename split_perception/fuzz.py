@@ -29,7 +29,7 @@ import numpy as np
 from .errors import ConfigError, ModelMismatchError, PacketError
 
 MUTATORS = ("libfuzzer", "flip", "overwrite", "truncate", "extend", "header", "splice", "random")
-DECODER = "split_perception.offboard:OffboardDecoder"
+DECODER = "split_perception.offboard.decoder:OffboardDecoder"
 STATS_EVERY = 500  # cases between two writes of the counts (libFuzzer exits without Python's atexit)
 
 
@@ -131,7 +131,7 @@ def child(model: str | None, cases: int, seed: int, hang_ms: float, max_rss_grow
     with atheris.instrument_imports(include=["split_perception"]):
         module, name = target.split(":")
         decoder = getattr(importlib.import_module(module), name)(model)
-        from .onboard import OnboardEncoder
+        from .onboard.encoder import OnboardEncoder
 
     seeds = corpus(OnboardEncoder(model))
     seed_dir = out / "corpus"

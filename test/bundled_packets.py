@@ -53,9 +53,9 @@ def _decoded(frame, y_hat: torch.Tensor) -> dict:
 
 def record_model(name: str, path: Path, frames: dict[str, np.ndarray]) -> dict:
     """One bundled model's packets (SHA-256 and length) per runtime, width and frame, and their decodes."""
-    from split_perception.codec.onboard_export import export_dir_for
-    from split_perception.offboard import OffboardDecoder
-    from split_perception.onboard import OnboardEncoder
+    from split_perception.offboard.decoder import OffboardDecoder
+    from split_perception.onboard.encoder import OnboardEncoder
+    from split_perception.onboard.export_files import export_dir_for
 
     decoder, decoded, y_hat = OffboardDecoder(path), {}, []
     for i in range(len(decoder.cfg.widths)):  # the entropy-decoded bottleneck, as the feature decoder gets it

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import save_checkpoint
 from split_perception.config import ModelConfig
 from split_perception.data.synthetic import make_dataset
 from split_perception.harness.domains import pick_domain
 from split_perception.model_files import BUNDLED_MODELS, DEFAULT_MODEL
+from split_perception.models.checkpoint import save_checkpoint
 from split_perception.models.split_model import SplitModel
 
 torch.set_num_threads(2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from split_perception.bench.encoder_node import summarize
+from split_perception.bench.encoder_node_load import summarize
 from split_perception.cli import main
 from split_perception.harness.domains import pick_domain
 

@@ -10,7 +10,7 @@ import pytest
 from split_perception.bench import e2e
 from split_perception.bench.e2e import Option
 from split_perception.cli import main
-from split_perception.codec.export import export_onboard
+from split_perception.onboard.export import export_onboard
 
 
 def test_transfer_and_end_to_end_by_hand():

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from split_perception.bench.link import parse_mode, parse_schedule, summarize
+from split_perception.bench.link_adaptation import parse_mode, parse_schedule, summarize
 from split_perception.data.coco import load_coco
 from split_perception.errors import ConfigError
 from split_perception.harness.domains import pick_domain
-from split_perception.link.netns import available
+from split_perception.harness.netns import available
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 

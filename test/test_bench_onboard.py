@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import sys
 
-from split_perception.bench.onboard import measure
-from split_perception.codec.export import export_onboard
+from split_perception.bench.onboard_cost import measure
+from split_perception.onboard.export import export_onboard
 
 
 def test_bench_onboard_rows_for_both_runtimes(tmp_path, tiny_model_path):

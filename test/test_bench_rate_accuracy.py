@@ -15,7 +15,7 @@ from split_perception.bench import equal_accuracy as ea
 from split_perception.bench.pca_codec import HEADER, PCACodec
 from split_perception.cli import main
 from split_perception.errors import PacketError
-from split_perception.pca import PCA, positions
+from split_perception.models.pca import PCA, positions
 
 
 def _features(n_images: int, seed: int) -> list[torch.Tensor]:

@@ -80,9 +80,9 @@ def test_switch_through_ros_node(tmp_path, tiny_model_path):
 
 def test_minimal_reload_of_a_front_model_codes_the_same_bytes(tmp_path):
     from split_perception.bench.switch import minimal_reload_payload
-    from split_perception.codec.checkpoint import save_checkpoint
+    from split_perception.models.checkpoint import save_checkpoint
     from split_perception.models.split_model import SplitModel
-    from split_perception.onboard import OnboardEncoder
+    from split_perception.onboard.encoder import OnboardEncoder
 
     from .conftest import tiny_config
 

@@ -3,10 +3,10 @@ its shapes; the default (the NanoDet-g student) finds a person where its teacher
 
 import numpy as np
 
-from split_perception.codec.checkpoint import load_model
 from split_perception.data.synthetic import render_scene
-from split_perception.offboard import OffboardDecoder
-from split_perception.onboard import OnboardEncoder
+from split_perception.models.checkpoint import load_model
+from split_perception.offboard.decoder import OffboardDecoder
+from split_perception.onboard.encoder import OnboardEncoder
 
 
 def test_synthetic_model_bytes_strictly_increase_with_width(synthetic_model_path):

@@ -13,13 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import split_perception.codec.checkpoint as ckpt_mod
-from split_perception.codec.checkpoint import (
-    fingerprint,
-    load_model,
-    read_checkpoint,
-    save_checkpoint,
-)
+import split_perception.models.checkpoint as ckpt_mod
 from split_perception.codec.packet import parse
 from split_perception.data.synthetic import render_scene
 from split_perception.errors import (
@@ -30,9 +24,15 @@ from split_perception.errors import (
     WidthError,
 )
 from split_perception.model_files import BUNDLED_MODELS
+from split_perception.models.checkpoint import (
+    fingerprint,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from split_perception.models.split_model import SplitModel, current_keys
-from split_perception.offboard import OffboardDecoder
-from split_perception.onboard import OnboardEncoder
+from split_perception.offboard.decoder import OffboardDecoder
+from split_perception.onboard.encoder import OnboardEncoder
 
 from .conftest import tiny_config
 
@@ -47,7 +47,7 @@ def test_cross_process_encode_is_bit_exact(tiny_model_path, tmp_path):
     code = textwrap.dedent(f"""
         import numpy as np, torch
         torch.set_num_threads(1)
-        from split_perception.onboard import OnboardEncoder
+        from split_perception.onboard.encoder import OnboardEncoder
         enc = OnboardEncoder({str(tiny_model_path)!r})
         enc.set_width(0.5)
         open({str(tmp_path / 'pkt.spf')!r}, 'wb').write(enc.encode(np.load({str(tmp_path / 'img.npy')!r}), 7, 99))

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from split_perception.cli import main
-from split_perception.codec.checkpoint import fingerprint, load_model, read_checkpoint
 from split_perception.codec.context import CONTEXTS, ContextCoder, symbol_contexts
 from split_perception.codec.packet import parse
 from split_perception.codec.symbols import from_symbols, to_symbols
 from split_perception.data.synthetic import render_scene
+from split_perception.models.checkpoint import fingerprint, load_model, read_checkpoint
 from split_perception.models.context_latent_codec import ContextLatentCodec
-from split_perception.offboard import OffboardDecoder
-from split_perception.onboard import OnboardEncoder
+from split_perception.offboard.decoder import OffboardDecoder
+from split_perception.onboard.encoder import OnboardEncoder
 
 from .test_codec_model import earlier_layout
 

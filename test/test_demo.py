@@ -26,8 +26,8 @@ def repo_copy(dest: Path) -> Path:
 def test_demo_with_default_output_folder_from_a_repository_copy(tmp_path, bundled_model_path):
     """`make demo`'s command with the default model: the held-out street clip, scored against the teacher;
     what arrives carries COCO classes."""
-    from split_perception.codec.checkpoint import read_checkpoint
     from split_perception.demo import DEMO_CLIP
+    from split_perception.models.checkpoint import read_checkpoint
 
     assert DEMO_CLIP.is_file(), f"{DEMO_CLIP} missing: run `make footage-heldout` (part of `make test`)"
     cli = Path(sys.executable).parent / "split-perception"  # what `make demo` runs

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.codec.packet import Packet
 from split_perception.harness.processes import (
     READY_TIMEOUT_S,
@@ -17,6 +16,7 @@ from split_perception.harness.processes import (
     wait_ready,
 )
 from split_perception.health import ERROR, OK, WARN, Counters, HealthMonitor
+from split_perception.models.checkpoint import read_checkpoint
 
 
 def monitor(**kw) -> HealthMonitor:

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from split_perception.cli import main
-from split_perception.codec.checkpoint import load_model
 from split_perception.config import TrainConfig
 from split_perception.errors import CheckpointError, ConfigError, FootageError
+from split_perception.models.checkpoint import load_model
 from split_perception.training.distill import DistillTrainer, footage_views, output_distillation
 
 from .conftest import small_config
@@ -117,7 +117,7 @@ def test_torchrun_two_cpu_processes_train_one_model(tmp_path, footage):
 def test_linear_decoders_start_as_the_pca_reconstruction(tmp_path, footage):
     """With `decoder_linear`, every width's decoder starts as the linear reconstruction from the PCA the
     projection starts from: what the projection keeps comes back, and more channels give back more."""
-    from split_perception.pca import PCA, positions
+    from split_perception.models.pca import PCA, positions
 
     trainer = DistillTrainer(small_config(bottleneck_channels=16, decoder_linear=True), _config(tmp_path, footage),
                              progress=False, log=lambda *_: None)

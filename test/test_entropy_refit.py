@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from split_perception.cli import main
-from split_perception.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
 from split_perception.data.synthetic import render_scene
+from split_perception.models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from split_perception.models.split_model import SplitModel
-from split_perception.offboard import OffboardDecoder
-from split_perception.onboard import OnboardEncoder
+from split_perception.offboard.decoder import OffboardDecoder
+from split_perception.onboard.encoder import OnboardEncoder
 from split_perception.training.entropy_refit import refit_entropy, rescale_gain
 
 from .conftest import tiny_config

@@ -15,16 +15,16 @@ import pytest
 import torch
 
 from split_perception.cli import main
-from split_perception.codec.checkpoint import save_checkpoint
 from split_perception.config import DEFAULT_CLASSES
 from split_perception.data.bags import write_sample_bag
 from split_perception.data.synthetic import render_scene
 from split_perception.evaluation.bag_eval import detections_coco
 from split_perception.evaluation.feature_bag import MSGTYPE, typestore
 from split_perception.evaluation.metrics import coco_map
+from split_perception.models.checkpoint import save_checkpoint
 from split_perception.models.split_model import SplitModel
-from split_perception.offboard import Detection, OffboardDecoder
-from split_perception.onboard import OnboardEncoder
+from split_perception.offboard.decoder import Detection, OffboardDecoder
+from split_perception.onboard.encoder import OnboardEncoder
 from split_perception.stamps import split_ns
 
 from .conftest import tiny_config

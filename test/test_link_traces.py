@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from split_perception.codec.checkpoint import read_checkpoint
 from split_perception.link.policy import LinkObservation, PolicyConfig, WidthPolicy
 from split_perception.model_files import BUNDLED_MODELS
+from split_perception.models.checkpoint import read_checkpoint
 
 TRACES = Path(__file__).parent / "data" / "link_traces"
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from split_perception.harness.domains import pick_domain
+from split_perception.harness.netns import LinkError, NetnsLink, available
 from split_perception.harness.processes import (
     finish_probe,
     run_probe,
@@ -16,7 +17,6 @@ from split_perception.harness.processes import (
     stop,
     wait_for_log,
 )
-from split_perception.link.netns import LinkError, NetnsLink, available
 
 OK, WHY = available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"no namespaces here: {WHY}")

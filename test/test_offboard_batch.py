@@ -8,8 +8,8 @@ import pytest
 
 from split_perception.data.synthetic import render_scene
 from split_perception.errors import ModelMismatchError, PacketError
-from split_perception.offboard import OffboardDecoder
-from split_perception.onboard import OnboardEncoder
+from split_perception.offboard.decoder import OffboardDecoder
+from split_perception.onboard.encoder import OnboardEncoder
 
 
 def same_detections(a, b) -> bool:

@@ -15,9 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import read_checkpoint, save_checkpoint
-from split_perception.codec.export import export_onboard
-from split_perception.codec.onboard_export import (
+from split_perception.codec.packet import parse
+from split_perception.data.synthetic import render_scene
+from split_perception.errors import CheckpointError, ConfigError, WidthError
+from split_perception.harness.processes import run_probe, start_node, stop
+from split_perception.model_files import BUNDLED_MODELS
+from split_perception.models.checkpoint import read_checkpoint, save_checkpoint
+from split_perception.models.split_model import SplitModel
+from split_perception.offboard.decoder import OffboardDecoder
+from split_perception.onboard.encoder import OnboardEncoder
+from split_perception.onboard.export import export_onboard
+from split_perception.onboard.export_files import (
     MANIFEST,
     TABLES,
     export_dir_for,
@@ -25,15 +33,7 @@ from split_perception.codec.onboard_export import (
     read_export,
     widths_and_bytes,
 )
-from split_perception.codec.packet import parse
-from split_perception.data.synthetic import render_scene
-from split_perception.errors import CheckpointError, ConfigError, WidthError
-from split_perception.harness.processes import run_probe, start_node, stop
-from split_perception.model_files import BUNDLED_MODELS
-from split_perception.models.split_model import SplitModel
-from split_perception.offboard import OffboardDecoder
-from split_perception.onboard import OnboardEncoder
-from split_perception.preprocess import resize, to_input_array
+from split_perception.onboard.preprocess import resize, to_input_array
 
 from .conftest import tiny_config
 
@@ -201,9 +201,9 @@ CHILD = textwrap.dedent("""
     import io
     import numpy as np
     from PIL import Image
-    from split_perception.codec.onboard_export import widths_and_bytes
+    from split_perception.onboard.export_files import widths_and_bytes
     from split_perception.data.image_messages import compressed_to_rgb
-    from split_perception.onboard import OnboardEncoder
+    from split_perception.onboard.encoder import OnboardEncoder
 
     model, out = sys.argv[1], sys.argv[2]
     frames = np.load(out + ".npy")

@@ -9,13 +9,13 @@ import onnx
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import load_model, read_checkpoint
 from split_perception.config import ModelConfig, to_dict
 from split_perception.errors import CheckpointError, ConfigError
+from split_perception.models.checkpoint import load_model, read_checkpoint
 from split_perception.models.split_model import SplitModel
-from split_perception.offboard import OffboardDecoder
-from split_perception.onboard import OnboardEncoder
-from split_perception.preprocess import model_input_tensor
+from split_perception.offboard.decoder import OffboardDecoder
+from split_perception.onboard.encoder import OnboardEncoder
+from split_perception.onboard.preprocess import model_input_tensor
 from split_perception.teachers.detector import TeacherDetector
 
 from .conftest import small_config
@@ -106,7 +106,7 @@ def test_checkpoint_holds_no_teacher_weights_and_round_trips(small_student_path)
 
 
 def test_packets_of_both_runtimes_are_the_same_bytes_and_decode(small_student_path, tmp_path):
-    from split_perception.codec.export import export_onboard
+    from split_perception.onboard.export import export_onboard
 
     export_onboard(small_student_path, tmp_path / "export")
     onnx, torch_enc = OnboardEncoder(tmp_path / "export", runtime="onnx"), OnboardEncoder(small_student_path, runtime="torch")

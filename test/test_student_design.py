@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import load_model, save_checkpoint
 from split_perception.config import ModelConfig, TrainConfig
 from split_perception.errors import CheckpointError, ConfigError
+from split_perception.models.checkpoint import load_model, save_checkpoint
 from split_perception.models.gdn import GDN
+from split_perception.models.pca import PCA, positions, training_samples
 from split_perception.models.split_model import SplitModel
-from split_perception.pca import PCA, positions, training_samples
 from split_perception.training.trainer import Trainer, resolve_device
 
 from .conftest import tiny_config
@@ -121,8 +121,8 @@ def test_front_encoder_starts_as_the_pca_baseline_and_keeps_the_teacher_front(tm
 
 
 def test_a_shared_decoder_serves_every_width_and_starts_from_the_widest(tmp_path, tiny_data):
-    from split_perception.offboard import OffboardDecoder
-    from split_perception.onboard import OnboardEncoder
+    from split_perception.offboard.decoder import OffboardDecoder
+    from split_perception.onboard.encoder import OnboardEncoder
     from split_perception.training.entropy_refit import rescale_gain
 
     src = tmp_path / "front_ensemble.pt"
@@ -151,8 +151,8 @@ def test_a_shared_decoder_serves_every_width_and_starts_from_the_widest(tmp_path
 
 def test_train_widths_fine_tunes_one_width_on_a_coarse_grid_and_leaves_the_others_bit_exact(tmp_path, tiny_data):
     from split_perception.codec.packet import parse
-    from split_perception.offboard import OffboardDecoder
-    from split_perception.onboard import OnboardEncoder
+    from split_perception.offboard.decoder import OffboardDecoder
+    from split_perception.onboard.encoder import OnboardEncoder
 
     src = tmp_path / "front.pt"
     save_checkpoint(SplitModel(tiny_config(split_index=5, encoder="front")), src)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from split_perception.codec.checkpoint import load_model
 from split_perception.config import TrainConfig, load_config
 from split_perception.errors import ConfigError
+from split_perception.models.checkpoint import load_model
 from split_perception.training.trainer import Trainer, sandwich_widths
 
 from .conftest import tiny_config
@@ -44,8 +44,8 @@ def test_two_stage_training_lowers_loss_and_resumes(tmp_path, tiny_data):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_cuda_gives_a_checkpoint_that_runs_on_the_cpu(tmp_path, tiny_data):
     """Both stages on CUDA (bfloat16 autocast, DataLoader workers); the checkpoints load and code on the CPU."""
-    from split_perception.offboard import OffboardDecoder
-    from split_perception.onboard import OnboardEncoder
+    from split_perception.offboard.decoder import OffboardDecoder
+    from split_perception.onboard.encoder import OnboardEncoder
 
     teacher = _train(tmp_path, tiny_data, "teacher", 3, device="cuda", num_workers=2)
     assert teacher.device.type == "cuda"
@@ -84,7 +84,7 @@ def test_several_training_sets_are_trained_on_together(tmp_path, tiny_data):
 
 
 def test_every_committed_config_loads():
-    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    configs = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
     assert len(configs) >= 5
     for path in configs:
         mc, tc = load_config(path)

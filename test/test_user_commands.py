@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from split_perception.codec.onboard_export import export_dir_for
 from split_perception.model_files import DEFAULT_MODEL
-from split_perception.onboard import OnboardEncoder
+from split_perception.onboard.encoder import OnboardEncoder
+from split_perception.onboard.export_files import export_dir_for
 
 from .test_eval_bag import _third_party_mcap, write_features_bag
 

@@ -11,6 +11,7 @@ import pytest
 
 from split_perception.errors import ConfigError
 from split_perception.harness.domains import pick_domain
+from split_perception.harness.netns import NetnsLink, available
 from split_perception.harness.processes import (
     ROS_LOCALHOST,
     finish_probe,
@@ -19,7 +20,6 @@ from split_perception.harness.processes import (
     stop,
     wait_for_log,
 )
-from split_perception.link.netns import NetnsLink, available
 from split_perception.ros.zenoh_bridge_node import parse_topic
 
 ROBOT = {"to_zenoh": ["features"], "from_zenoh": ["link_status", "detections"]}

@@ -18,6 +18,7 @@ import pytest
 
 from split_perception.errors import ConfigError
 from split_perception.harness.domains import pick_domain
+from split_perception.harness.netns import NetnsLink
 from split_perception.harness.processes import (
     ROS_LOCALHOST,
     finish_probe,
@@ -29,7 +30,6 @@ from split_perception.harness.processes import (
     stop,
     wait_for_log,
 )
-from split_perception.link.netns import NetnsLink
 from split_perception.security.certs import create_ca, issue
 from split_perception.security.zenoh_tls import (
     access_control,

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from ..codec.checkpoint import load_model
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_teacher
 from ..evaluation.report import command_line, log_kb_axis, machine_info, markdown_table, write_results
+from ..models.checkpoint import load_model
+from ..models.pca import PCA, training_samples
 from ..models.teacher import LOW_INDEX
-from ..pca import PCA, training_samples
 from . import pca_codec
 from .common import count_macs, dataset
 from .equal_accuracy import pareto_front

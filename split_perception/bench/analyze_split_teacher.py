@@ -21,15 +21,15 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-from ..codec.checkpoint import load_model
 from ..data.footage import iter_frames
 from ..errors import ConfigError
 from ..evaluation.bag_eval import detections_coco
 from ..evaluation.metrics import coco_map, coco_results
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
-from ..offboard import Detection
-from ..pca import PCA, positions, subsample
-from ..preprocess import model_input_array
+from ..models.checkpoint import load_model
+from ..models.pca import PCA, positions, subsample
+from ..offboard.decoder import Detection
+from ..onboard.preprocess import model_input_array
 from ..teachers.importer import separating_tensors
 from ..teachers.split import split_model
 from ..training.distill import footage_views

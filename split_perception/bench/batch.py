@@ -24,8 +24,8 @@ from .latency import interleaved_ms, load_frames
 def measure(model_path, data, batches: list[int], rounds: int, progress: bool = True) -> list[dict]:
     """One row per batch size (`batches` includes 1): ms per batch and per frame (best and median),
     ratio to batch size 1."""
-    from ..offboard import OffboardDecoder
-    from ..onboard import OnboardEncoder
+    from ..offboard.decoder import OffboardDecoder
+    from ..onboard.encoder import OnboardEncoder
 
     enc, dec = OnboardEncoder(model_path), OffboardDecoder(model_path)
     frames = load_frames(dataset(data), max(batches))

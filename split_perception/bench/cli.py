@@ -71,7 +71,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--torch-python", help="interpreter with torch (default: this one)")
     s.add_argument("--starts", type=int, default=3, help="cold starts per runtime (median reported)")
     s.add_argument("--repeats", type=int, default=50, help="timed encodes per width")
-    s.set_defaults(func=_runner("onboard"))
+    s.set_defaults(func=_runner("onboard_cost"))
 
     s = bsub.add_parser("switch", help="width switch vs loading a fresh model; set_parameters over ROS")
     _common(s, "switch")
@@ -120,7 +120,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--dds-profile", help="Fast DDS XML profile of the robot's processes, compared with the defaults "
                                          "(default: the package's config/fastdds_large_frames.xml; '' = defaults only)")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
-    s.set_defaults(func=_runner("encoder_node"))
+    s.set_defaults(func=_runner("encoder_node_load"))
 
     s = bsub.add_parser("soak", help="minutes of camera -> encoder -> decoder over DDS: latency and RSS trends")
     _common(s, "soak", threads=1)
@@ -165,7 +165,7 @@ def add_parsers(sub) -> None:
                                                       "on each side, DDS local to each), or both: dds,zenoh")
     s.add_argument("--data", default="data/synthetic/val", help="COCO-format dataset the frames come from")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
-    s.set_defaults(func=_runner("link"))
+    s.set_defaults(func=_runner("link_adaptation"))
 
     s = bsub.add_parser("report", help="write the tables of docs/results.md and the README's results lines from "
                                        "the benchmark outputs")

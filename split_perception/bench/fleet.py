@@ -143,7 +143,7 @@ def run(args) -> int:
         raise ConfigError("--robots must be >= 1")
     if args.seconds <= WARMUP_S + 3 or args.fps <= 0:
         raise ConfigError(f"--seconds must exceed {WARMUP_S + 3:.0f} and --fps be > 0")
-    from ..codec.onboard_export import widths_and_bytes
+    from ..onboard.export_files import widths_and_bytes
 
     widths = widths_and_bytes(args.model)[0]
     images = held_out_images(dataset(args.data), 16)

@@ -114,11 +114,11 @@ def interleaved_ms(fns: dict, rounds: int, warmup: int = 2, progress: bool = Tru
 # ---- the benchmark ------------------------------------------------------------------------
 def measure(model_path, data, frames: int, rounds: int, threads: int, progress: bool = True) -> dict:
     """Timings, sizes and compute counts of every option (see module docstring)."""
-    from ..codec.onboard_export import find_export
     from ..data.image_codecs import decode_image, encode_image
-    from ..offboard import OffboardDecoder
-    from ..onboard import OnboardEncoder
-    from ..preprocess import model_input_tensor
+    from ..offboard.decoder import OffboardDecoder
+    from ..onboard.encoder import OnboardEncoder
+    from ..onboard.export_files import find_export
+    from ..onboard.preprocess import model_input_tensor
 
     enc, dec = OnboardEncoder(model_path, runtime="torch", threads=threads), OffboardDecoder(model_path)
     # the runtime the onboard node runs (ONNX when the checkpoint has an export); torch beside it

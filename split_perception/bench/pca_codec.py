@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..errors import PacketError
 from ..models.compressai_import import RansDecoder, RansEncoder, pmf_to_quantized_cdf
-from ..pca import PCA, positions
+from ..models.pca import PCA, positions
 
 HEADER = struct.Struct("<HHHf")  # latent h, w, components, step: 10 bytes, counted in every frame
 PRECISION = 16  # bits of the quantized CDFs (CompressAI's default)

@@ -21,9 +21,9 @@ from ..data.image_codecs import decode_image, encode_image
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_split, evaluate_teacher
 from ..evaluation.report import command_line, log_kb_axis, machine_info, markdown_table, write_results
-from ..offboard import OffboardDecoder
-from ..onboard import OnboardEncoder
-from ..pca import PCA, training_samples
+from ..models.pca import PCA, training_samples
+from ..offboard.decoder import OffboardDecoder
+from ..onboard.encoder import OnboardEncoder
 from . import pca_codec
 from .common import dataset
 from .equal_accuracy import HOW_HEADLINE, headline, headline_table, pareto_front
@@ -166,7 +166,7 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
 
 
 def run(args) -> int:
-    from ..codec.checkpoint import read_checkpoint
+    from ..models.checkpoint import read_checkpoint
 
     if args.footage is None and (args.video or read_checkpoint(args.model)["model_config"].teacher):
         args.footage = "data/footage/heldout/clips"  # an ONNX teacher's model: real footage, agreement

@@ -27,10 +27,10 @@ from ..evaluation.bag_eval import detections_coco
 from ..evaluation.evaluate import EVAL_SCORE_THRESH
 from ..evaluation.metrics import coco_map, coco_results
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
-from ..offboard import Detection, OffboardDecoder
-from ..onboard import OnboardEncoder
-from ..pca import PCA, positions, subsample
-from ..preprocess import model_input_tensor
+from ..models.pca import PCA, positions, subsample
+from ..offboard.decoder import Detection, OffboardDecoder
+from ..onboard.encoder import OnboardEncoder
+from ..onboard.preprocess import model_input_tensor
 from ..training.distill import footage_views
 from . import pca_codec
 from .equal_accuracy import HEADLINE_COLUMNS, HEADLINE_FAMILIES, HEADLINE_GROUPS, HOW_HEADLINE, agreement_headlines

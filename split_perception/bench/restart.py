@@ -112,10 +112,10 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def run(args) -> int:
-    from ..codec.onboard_export import find_export
     from ..harness.processes import CONFIG
     from ..harness.restarts import KILL_AT_S
     from ..model_files import model_file
+    from ..onboard.export_files import find_export
 
     victims = [v for v in args.victims.split(",") if v]
     if not victims or set(victims) - {"encoder", "decoder"}:

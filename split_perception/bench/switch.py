@@ -49,7 +49,7 @@ def measure_in_process(model_path, repeats: int, progress: bool = True) -> dict:
     and SWITCHES_PER_RELOAD x `repeats` switches (each followed by a steady encode and a control)."""
     from tqdm import tqdm
 
-    from ..onboard import OnboardEncoder
+    from ..onboard.encoder import OnboardEncoder
 
     enc = OnboardEncoder(model_path, runtime="torch")
     widths = list(enc.widths)
@@ -132,7 +132,7 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
     from ..models.slimmable import WidthState
     from ..models.split_model import current_keys
     from ..models.teacher import front_only
-    from ..preprocess import model_input_tensor
+    from ..onboard.preprocess import model_input_tensor
 
     ckpt = torch.load(model_file(model_path), map_location="cpu", weights_only=True, mmap=True)
     cfg = model_config_from_dict(ckpt["model_config"])
@@ -310,7 +310,7 @@ def run(args) -> int:
     if args.no_ros:
         ros = {"skipped": "skipped (--no-ros)"}
     else:
-        from ..codec.checkpoint import read_checkpoint
+        from ..models.checkpoint import read_checkpoint
 
         cfg = read_checkpoint(args.model)["model_config"]
         domain = domain_from(args)  # and on another one if that carries someone else's packets

@@ -74,9 +74,9 @@ COLUMNS = [("width", "width", ".2f"), ("offered_fps", "offered fps", ".1f"), ("e
 
 
 def run(args) -> int:
-    from ..codec.checkpoint import read_checkpoint
     from ..harness.processes import run_probe, start_node, stop, wait_for_log
     from ..model_files import model_file
+    from ..models.checkpoint import read_checkpoint
 
     w, h = frame_size(args.size)
     if args.seconds <= WARMUP_S + 2 or args.fps <= 0:

@@ -1,1 +1,1 @@
-"""Bytes: the packet wire format and checkpoints (weights + stored entropy tables)."""
+"""Bytes: the packet wire format, the symbol rule and the context-adaptive rANS coder (numpy, no torch)."""

@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from ..preprocess import to_input_tensor
+from ..onboard.preprocess import to_input_tensor
 
 
 def load_coco(ann_path: str | Path) -> COCO:

@@ -31,10 +31,10 @@ from ..data.coco import load_coco
 from ..data.image_codecs import decode_image, encode_image
 from ..data.image_messages import encoding_of, message_to_rgb
 from ..errors import ConfigError, ImageError
-from ..offboard import Detection, OffboardDecoder
-from ..onboard import OnboardEncoder
+from ..offboard.decoder import Detection, OffboardDecoder
+from ..offboard.visualize import draw_detections
+from ..onboard.encoder import OnboardEncoder
 from ..stamps import stamp_ns
-from ..visualize import draw_detections
 from .evaluate import EVAL_SCORE_THRESH
 from .metrics import ConfusionMatrix, coco_map, coco_results, semantic_truth, xywh
 from .report import command_line, log_kb_axis, machine_info, markdown_table, write_results

@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from ..data.coco import CocoSceneDataset
 from ..models.teacher import Teacher
-from ..offboard import Detection, OffboardDecoder
-from ..onboard import EncoderRuntime
-from ..preprocess import to_input_tensor
+from ..offboard.decoder import Detection, OffboardDecoder
+from ..onboard.encoder import EncoderRuntime
+from ..onboard.preprocess import to_input_tensor
 from .metrics import ConfusionMatrix, coco_map, coco_results, semantic_truth
 
 EVAL_SCORE_THRESH = 0.01  # COCO mAP wants the low-score tail too

@@ -77,7 +77,7 @@ def decode_bag(path: str | Path, model_path=None, topic: str | None = None, scor
     """Every packet of the bag decoded: COCO-style detections, a per-frame list, refusals per error type."""
     from tqdm import tqdm
 
-    from ..offboard import OffboardDecoder
+    from ..offboard.decoder import OffboardDecoder
     from .metrics import xywh
 
     dec = OffboardDecoder(model_path, score_thresh=score_thresh)

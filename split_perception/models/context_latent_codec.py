@@ -72,7 +72,7 @@ class ContextLatentCodec(LatentCodec):
         if self._coder is None:
             if self._quantized_cdf.numel() == 0:
                 raise CheckpointError("entropy model has no CDF tables: load the model with "
-                                      "split_perception.codec.checkpoint.load_model (tables are stored there)")
+                                      "split_perception.models.checkpoint.load_model (tables are stored there)")
             self._coder = ContextCoder(self.tables())
         return self._coder
 

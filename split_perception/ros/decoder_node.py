@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter
 
 from ..errors import ConfigError, SplitPerceptionError
 from ..model_files import MODEL_HELP
-from ..offboard import OffboardDecoder
+from ..offboard.decoder import OffboardDecoder
 from .common import LatestSlots, qos_from, run_node
 from .robot_stream import RobotStream, check_robot_names
 

@@ -26,7 +26,7 @@ from ..health import Counters
 from ..link.trace import TokenBucket
 from ..model_files import MODEL_HELP
 from ..msg import EncodedFeatures
-from ..onboard import OnboardEncoder
+from ..onboard.encoder import OnboardEncoder
 from ..stamps import stamp_ns
 from .common import LatestSlots, qos_from, run_node
 from .diagnostics import Diagnostics

@@ -1,7 +1,7 @@
 """Link emulator node: relays EncodedFeatures through a token-bucket bandwidth limit that follows a
 trace, plus fixed delay and random loss, and publishes the current bandwidth on `link_bandwidth`.
 
-For demos and tests on one machine; `split_perception.link.netns` gives a real rate-limited link.
+For demos and tests on one machine; `split_perception.harness.netns` gives a real rate-limited link.
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
 from std_msgs.msg import Float64
 
-from ..codec.onboard_export import widths_and_bytes
 from ..errors import ConfigError
 from ..link.policy import Decision, LinkObservation, PolicyConfig, WidthPolicy
 from ..model_files import MODEL_HELP
 from ..msg import EncodedFeatures, LinkStatus
+from ..onboard.export_files import widths_and_bytes
 from .common import qos_from, run_node
 
 SET_TIMEOUT_S = 5.0  # a set_parameters call not answered by then has failed

@@ -14,9 +14,9 @@ from ..errors import ConfigError, ModelMismatchError, PacketError
 from ..health import Counters
 from ..link.stats import LinkStats
 from ..msg import Detection2D, Detection2DArray, EncodedFeatures, LinkStatus
-from ..offboard import DecodedFrame, OffboardDecoder
+from ..offboard.decoder import DecodedFrame, OffboardDecoder
+from ..offboard.visualize import draw_detections
 from ..stamps import stamp_ns
-from ..visualize import draw_detections
 from .common import LatestSlots
 from .diagnostics import Diagnostics
 from .image_conversion import rgb_to_image

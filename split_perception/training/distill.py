@@ -28,14 +28,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..codec.checkpoint import save_checkpoint
 from ..config import ModelConfig, TrainConfig, to_dict
 from ..data.footage import IMAGE_SUFFIXES, iter_frames, source_kind
 from ..errors import CheckpointError, ConfigError, FootageError
+from ..models.checkpoint import save_checkpoint
 from ..models.context_latent_codec import CODING_BUFFERS, TABLE_BUFFERS
+from ..models.pca import PCA, positions, subsample
 from ..models.split_model import SplitModel
-from ..pca import PCA, positions, subsample
-from ..preprocess import model_input_array
+from ..onboard.preprocess import model_input_array
 from .trainer import resolve_device, sandwich_widths, seed_everything
 
 CACHE_VERSION = 1
@@ -233,7 +233,7 @@ class DistillTrainer:
         return self.out / "last.pt"
 
     def _init_student(self, path: str) -> None:
-        from ..codec.checkpoint import load_model
+        from ..models.checkpoint import load_model
 
         init, fp = load_model(path, kind="student")
         if to_dict(init.cfg) != to_dict(self.mc):

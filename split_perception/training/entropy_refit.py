@@ -18,7 +18,7 @@ from ..data.coco import CocoSceneDataset
 from ..errors import ConfigError
 from ..models.encoder import FrontProjectionEncoder
 from ..models.split_model import SplitModel
-from ..preprocess import model_input_tensor
+from ..onboard.preprocess import model_input_tensor
 
 
 @torch.no_grad()

@@ -27,23 +27,23 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
-from ..codec.checkpoint import (
+from ..config import ModelConfig, TrainConfig, to_dict
+from ..data.coco import CocoSceneDataset, collate
+from ..errors import CheckpointError, ConfigError
+from ..evaluation.evaluate import evaluate_split, evaluate_teacher
+from ..models.checkpoint import (
     load_model,
     load_torchvision_detector,
     model_from_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
-from ..config import ModelConfig, TrainConfig, to_dict
-from ..data.coco import CocoSceneDataset, collate
-from ..errors import CheckpointError, ConfigError
-from ..evaluation.evaluate import evaluate_split, evaluate_teacher
 from ..models.context_latent_codec import CODING_BUFFERS, TABLE_BUFFERS
+from ..models.pca import PCA, training_samples
 from ..models.split_model import SplitModel
 from ..models.teacher import Teacher
-from ..offboard import OffboardDecoder
-from ..onboard import OnboardEncoder
-from ..pca import PCA, training_samples
+from ..offboard.decoder import OffboardDecoder
+from ..onboard.encoder import OnboardEncoder
 
 
 def seed_everything(seed: int) -> None:

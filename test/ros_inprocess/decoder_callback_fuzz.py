@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from split_perception.fuzz import corpus
 from split_perception.msg import EncodedFeatures
-from split_perception.onboard import OnboardEncoder
+from split_perception.onboard.encoder import OnboardEncoder
 from split_perception.ros.decoder_node import DecoderNode
 
 MODEL = os.environ["SPLIT_PERCEPTION_FUZZ_MODEL"]

@@ -1,0 +1,1 @@
+"""Offboard: packet bytes -> detections and masks, and drawing them."""
