@@ -130,11 +130,11 @@ class OffboardDecoder(ModelRuntime):
         """The packet's quantized bottleneck 1 x C x h x w; a version-3 frame is checked against and added
         to the held references. PacketError for a payload or reference that cannot be right."""
         c, h, w = packet.latent_shape
-        codec = self.model.latent_codecs[packet.width_index]
-        ref = self.references.check(packet) if packet.temporal else None
-        symbols = codec.coder().decode(packet.payload + bytes(8 + _PAD_PER_SYMBOL * c * h * w), (c, h, w))
-        if ref is not None:
-            symbols = symbols + ref.symbols  # the residual back onto the reference
+        codec, padding = self.model.latent_codecs[packet.width_index], 8 + _PAD_PER_SYMBOL * c * h * w
+        if packet.temporal:
+            symbols = self.references.decode(packet, codec.coder(), padding)
+        else:
+            symbols = codec.coder().decode(packet.payload + bytes(padding), (c, h, w))
         y_hat = codec.y_hat(symbols[None])
         if packet.temporal:
             self.references.add(packet, symbols)

@@ -25,6 +25,7 @@ class TemporalEncoder:
 
     def __init__(self, runtime, stream_id: int | None = None):
         self.runtime = runtime
+        self.keyframes = self.deltas = 0
         self.history = ReferenceHistory(new_stream_id() if stream_id is None else stream_id)
 
     @property
@@ -33,11 +34,18 @@ class TemporalEncoder:
 
     def encode(self, rgb: np.ndarray, frame_id: int, stamp_ns: int = 0) -> bytes:
         """RGB uint8 HxWx3 -> one version-3 packet: a delta when an acknowledged frame of this width is
-        among the last `HISTORY` frames, else a keyframe. Raises ImageError for a bad image."""
+        among the last `HISTORY` frames (and the scene did not change too much), else a keyframe.
+        Raises ImageError for a bad image."""
         packet, symbols = self.runtime.frame(rgb, frame_id, stamp_ns)
         packet = replace(packet, version=VERSION, stream_id=self.stream_id)
-        return encode_frame(self.history, self.runtime.coder(packet.width_index), packet, symbols)
+        packet = encode_frame(self.history, self.runtime.coder(packet.width_index), packet, symbols)
+        self.keyframes += packet.ref_frame_id is None
+        self.deltas += packet.ref_frame_id is not None
+        return packet.to_bytes()
 
-    def acknowledge(self, stream_id: int, frame_id: int, width_index: int) -> bool:
-        """The decoder decoded that frame (False: not this run's, or no longer kept, so ignored)."""
+    def acknowledge(self, stream_id: int, frame_id: int, width_index: int, held: bool = True) -> bool:
+        """The decoder decoded and holds that frame, or (`held` False) does not hold it nor any earlier
+        one. False: ignored (another run's, or a frame no longer kept)."""
+        if not held:
+            return self.history.forget(stream_id, frame_id)
         return self.history.acknowledge(stream_id, frame_id, width_index)

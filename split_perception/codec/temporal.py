@@ -9,8 +9,10 @@ The encoder references only a frame the decoder has acknowledged (`ReferenceHist
 refused packet is never referenced, and with no acknowledgement of a frame of the current width among
 the last `HISTORY` frames (after a width switch, or when acknowledgements stop) it sends a keyframe.
 The decoder (`ReferenceStore`) keeps the symbols of the frames it decoded and refuses a packet whose
-reference it does not hold, whose reference symbols have another CRC32 than the packet names, or which
-is not newer than the last frame it decoded of that stream: it never decodes against wrong symbols.
+reference it does not hold or holds with another CRC32 than the packet names (`MissingReferenceError`),
+or which is not newer than the last frame it decoded of that stream: it never decodes against wrong
+symbols. The decoder node reports a missing reference to the encoder, which forgets that acknowledgement
+and every earlier one, so a restarted decoder gets a keyframe on the next frame.
 Numpy only: the onboard runtime uses it without torch.
 """
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import PacketError
+from ..errors import MissingReferenceError, PacketError
 from .packet import Packet
 
 HISTORY = 16  # frames the encoder keeps as candidate references, and the decoder keeps per stream
@@ -74,6 +76,13 @@ class ReferenceHistory:
         self._acked.add(frame_id)
         return True
 
+    def forget(self, stream_id: int, frame_id: int) -> bool:
+        """The decoder does not hold `frame_id`: no frame up to it is referenced again (False: another run's)."""
+        if stream_id != self.stream_id:
+            return False
+        self._acked = {k for k in self._acked if k > frame_id}
+        return True
+
     def reference(self, width_index: int) -> Reference | None:
         """The newest acknowledged frame of this width still remembered, or None (send a keyframe)."""
         for frame_id in sorted(self._acked, reverse=True):
@@ -83,17 +92,18 @@ class ReferenceHistory:
         return None
 
 
-def encode_frame(history: ReferenceHistory, coder, packet: Packet, symbols: np.ndarray) -> bytes:
+def encode_frame(history: ReferenceHistory, coder, packet: Packet, symbols: np.ndarray) -> Packet:
     """Code one frame's symbols into `packet` (a version-3 packet with its payload still empty): the
-    residual to the history's reference when there is one, else a keyframe. The frame joins the history."""
+    residual to the history's reference when there is one and the residual has fewer nonzero symbols than
+    the frame (a scene cut codes better alone), else a keyframe. The frame joins the history."""
     ref = history.reference(packet.width_index)
-    if ref is None:
+    residual = None if ref is None else symbols - ref.symbols
+    if residual is None or np.count_nonzero(residual) >= np.count_nonzero(symbols):
         packet = replace(packet, payload=coder.encode(symbols))
     else:
-        packet = replace(packet, payload=coder.encode(symbols - ref.symbols), ref_frame_id=ref.frame_id,
-                         ref_crc=ref.crc)
+        packet = replace(packet, payload=coder.encode(residual), ref_frame_id=ref.frame_id, ref_crc=ref.crc)
     history.add(packet.frame_id, packet.width_index, symbols)
-    return packet.to_bytes()
+    return packet
 
 
 class ReferenceStore:
@@ -120,12 +130,22 @@ class ReferenceStore:
             return None
         ref = frames.get(packet.ref_frame_id) if frames else None
         if ref is None:
-            raise PacketError(f"frame {packet.frame_id} references frame {packet.ref_frame_id} of stream "
-                              f"{packet.stream_id:08x}, which this decoder does not hold")
+            raise MissingReferenceError(f"frame {packet.frame_id} references frame {packet.ref_frame_id} of stream "
+                                        f"{packet.stream_id:08x}, which this decoder does not hold",
+                                        packet.stream_id, packet.ref_frame_id)
         if ref.width_index != packet.width_index or ref.crc != packet.ref_crc:
-            raise PacketError(f"frame {packet.frame_id}: the held frame {packet.ref_frame_id} is not its reference "
-                              "(other width or other symbols)")
+            raise MissingReferenceError(f"frame {packet.frame_id}: the held frame {packet.ref_frame_id} is not its "
+                                        "reference (other width or other symbols)", packet.stream_id,
+                                        packet.ref_frame_id)
         return ref
+
+    def decode(self, packet: Packet, coder, padding: int = 0) -> np.ndarray:
+        """A version-3 packet's symbols (its payload decoded by the width's `ContextCoder`, plus the reference's
+        symbols for a delta); PacketError as `check`. The caller `add`s them once it has accepted the frame.
+        `padding` zero bytes follow the payload (rANS reads past a forged one)."""
+        ref = self.check(packet)
+        symbols = coder.decode(packet.payload + bytes(padding), packet.latent_shape)
+        return symbols if ref is None else symbols + ref.symbols
 
     def add(self, packet: Packet, symbols: np.ndarray) -> None:
         """Keep a decoded frame's symbols as a reference for the frames after it."""
