@@ -3,6 +3,7 @@ packet whose reference the decoder cannot vouch for refused and counted, never d
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from split_perception.codec.packet import VERSION, parse
 from split_perception.codec.temporal import HISTORY, ReferenceHistory, ReferenceStore, symbols_crc
-from split_perception.errors import ModelMismatchError, PacketError
+from split_perception.errors import MissingReferenceError, ModelMismatchError, PacketError
 from split_perception.model_files import BUNDLED_MODELS
 from split_perception.offboard import OffboardDecoder
 from split_perception.onboard import OnboardEncoder
@@ -202,3 +203,59 @@ def _packet():
     from split_perception.codec.packet import Packet
 
     return Packet(bytes(16), 0, 0.25, 1, 0, (4, 4), (1, 2, 2), b"")
+
+
+def test_a_scene_cut_is_sent_as_a_keyframe(onnx, frames):
+    enc = TemporalEncoder(onnx, stream_id=13)
+    enc.encode(frames[0], 1)
+    assert enc.acknowledge(13, 1, len(onnx.widths) - 1)
+    cut = np.random.default_rng(1).integers(0, 256, frames[0].shape, dtype=np.uint8)
+    assert parse(enc.encode(cut, 2)).ref_frame_id is None
+    assert parse(enc.encode(frames[1], 3)).ref_frame_id == 1
+    assert (enc.keyframes, enc.deltas) == (2, 1)
+
+
+def test_a_refused_reference_is_forgotten_so_the_next_frame_is_a_keyframe(onnx, decoder, frames):
+    """A decoder that restarted holds nothing: it refuses the delta, reports the missing reference, and
+    the encoder's next frame decodes."""
+    last = len(onnx.widths) - 1
+    enc = TemporalEncoder(onnx, stream_id=17)
+    for k in (1, 2):
+        enc.encode(frames[k], k)
+        enc.acknowledge(17, k, last)
+    decoder.references = ReferenceStore()  # the restarted decoder
+    with pytest.raises(MissingReferenceError) as refused:
+        decoder.decode(enc.encode(frames[3], 3), with_mask=False)
+    assert (refused.value.stream_id, refused.value.ref_frame_id) == (17, 2)
+    assert enc.acknowledge(17, refused.value.ref_frame_id, last, held=False)
+    frame = decoder.decode(enc.encode(frames[4], 4), with_mask=False)
+    assert frame.frame_id == 4 and parse(enc.encode(frames[5], 5)).ref_frame_id is None  # 4 not acked yet
+
+
+def test_decode_bag_decodes_a_recorded_temporal_stream_in_order(onnx, frames, tmp_path, capsys):
+    from split_perception.cli import main
+
+    from .test_eval_bag import write_features_bag
+
+    enc = TemporalEncoder(onnx, stream_id=23)
+    packets = []
+    for k, rgb in enumerate(frames[:6], 1):
+        if k == 5:
+            onnx.set_width(onnx.widths[0])  # a width switch: a keyframe
+        packets.append(enc.encode(rgb, k, k))
+        enc.acknowledge(23, k, onnx.widths.index(onnx.width))  # the live decoder decoded every frame
+    onnx.set_width(onnx.widths[-1])
+    assert [parse(p).ref_frame_id for p in packets] == [None, 1, 2, 3, None, 5]
+    recorded = packets[:2] + packets[3:]  # the recorder missed frame 3: frame 4 cannot be decoded from the bag
+    bag = write_features_bag(tmp_path / "bag", onnx.fingerprint, recorded, frames[0].shape[:2])
+    out = tmp_path / "res.json"
+    assert main(["decode-bag", str(bag), "-o", str(out), "--model", str(BUNDLED_MODELS["nanodet_g"])]) == 0
+    res = json.loads(out.read_text())
+    assert [f["frame_id"] for f in res["frames"]] == [1, 2, 5, 6]
+    assert res["refused"] == {"MissingReferenceError": 1}
+    dec = OffboardDecoder(BUNDLED_MODELS["nanodet_g"])
+    for f, k in zip(res["frames"], (1, 2, 5, 6)):
+        onnx.set_width(onnx.widths[0] if k >= 5 else onnx.widths[-1])
+        assert f["detections"] == len(dec.decode(onnx.encode(frames[k - 1], k), with_mask=False).detections)
+    onnx.set_width(onnx.widths[-1])
+    capsys.readouterr()

@@ -30,6 +30,10 @@ from ..errors import MissingReferenceError, PacketError
 from .packet import Packet
 
 HISTORY = 16  # frames the encoder keeps as candidate references, and the decoder keeps per stream
+# A residual codes in fewer bytes than its frame while it has fewer than about half the frame's nonzero
+# symbols (measured on the held-out moving-camera clip: bytes ratio 0.7-0.9 at a third, 1.3-1.5 at 0.8);
+# counting them costs nothing, unlike coding the frame twice.
+DELTA_NONZERO = 0.5
 MAX_STREAMS = 64  # encoder runs the decoder keeps references of (least recently decoded dropped first)
 
 
@@ -94,11 +98,11 @@ class ReferenceHistory:
 
 def encode_frame(history: ReferenceHistory, coder, packet: Packet, symbols: np.ndarray) -> Packet:
     """Code one frame's symbols into `packet` (a version-3 packet with its payload still empty): the
-    residual to the history's reference when there is one and the residual has fewer nonzero symbols than
-    the frame (a scene cut codes better alone), else a keyframe. The frame joins the history."""
+    residual to the history's reference when there is one and the residual has at most
+    `DELTA_NONZERO` times the frame's nonzero symbols, else a keyframe. The frame joins the history."""
     ref = history.reference(packet.width_index)
     residual = None if ref is None else symbols - ref.symbols
-    if residual is None or np.count_nonzero(residual) >= np.count_nonzero(symbols):
+    if residual is None or np.count_nonzero(residual) > DELTA_NONZERO * np.count_nonzero(symbols):
         packet = replace(packet, payload=coder.encode(symbols))
     else:
         packet = replace(packet, payload=coder.encode(residual), ref_frame_id=ref.frame_id, ref_crc=ref.crc)
@@ -113,6 +117,13 @@ class ReferenceStore:
     def __init__(self):
         self._streams: OrderedDict[int, OrderedDict[int, Reference]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def copy(self) -> ReferenceStore:
+        """A store holding the same references (which are never changed in place)."""
+        new = ReferenceStore()
+        with self._lock:
+            new._streams = OrderedDict((k, OrderedDict(v)) for k, v in self._streams.items())
+        return new
 
     def check(self, packet: Packet) -> Reference | None:
         """The reference a version-3 packet needs (None for a keyframe); PacketError when it is not held,
