@@ -259,3 +259,45 @@ def test_decode_bag_decodes_a_recorded_temporal_stream_in_order(onnx, frames, tm
         assert f["detections"] == len(dec.decode(onnx.encode(frames[k - 1], k), with_mask=False).detections)
     onnx.set_width(onnx.widths[-1])
     capsys.readouterr()
+
+
+NO_TORCH_CHILD = """
+import json, sys
+class NotOnTheRobot:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "cv2"):
+            raise ImportError(f"{name} is not installed on this robot")
+sys.meta_path.insert(0, NotOnTheRobot())
+import numpy as np
+from split_perception.onboard import OnboardEncoder
+from split_perception.onboard_temporal import TemporalEncoder
+frames = np.load(sys.argv[2])
+enc = TemporalEncoder(OnboardEncoder(sys.argv[1], threads=1), stream_id=77)
+packets = []
+for k, rgb in enumerate(frames, 1):
+    packets.append(enc.encode(rgb, k).hex())
+    enc.acknowledge(77, k, len(enc.runtime.widths) - 1)
+json.dump({"runtime": enc.runtime.runtime, "packets": packets}, open(sys.argv[3], "w"))
+"""
+
+
+def test_the_torch_free_onboard_runtime_makes_the_torch_runtimes_temporal_packets(frames, tmp_path):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    np.save(tmp_path / "frames.npy", np.stack(frames[:4]))
+    (tmp_path / "child.py").write_text(NO_TORCH_CHILD)
+    res = subprocess.run([sys.executable, str(tmp_path / "child.py"), str(BUNDLED_MODELS["nanodet_g"]),
+                          str(tmp_path / "frames.npy"), str(tmp_path / "out.json")], cwd=repo,
+                         env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads((tmp_path / "out.json").read_text())
+    enc = TemporalEncoder(OnboardEncoder(BUNDLED_MODELS["nanodet_g"], runtime="torch", threads=1), stream_id=77)
+    want = []
+    for k, rgb in enumerate(frames[:4], 1):
+        want.append(enc.encode(rgb, k).hex())
+        enc.acknowledge(77, k, len(enc.runtime.widths) - 1)
+    assert out["runtime"] == "onnx" and [parse(bytes.fromhex(p)).ref_frame_id for p in want] == [None, 1, 2, 3]
+    assert out["packets"] == want
