@@ -109,7 +109,6 @@ class OffboardDecoder(ModelRuntime):
         for k, data in enumerate(packets):
             try:
                 packet = self.screen(data)
-                c, h, w = packet.latent_shape
                 y_hat = self._entropy_decode(packet)
             except (PacketError, ModelMismatchError) as exc:
                 results[k] = exc
@@ -159,4 +158,5 @@ class OffboardDecoder(ModelRuntime):
 
     def _frame(self, packet: Packet, result: dict, num_bytes: int, with_mask: bool) -> DecodedFrame:
         return DecodedFrame(packet.frame_id, packet.stamp_ns, packet.width, packet.image_size, num_bytes,
-                            packet.stream_id, packet.width_index, packet.temporal, self.detections_of(result), _mask(result) if with_mask else None)
+                            packet.stream_id, packet.width_index, packet.temporal, self.detections_of(result),
+                            _mask(result) if with_mask else None)
