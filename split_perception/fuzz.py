@@ -79,7 +79,7 @@ def mutate(rng: np.random.Generator, data: bytes, seeds: list[bytes], libfuzzer=
     packet-aware one); the CRC is recomputed half of the time."""
     from .codec.packet import (  # here, not at the top: the child imports it instrumented
         CRC_SIZE,
-        HEADER_SIZE,
+        MAX_HEADER_SIZE,
     )
 
     kinds = MUTATORS if libfuzzer else MUTATORS[1:]
@@ -98,8 +98,8 @@ def mutate(rng: np.random.Generator, data: bytes, seeds: list[bytes], libfuzzer=
         data = data[: rng.integers(len(data))]
     elif kind == "extend":
         data += rng.bytes(int(rng.integers(1, 512)))
-    elif kind == "header":  # one 1..4-byte field of the header set to anything
-        i = int(rng.integers(min(HEADER_SIZE, len(data))))
+    elif kind == "header":  # one 1..4-byte field of the header (of either version) set to anything
+        i = int(rng.integers(min(MAX_HEADER_SIZE, len(data))))
         n = min(int(rng.choice([1, 2, 4])), len(data) - i)
         data[i: i + n] = rng.bytes(n)
     elif kind == "splice":

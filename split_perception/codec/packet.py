@@ -35,6 +35,7 @@ FLAG_DELTA = 1  # the payload is the residual to the reference's symbols
 _PREFIX = struct.Struct("<4sB")
 _HEADERS = {INTRA_VERSION: struct.Struct("<4sBBH16sQqHHHHHI"), VERSION: struct.Struct("<4sBBH16sQqHHHHHIBQII")}
 HEADER_SIZE = _HEADERS[INTRA_VERSION].size  # the smallest header
+MAX_HEADER_SIZE = _HEADERS[VERSION].size  # the largest
 CRC_SIZE = 4
 MAX_PAYLOAD = 4 * 1024 * 1024  # far above any real frame; bounds what a header may claim
 MAX_DIM = 4096  # image and latent sides
