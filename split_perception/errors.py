@@ -36,3 +36,12 @@ class ModelGraphError(SplitPerceptionError, ValueError):
 
 class FootageError(SplitPerceptionError, ValueError):
     """A footage source (image folder, video file, camera bag) that is missing, unreadable or empty."""
+
+
+class MissingReferenceError(PacketError):
+    """A temporally coded packet whose reference frame the decoder does not hold (or holds with other
+    symbols): refused like any bad packet; the encoder is told, so it sends a keyframe."""
+
+    def __init__(self, message: str, stream_id: int, ref_frame_id: int):
+        super().__init__(message)
+        self.stream_id, self.ref_frame_id = stream_id, ref_frame_id

@@ -1,7 +1,10 @@
 """`split-perception fuzz`: coverage-guided fuzzing (atheris = libFuzzer for Python) of the
 offboard decoder.
 
-The corpus starts from real packets of the model at every width. Each mutant comes from
+The corpus starts from real packets of the model at every width: frames alone (version 2) and a
+temporally coded stream per width (version 3: a keyframe and deltas referencing it). Before every
+case the decoder gets back the references of those keyframes, so each case decodes alone and a
+mutated delta goes through the residual path. Each mutant comes from
 libFuzzer's own mutation (guided by coverage of our instrumented Python code) or from ours,
 which knows the packet (header fields, splices, truncation); the CRC is recomputed on half of
 them so inputs get past the checksum into the header checks, the rANS decoder and the network.
@@ -35,11 +38,8 @@ STATS_EVERY = 500  # cases between two writes of the counts (libFuzzer exits wit
 
 def corpus(encoder, frames: int = 3, seed: int = 0) -> list[bytes]:
     """Real packets: a few synthetic frames at every width."""
-    from .data.synthetic import render_scene
-
     rng = np.random.default_rng(seed)
-    images = [render_scene(rng, tuple(encoder.cfg.input_size), tuple(encoder.cfg.class_names))[0]
-              for _ in range(frames)]
+    images = [corpus_image(encoder, rng) for _ in range(frames)]
     out = []
     for w in encoder.widths:
         encoder.set_width(w)
@@ -47,12 +47,39 @@ def corpus(encoder, frames: int = 3, seed: int = 0) -> list[bytes]:
     return out
 
 
+def temporal_corpus(encoder, seed: int = 0) -> tuple[list[bytes], list[bytes]]:
+    """Real version-3 packets at every width: (keyframes, deltas referencing them), from one scene in which
+    a small patch changes (a fixed camera)."""
+    from .onboard.temporal import TemporalEncoder
+
+    rng = np.random.default_rng(seed)
+    image = corpus_image(encoder, rng)
+    keyframes, deltas = [], []
+    for i, w in enumerate(encoder.widths):
+        encoder.set_width(w)
+        enc = TemporalEncoder(encoder, stream_id=1000 + i)
+        keyframes.append(enc.encode(image, 1))
+        enc.acknowledge(enc.stream_id, 1, i)
+        changed = [image.copy() for _ in range(2)]
+        for k, im in enumerate(changed):
+            im[8 * k: 8 * k + 8, :8] = rng.integers(0, 256, 3, dtype=np.uint8)
+        deltas += [enc.encode(im, k) for k, im in enumerate(changed, 2)]
+    return keyframes, deltas
+
+
+def corpus_image(encoder, rng: np.random.Generator) -> np.ndarray:
+    """One synthetic scene at the model's input size."""
+    from .data.synthetic import render_scene
+
+    return render_scene(rng, tuple(encoder.cfg.input_size), tuple(encoder.cfg.class_names))[0]
+
+
 def mutate(rng: np.random.Generator, data: bytes, seeds: list[bytes], libfuzzer=None) -> tuple[str, bytes]:
     """One mutant of `data` (libFuzzer's own mutation when `libfuzzer` is given and drawn, else a
     packet-aware one); the CRC is recomputed half of the time."""
     from .codec.packet import (  # here, not at the top: the child imports it instrumented
         CRC_SIZE,
-        HEADER_SIZE,
+        MAX_HEADER_SIZE,
     )
 
     kinds = MUTATORS if libfuzzer else MUTATORS[1:]
@@ -71,8 +98,8 @@ def mutate(rng: np.random.Generator, data: bytes, seeds: list[bytes], libfuzzer=
         data = data[: rng.integers(len(data))]
     elif kind == "extend":
         data += rng.bytes(int(rng.integers(1, 512)))
-    elif kind == "header":  # one 1..4-byte field of the header set to anything
-        i = int(rng.integers(min(HEADER_SIZE, len(data))))
+    elif kind == "header":  # one 1..4-byte field of the header (of either version) set to anything
+        i = int(rng.integers(min(MAX_HEADER_SIZE, len(data))))
         n = min(int(rng.choice([1, 2, 4])), len(data) - i)
         data[i: i + n] = rng.bytes(n)
     elif kind == "splice":
@@ -96,8 +123,13 @@ class Harness:
     """libFuzzer's test callback: decode one input, count the outcome; typed refusals are fine,
     any other exception propagates and libFuzzer reports it as a crash."""
 
-    def __init__(self, decoder, cases: int, stats_path: Path):
+    def __init__(self, decoder, cases: int, stats_path: Path, keyframes: list[bytes] = ()):
         self.decoder, self.cases, self.stats_path = decoder, cases, stats_path
+        self.primed = None  # the references every case starts from (a decoder that keeps references)
+        if keyframes and hasattr(decoder, "references"):
+            for k in keyframes:
+                decoder.decode(k, with_mask=False)
+            self.primed = decoder.references.copy()
         self.counts = {"cases": 0, "decoded": 0, "PacketError": 0, "ModelMismatchError": 0, "slowest_ms": 0.0,
                        "rss_start_mib": rss_mib(), "rss_peak_mib": rss_mib(), "by_mutator": {k: 0 for k in MUTATORS}}
 
@@ -105,11 +137,13 @@ class Harness:
         c = self.counts
         c["cases"] += 1
         t0 = time.perf_counter()
+        if self.primed is not None:
+            self.decoder.references = self.primed.copy()
         try:
             self.decoder.decode(data, with_mask=False)
             c["decoded"] += 1
         except (PacketError, ModelMismatchError) as exc:
-            c[type(exc).__name__] += 1
+            c["ModelMismatchError" if isinstance(exc, ModelMismatchError) else "PacketError"] += 1
         finally:
             c["slowest_ms"] = max(c["slowest_ms"], 1000.0 * (time.perf_counter() - t0))
             if c["cases"] % STATS_EVERY == 0 or c["cases"] >= self.cases:
@@ -133,12 +167,14 @@ def child(model: str | None, cases: int, seed: int, hang_ms: float, max_rss_grow
         decoder = getattr(importlib.import_module(module), name)(model)
         from .onboard.encoder import OnboardEncoder
 
-    seeds = corpus(OnboardEncoder(model))
+    encoder = OnboardEncoder(model)
+    keyframes, deltas = temporal_corpus(encoder)
+    seeds = corpus(encoder) + keyframes + deltas
     seed_dir = out / "corpus"
     seed_dir.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(seeds):
         (seed_dir / f"seed_{i:03d}.spf").write_bytes(s)
-    harness = Harness(decoder, cases, out / "stats.json")
+    harness = Harness(decoder, cases, out / "stats.json", keyframes)
     rng = np.random.default_rng(seed)
 
     def mutator(data: bytes, max_size: int, _seed: int) -> bytes:

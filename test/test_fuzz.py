@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from split_perception.cli import main
 from split_perception.codec.packet import parse
 from split_perception.errors import PacketError
-from split_perception.fuzz import MUTATORS, mutate, run
+from split_perception.fuzz import MUTATORS, Harness, mutate, run, temporal_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,6 +30,36 @@ def test_mutants_cover_every_mutator_and_some_pass_the_crc():
         except PacketError as exc:
             crc_ok += "CRC" not in str(exc) and "truncated" not in str(exc)
     assert kinds == set(MUTATORS) and crc_ok > 50  # many inputs fail later than the checksum
+
+
+def test_every_case_starts_from_the_primed_references_and_v3_header_mutants_are_refused(tmp_path, tiny_model_path):
+    """The temporal seeds: deltas decode against the keyframes' references, before every case again; a
+    delta whose stream, reference or flags were changed (CRC recomputed) is refused, never decoded."""
+    from dataclasses import replace
+
+    from split_perception.offboard.decoder import OffboardDecoder
+    from split_perception.onboard.encoder import OnboardEncoder
+
+    keyframes, deltas = temporal_corpus(OnboardEncoder(tiny_model_path))
+    assert all(parse(d).ref_frame_id == 1 for d in deltas) and len(deltas) == 2 * len(keyframes)
+    harness = Harness(OffboardDecoder(tiny_model_path), 10_000, tmp_path / "stats.json", keyframes)
+    for d in deltas + deltas:  # each twice: the second would be stale without the reset
+        harness(d)
+    assert harness.counts["decoded"] == 2 * len(deltas)
+    p = parse(deltas[0])
+    forged = [replace(p, stream_id=p.stream_id + 1), replace(p, ref_frame_id=0), replace(p, ref_crc=p.ref_crc ^ 4),
+              replace(p, frame_id=1), replace(p, ref_frame_id=None)]
+    rng = np.random.default_rng(0)
+    for f in forged:
+        harness(f.to_bytes())
+    for _ in range(200):  # any header byte of a delta, CRC recomputed
+        data = bytearray(deltas[0])
+        data[int(rng.integers(4, 75))] ^= int(rng.integers(1, 256))
+        body = bytes(data[:-4])
+        harness(body + zlib.crc32(body).to_bytes(4, "little"))
+    c = harness.counts
+    assert c["decoded"] + c["PacketError"] + c["ModelMismatchError"] == c["cases"]
+    assert c["PacketError"] + c["ModelMismatchError"] >= len(forged) + 150  # a keyframe-ized delta may decode
 
 
 class Exploding:

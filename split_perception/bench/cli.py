@@ -28,7 +28,7 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, latency, onboard, switch, transport, batch, fleet, encoder-node, "
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, temporal, latency, onboard, switch, transport, batch, fleet, encoder-node, "
                                          "soak, restart, link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
@@ -56,6 +56,17 @@ def add_parsers(sub) -> None:
                    help="take JPEG/WebP/PNG and PCA from an earlier run's output folder on the same frames "
                         "(the teacher is measured again and must match); only our widths are measured")
     s.set_defaults(func=_runner("rate_accuracy"))
+
+    s = bsub.add_parser("temporal", help="bytes/frame with and without temporal coding on real clips (acks at "
+                                         "once, late, with loss) and the encode time ratio on ONNX Runtime")
+    _common(s, "temporal", threads=1)
+    s.add_argument("--footage", default="data/footage/heldout/clips", help="folder of clips, each played in order")
+    s.add_argument("--fps", type=float, default=10.0, help="the camera rate the clips are played at")
+    s.add_argument("--max-frames", type=int, default=40, help="frames per clip (>= 2)")
+    s.add_argument("--lag", type=int, default=3, help="frames by which acknowledgements arrive late")
+    s.add_argument("--loss", type=float, default=0.1, help="fraction of packets lost in the lossy stream")
+    s.add_argument("--seed", type=int, default=0, help="seed of the losses")
+    s.set_defaults(func=_runner("temporal"))
 
     s = bsub.add_parser("latency", help="onboard/offboard ms per width vs full onboard inference and JPEG")
     _common(s, "latency")

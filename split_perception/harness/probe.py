@@ -22,7 +22,7 @@ from std_msgs.msg import Float64
 
 from split_perception.data.image_codecs import encode_image
 from split_perception.data.synthetic import render_scene
-from split_perception.msg import Detection2DArray, EncodedFeatures, LinkStatus
+from split_perception.msg import Detection2DArray, EncodedFeatures, FrameAck, LinkStatus
 from split_perception.ros.common import qos_from
 from split_perception.stamps import split_ns, stamp_ns
 
@@ -96,6 +96,11 @@ class Probe:
             {"t": self.now(), "bad": m.bad_packets, "fps": m.fps, "width": m.width, "loss": m.loss_rate,
              "received": m.frames_received, "throughput_bps": m.throughput_bps, "latency_ms": m.latency_ms,
              "bytes_per_frame": m.bytes_per_frame}), 10)
+        if cfg.get("record_acks"):  # the decoder's FrameAcks to the encoder
+            rec["acks"] = []
+            node.create_subscription(FrameAck, "features_ack", lambda m: rec["acks"].append(
+                {"t": self.now(), "stream_id": m.stream_id, "frame_id": m.frame_id, "width_index": m.width_index,
+                 "held": m.held}), qos_from("best_effort", 50))
         node.create_subscription(Float64, "link_bandwidth",
                                  lambda m: rec["bandwidth"].append({"t": self.now(), "bps": m.data}), 10)
         if cfg.get("record_diagnostics"):

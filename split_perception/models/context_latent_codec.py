@@ -87,8 +87,11 @@ class ContextLatentCodec(LatentCodec):
         """Unquantized bottlenecks N x C x h x w -> {"strings": [[one context-coded string per image]],
         "shape": (h, w)}."""
         coder = self.coder()
-        symbols = to_symbols(y.cpu().numpy(), self._medians())
-        return {"strings": [[coder.encode(s) for s in symbols]], "shape": tuple(y.shape[-2:])}
+        return {"strings": [[coder.encode(s) for s in self.symbols(y)]], "shape": tuple(y.shape[-2:])}
+
+    def symbols(self, y: Tensor) -> np.ndarray:
+        """Unquantized bottlenecks N x C x h x w -> the int32 symbols they are coded as (`codec/symbols.py`)."""
+        return to_symbols(y.detach().cpu().numpy(), self._medians())
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict:
@@ -96,11 +99,15 @@ class ContextLatentCodec(LatentCodec):
         decoder's input}. Raises PacketError for a payload that decodes to out-of-range values."""
         (y_strings,) = strings
         coder = self.coder()
-        symbols = np.stack([coder.decode(s, (coder.channels, *shape)) for s in y_strings])
+        return {"y_hat": self.y_hat(np.stack([coder.decode(s, (coder.channels, *shape)) for s in y_strings]))}
+
+    def y_hat(self, symbols: np.ndarray) -> Tensor:
+        """Decoded int32 symbols N x C x h x w -> the quantized bottlenecks (the feature decoder's input).
+        Raises PacketError for out-of-range values."""
         y_hat = torch.from_numpy(from_symbols(symbols, self._medians()))
         if not torch.isfinite(y_hat).all() or y_hat.abs().max() > MAX_SYMBOL:
             raise PacketError("payload decodes to out-of-range symbols: corrupt or forged packet")
-        return {"y_hat": y_hat}
+        return y_hat
 
     # ---- tables ------------------------------------------------------------------------------
     @torch.no_grad()

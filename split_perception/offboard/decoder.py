@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..codec.packet import Packet, parse
+from ..codec.temporal import ReferenceStore
 from ..config import find_width
 from ..errors import ModelMismatchError, PacketError, SplitPerceptionError
 from ..models.loaded_model import ModelRuntime
@@ -40,13 +41,19 @@ class DecodedFrame:
     width: float
     image_size: tuple[int, int]
     num_bytes: int
+    stream_id: int = 0  # version 3: the encoder run (the decoder acknowledges the frame to it)
+    width_index: int = 0
+    temporal: bool = False  # version 3: the decoder keeps the frame's symbols as a reference
     detections: list[Detection] = field(default_factory=list)
     mask: np.ndarray | None = None  # uint8 class ids at source-image size, 0 = background; None without a
     # segmentation head
 
 
 class OffboardDecoder(ModelRuntime):
-    """Decodes packets of exactly one model; anything else raises PacketError/ModelMismatchError."""
+    """Decodes packets of exactly one model; anything else raises PacketError/ModelMismatchError.
+
+    Version-3 packets (temporal coding) must come in order per stream: the decoder keeps the symbols of
+    the frames it decoded (`references`) and refuses a frame whose reference it does not hold."""
 
     def __init__(self, model_path: str | Path | None = None, score_thresh: float | None = None):
         super().__init__(model_path)
@@ -56,6 +63,7 @@ class OffboardDecoder(ModelRuntime):
 
     def _attach(self, model, fingerprint: str) -> None:
         super()._attach(model, fingerprint)
+        self.references = ReferenceStore()
         self._latent_hw = [tuple(-(-s // self.cfg.latent_stride(i)) for s in self.cfg.input_size)
                            for i in range(len(self.cfg.widths))]
 
@@ -76,6 +84,8 @@ class OffboardDecoder(ModelRuntime):
         for anything this decoder would refuse, so a bad packet can be refused on arrival."""
         packet = parse(data)
         self.check(packet)
+        if packet.temporal:
+            self.references.check(packet)
         return packet
 
     @torch.no_grad()
@@ -99,9 +109,7 @@ class OffboardDecoder(ModelRuntime):
         for k, data in enumerate(packets):
             try:
                 packet = self.screen(data)
-                c, h, w = packet.latent_shape
-                padded = packet.payload + bytes(8 + _PAD_PER_SYMBOL * c * h * w)
-                y_hat = self.model.latent_codecs[packet.width_index].decompress([[padded]], (h, w))["y_hat"]
+                y_hat = self._entropy_decode(packet)
             except (PacketError, ModelMismatchError) as exc:
                 results[k] = exc
                 continue
@@ -116,6 +124,20 @@ class OffboardDecoder(ModelRuntime):
             for k, packet, r in zip(order, good, self.model.teacher.postprocess(out, [p.image_size for p in good])):
                 results[k] = self._frame(packet, r, len(packets[k]), with_mask)
         return results
+
+    def _entropy_decode(self, packet: Packet) -> torch.Tensor:
+        """The packet's quantized bottleneck 1 x C x h x w; a version-3 frame is checked against and added
+        to the held references. PacketError for a payload or reference that cannot be right."""
+        c, h, w = packet.latent_shape
+        codec, padding = self.model.latent_codecs[packet.width_index], 8 + _PAD_PER_SYMBOL * c * h * w
+        if packet.temporal:
+            symbols = self.references.decode(packet, codec.coder(), padding)
+        else:
+            symbols = codec.coder().decode(packet.payload + bytes(padding), (c, h, w))
+        y_hat = codec.y_hat(symbols[None])
+        if packet.temporal:
+            self.references.add(packet, symbols)
+        return y_hat
 
     @torch.no_grad()
     def teacher(self, rgb: np.ndarray) -> tuple[list[Detection], np.ndarray | None]:
@@ -136,4 +158,5 @@ class OffboardDecoder(ModelRuntime):
 
     def _frame(self, packet: Packet, result: dict, num_bytes: int, with_mask: bool) -> DecodedFrame:
         return DecodedFrame(packet.frame_id, packet.stamp_ns, packet.width, packet.image_size, num_bytes,
-                            self.detections_of(result), _mask(result) if with_mask else None)
+                            packet.stream_id, packet.width_index, packet.temporal, self.detections_of(result),
+                            _mask(result) if with_mask else None)

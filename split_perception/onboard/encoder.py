@@ -43,8 +43,15 @@ class EncoderRuntime(Protocol):
     def preprocess(self, rgb: np.ndarray) -> Any:
         """RGB -> the runtime's network input (1x3xHxW: numpy for onnx, a tensor for torch)."""
 
+    def frame(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> tuple[Any, np.ndarray]:
+        """RGB -> the frame's version-2 `Packet` without its payload, and its int32 symbols CxHxW."""
+
+    def coder(self, width_index: int) -> Any:
+        """The width's `ContextCoder` (the symbols' entropy coder)."""
+
     def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
-        """RGB uint8 HxWx3 -> one packet (bytes). Raises ImageError for a bad image."""
+        """RGB uint8 HxWx3 -> one version-2 packet (bytes), decodable alone. Raises ImageError for a bad
+        image. `TemporalEncoder` (temporal.py) codes frames against acknowledged ones instead."""
 
 
 def _torch(model_path, threads):

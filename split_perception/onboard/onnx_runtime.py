@@ -4,6 +4,8 @@ requirements-onboard.txt)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..codec.context import ContextCoder, ContextTables
@@ -77,13 +79,21 @@ class OnnxEncoder:
         """float32 bottleneck 1xCxHxW -> the int32 symbols CxHxW that are coded (`codec/symbols.py`)."""
         return to_symbols(y[0], self.export.widths[width_index].medians)
 
-    def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
+    def coder(self, width_index: int) -> ContextCoder:
+        """The context coder of a width."""
+        return self._coders[width_index]
+
+    def frame(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> tuple[Packet, np.ndarray]:
+        """RGB -> the frame's version-2 packet without its payload, and its int32 symbols CxHxW."""
         i = self._index  # one consistent snapshot
         y = self.bottleneck(self.preprocess(rgb), i)
         c, h, w = self.export.widths[i].latent_shape
         if y.shape != (1, c, h, w):
             raise CheckpointError(f"width {self.cfg.widths[i]}: the graph gives a {y.shape} bottleneck, "
                                   f"the export says {(1, c, h, w)}")
-        packet = Packet(self._fp, i, self.cfg.widths[i], frame_id, stamp_ns, tuple(rgb.shape[:2]), (c, h, w),
-                        self._coders[i].encode(self.symbols(y, i)))
-        return packet.to_bytes()
+        packet = Packet(self._fp, i, self.cfg.widths[i], frame_id, stamp_ns, tuple(rgb.shape[:2]), (c, h, w), b"")
+        return packet, self.symbols(y, i)
+
+    def encode(self, rgb: np.ndarray, frame_id: int = 0, stamp_ns: int = 0) -> bytes:
+        packet, symbols = self.frame(rgb, frame_id, stamp_ns)
+        return replace(packet, payload=self.coder(packet.width_index).encode(symbols)).to_bytes()

@@ -2,7 +2,9 @@
 
 A drop-oldest slot and a worker thread keep latency bounded when frames arrive faster than the
 encoder runs. `width` is a dynamic parameter, validated in the on-set callback and applied to the
-next frame without reloading anything (`ros2 param set /encoder width 0.5`).
+next frame without reloading anything (`ros2 param set /encoder width 0.5`). With `temporal` on, each
+frame is coded against the newest frame the decoder acknowledged on `features_ack` (packet version 3,
+`onboard/temporal.py`); without a recent acknowledgement, or after a width switch, a keyframe.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from ..errors import ImageError
 from ..health import Counters
 from ..link.trace import TokenBucket
 from ..model_files import MODEL_HELP
-from ..msg import EncodedFeatures
+from ..msg import EncodedFeatures, FrameAck
 from ..onboard.encoder import OnboardEncoder
+from ..onboard.temporal import TemporalEncoder
 from ..stamps import stamp_ns
 from .common import LatestSlots, qos_from, run_node
 from .diagnostics import Diagnostics
@@ -61,8 +64,16 @@ class EncoderNode(Node):
             description="QoS reliability of `features`: best_effort or reliable", read_only=True)).value
         diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, ParameterDescriptor(
             description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
+        temporal = self.declare_parameter("temporal", True, ParameterDescriptor(
+            description="code each frame against the newest frame the decoder acknowledged on `features_ack` "
+                        "(packet version 3; a keyframe when none is recent); false = every frame alone "
+                        "(version 2)", read_only=True)).value
         self.encoder.set_width(self.get_parameter("width").value)
         self.pub = self.create_publisher(EncodedFeatures, "features", qos_from(reliability))
+        self.temporal = TemporalEncoder(self.encoder) if temporal else None
+        self.acks = 0
+        if self.temporal:
+            self.create_subscription(FrameAck, "features_ack", self._on_ack, qos_from(reliability))
         if input_type == "compressed":
             self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
                                      qos_profile_sensor_data)
@@ -82,7 +93,8 @@ class EncoderNode(Node):
         self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, self.encoder.fingerprint[:12],
                                        input_name="images", bad_name="bad images", busy_key="encode_ms")
         self.get_logger().info(f"encoder ready: model {self.encoder.fingerprint[:12]}, widths {widths}, "
-                               f"width {self.encoder.width}, input {input_type}, runtime {self.encoder.runtime}")
+                               f"width {self.encoder.width}, input {input_type}, runtime {self.encoder.runtime}, "
+                               f"temporal {'on' if self.temporal else 'off'}")
 
     # ---- parameters -------------------------------------------------------------------
     def _validate(self, params) -> SetParametersResult:
@@ -102,6 +114,10 @@ class EncoderNode(Node):
                 self.get_logger().info(f"width -> {self.encoder.width}")
 
     # ---- frames -----------------------------------------------------------------------
+    def _on_ack(self, msg: FrameAck) -> None:
+        with self._model_lock:  # the reference history is read by the encode
+            self.acks += self.temporal.acknowledge(msg.stream_id, msg.frame_id, msg.width_index, msg.held)
+
     def _on_image(self, msg: Image) -> None:
         self.received += 1
         self.slot.put((msg, image_to_rgb))
@@ -140,7 +156,7 @@ class EncoderNode(Node):
         t0 = time.perf_counter()
         with self._model_lock:
             width = self.encoder.width
-            packet = self.encoder.encode(rgb, frame_id=self.frame_id, stamp_ns=ns)
+            packet = (self.temporal or self.encoder).encode(rgb, frame_id=self.frame_id, stamp_ns=ns)
         out = EncodedFeatures()
         out.header = msg.header
         out.model_fingerprint = self.encoder.fingerprint
@@ -156,7 +172,10 @@ class EncoderNode(Node):
     def _diagnostics(self) -> tuple[Counters, dict[str, str]]:
         counters = Counters(received=self.received, done=self.encoded, dropped=self.slot.dropped(),
                             bad=self.bad_images, busy_ms=self.encode_ms_total, worker_alive=self._worker.is_alive())
-        return counters, {"frames_encoded": str(self.encoded), "bad_images": str(self.bad_images),
+        temporal = {} if self.temporal is None else {
+            "keyframes": str(self.temporal.keyframes), "delta_frames": str(self.temporal.deltas),
+            "acks_used": str(self.acks), "stream_id": f"{self.temporal.stream_id:08x}"}
+        return counters, {**temporal, "frames_encoded": str(self.encoded), "bad_images": str(self.bad_images),
                           "skipped_max_rate": str(self.skipped), "width": str(self.encoder.width),
                           "input_type": self.input_type, "model_fingerprint": self.encoder.fingerprint}
 
@@ -164,7 +183,9 @@ class EncoderNode(Node):
         self._running = False
         self.slot.close()
         self._worker.join(timeout=2.0)
-        self.get_logger().info(f"encoded {self.encoded} frames, refused {self.bad_images} images, "
+        coded = "" if self.temporal is None else (f" ({self.temporal.keyframes} keyframes, "
+                                                  f"{self.temporal.deltas} coded against acknowledged frames)")
+        self.get_logger().info(f"encoded {self.encoded} frames{coded}, refused {self.bad_images} images, "
                                f"dropped {self.slot.dropped()} (encoder busy)")
 
 

@@ -10,10 +10,10 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from ..errors import ConfigError, ModelMismatchError, PacketError
+from ..errors import ConfigError, MissingReferenceError, ModelMismatchError, PacketError
 from ..health import Counters
 from ..link.stats import LinkStats
-from ..msg import Detection2D, Detection2DArray, EncodedFeatures, LinkStatus
+from ..msg import Detection2D, Detection2DArray, EncodedFeatures, FrameAck, LinkStatus
 from ..offboard.decoder import DecodedFrame, OffboardDecoder
 from ..offboard.visualize import draw_detections
 from ..stamps import stamp_ns
@@ -50,7 +50,8 @@ def to_detection_array(frame: DecodedFrame, header) -> Detection2DArray:
 
 
 class RobotStream:
-    """One robot's `features` in, its `detections`, `segmentation`, `annotated` and `link_status` out.
+    """One robot's `features` in, its `detections`, `segmentation`, `annotated`, `link_status` and
+    `features_ack` (temporally coded frames decoded, or references missing) out.
 
     `name` is the robot's namespace ("" = the node's own topics, a single robot). Arrivals are
     measured in the subscription callback; packets go to the node's shared slots under `name`.
@@ -70,6 +71,7 @@ class RobotStream:
         self.mask_pub = node.create_publisher(Image, prefix + "segmentation", 5)
         self.vis_pub = node.create_publisher(Image, prefix + "annotated", 5)
         self.status_pub = node.create_publisher(LinkStatus, prefix + "link_status", 10)
+        self.ack_pub = node.create_publisher(FrameAck, prefix + "features_ack", qos)
         self.worker_alive = lambda: True  # the node sets its worker's liveness
         self.diagnostics = Diagnostics(node, diagnostics_period, self._diagnostics, decoder.fingerprint[:12],
                                        suffix=name, input_name="packets", bad_name="bad packets",
@@ -100,6 +102,10 @@ class RobotStream:
                 self.mismatched += 1
             else:
                 self.corrupt += 1
+        if isinstance(exc, MissingReferenceError):  # the encoder must not reference it (or older) again
+            ack = FrameAck(stream_id=exc.stream_id, frame_id=exc.ref_frame_id, held=False)
+            ack.header.stamp = self._node.get_clock().now().to_msg()
+            self.ack_pub.publish(ack)
         who = f"robot {self.name}: " if self.name else ""
         self._node.get_logger().error(f"{who}packet refused ({self.bad_packets} so far): {exc}",
                                       throttle_duration_sec=5.0)
@@ -110,6 +116,9 @@ class RobotStream:
         self.decoded += 1
         self.width = frame.width
         self.det_pub.publish(to_detection_array(frame, header))
+        if frame.temporal:  # the encoder may code later frames against this one
+            self.ack_pub.publish(FrameAck(header=header, stream_id=frame.stream_id, frame_id=frame.frame_id,
+                                          width_index=frame.width_index, held=True))
         if mask and frame.mask is not None:  # a model without a segmentation head publishes detections only
             self.mask_pub.publish(rgb_to_image(frame.mask, header, "mono8"))
         if annotated:

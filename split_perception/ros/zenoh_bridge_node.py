@@ -43,7 +43,8 @@ from .diagnostics import Diagnostics
 KNOWN_TYPES = {"features": "split_perception/msg/EncodedFeatures", "link_status": "split_perception/msg/LinkStatus",
                "detections": "split_perception/msg/Detection2DArray", "segmentation": "sensor_msgs/msg/Image",
                "annotated": "sensor_msgs/msg/Image", "image/compressed": "sensor_msgs/msg/CompressedImage",
-               "image": "sensor_msgs/msg/Image", "link_bandwidth": "std_msgs/msg/Float64"}
+               "image": "sensor_msgs/msg/Image", "link_bandwidth": "std_msgs/msg/Float64",
+               "features_ack": "split_perception/msg/FrameAck"}
 STREAMS = {"split_perception/msg/EncodedFeatures", "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
 MODES = ("peer", "client")
 
