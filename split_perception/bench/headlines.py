@@ -101,6 +101,25 @@ def video(results: Path, links: dict[str, str]) -> str | None:
             f"{len(heads)} widths.")
 
 
+def temporal(results: Path, links: dict[str, str]) -> str | None:
+    res = _load(results, "temporal", "temporal.json")
+    if res is None:
+        return None
+    by_clip: dict[str, list[dict]] = {}
+    for r in res["rows"]:
+        by_clip.setdefault(r["clip"], []).append(r)
+    clips = "; ".join(f"{clip} {_span([r['acks_now_ratio'] for r in rows], '.2f')}x with every frame acknowledged at "
+                      f"once, {_span([r['acks_late_ratio'] for r in rows], '.2f')}x with acknowledgements "
+                      f"{res['lag']} frames late" for clip, rows in sorted(by_clip.items()))
+    ratios = [r["encode_time_ratio"] for r in res["rows"]]
+    return (f"**Temporal coding** (`split-perception bench temporal`, the default model, {res['machine']['date']}, "
+            f"[table and full command]({links['temporal']})): each frame coded against the newest frame the decoder "
+            f"acknowledged, exactly lossless, costs per width this share of per-frame packets' bytes: {clips}; with "
+            f"{100 * res['loss']:.0f}% of the packets lost nothing decoded differs and nothing is refused "
+            f"({res['mismatched']} mismatched frames); encoding takes {_span(ratios, '.2f')}x the time of per-frame "
+            f"coding.")
+
+
 def onboard(results: Path, links: dict[str, str]) -> str | None:
     res = _load(results, "onboard", "onboard.json")
     if res is None:
@@ -285,7 +304,7 @@ def block(results: Path, links: dict[str, str]) -> str:
     to the address of its table in docs/results.md."""
     groups = [
         ("The default model (the NanoDet-g student) on real footage",
-         [real_footage(results, links), video(results, links)]),
+         [real_footage(results, links), video(results, links), temporal(results, links)]),
         ("Onboard cost", [onboard(results, links), latency(results, links), encoder_node(results, links),
                           switch(results, links), restart(results, links)]),
         ("Over the link", link(results, links)),
