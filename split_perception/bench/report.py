@@ -25,6 +25,7 @@ SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("encoder_node", "Camera frames into the onboard encoder node (`bench encoder-node`)"),
             ("batch", "Offboard decoding in batches (`bench batch`)"),
             ("fleet", "One server for a fleet (`bench fleet`)"),
+            ("failover", "Two servers, one killed (`bench failover`)"),
             ("soak", "Soak: minutes through DDS (`bench soak`)"),
             ("restart", "Node killed and relaunched (`bench restart`)"),
             ("link", "Over a real rate-limited link (`bench link`)")]
