@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from split_perception.bench.report import BEGIN, END
+from split_perception.bench.sizing import servers_needed
 from split_perception.cli import main
 
 
@@ -37,3 +38,26 @@ def test_report_without_markers_or_results_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "x" / "link" / "table.md").write_text("t\n")
     assert main(["bench", "report", "--results", str(tmp_path / "x"), "--doc", str(page)]) == 2
     assert "markers" in capsys.readouterr().err
+
+
+def test_servers_needed_settles_on_the_batch_each_server_fills():
+    ms = {1: 20.0, 4: 12.5, 8: 10.0}  # ms per frame by batch size
+    assert servers_needed(16, 5, ms) == {"robots": 16, "fps": 5, "frames_s": 80, "batch": 8, "server_fps": 100.0,
+                                         "for_load": 2, "servers": 3}
+    few = servers_needed(4, 50, ms)  # 200 frames/s: more servers, fewer robots each, smaller batches
+    assert (few["batch"], few["for_load"], few["servers"]) == (1, 6, 7), few
+
+
+def test_report_works_out_the_servers_a_fleet_needs_from_bench_batch(tmp_path):
+    res = tmp_path / "bench" / "batch"
+    res.mkdir(parents=True)
+    (res / "table.md").write_text("| batch |\n|---|\n| 1 |\n")
+    (res / "batch.json").write_text(json.dumps({
+        "command": "split-perception bench batch", "machine": {"date": "2026-12-04", "cpus": 2, "threads": 2},
+        "rows": [{"batch": b, "ms_per_frame_median": ms} for b, ms in ((1, 20.0), (4, 12.5), (8, 10.0))]}))
+    page = tmp_path / "results.md"
+    page.write_text(f"{BEGIN}\n{END}\n")
+    assert main(["bench", "report", "--results", str(tmp_path / "bench"), "--doc", str(page)]) == 0
+    doc = page.read_text()
+    assert doc.index("### Offboard decoding in batches") < doc.index("### How many servers (from `bench batch`)")
+    assert "From `split-perception bench batch` (2026-12-04" in doc and "| 16 | 5 | 80 | 8 | 100 | 2 | 3 |" in doc

@@ -1,7 +1,8 @@
 """`bench report`: the benchmark tables of docs/results.md, generated from the benchmark output folders.
 
 Each folder's `table.md` is taken as written, headed by the command and machine recorded in its
-JSON, and linked to its plot; the section replaces the text between the two markers in the page.
+JSON, and linked to its plot; sections worked out from other results (how many servers, from `bench
+batch`) are computed here. The section replaces the text between the two markers in the page.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import sizing
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
@@ -26,9 +28,13 @@ SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("batch", "Offboard decoding in batches (`bench batch`)"),
             ("fleet", "One server for a fleet (`bench fleet`)"),
             ("failover", "Two servers, one killed (`bench failover`)"),
+            ("sizing", "How many servers (from `bench batch`)"),
             ("soak", "Soak: minutes through DDS (`bench soak`)"),
             ("restart", "Node killed and relaunched (`bench restart`)"),
             ("link", "Over a real rate-limited link (`bench link`)")]
+
+
+WORKED_OUT = {"sizing": sizing.section}  # sections computed from other benchmarks' results
 
 
 def _meta(folder: Path) -> dict:
@@ -43,6 +49,10 @@ def section(results: Path, link_base: str) -> str:
     """Markdown for every benchmark folder under `results` that has a table.md."""
     parts = []
     for name, title in SECTIONS:
+        if name in WORKED_OUT:
+            text = WORKED_OUT[name](results)
+            parts += [f"### {title}\n", text] if text else []
+            continue
         folder = results / name
         if not (folder / "table.md").is_file():
             continue
