@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from split_perception.bench.failover import summarize
+from split_perception.bench.failover import headline, summarize
 from split_perception.cli import main
 from split_perception.errors import ConfigError
 from split_perception.harness.domains import pick_domain
 from split_perception.harness.processes import python_module, ros_env, start_node
 from split_perception.link.failover import check_servers, order
 
+REPO = Path(__file__).resolve().parents[1]
 ROBOTS = ["r1", "r2", "r3", "r4"]
 SERVERS = ["s1", "s2"]
 ZENOH_DEFAULT_LEASE_S = 10.0
@@ -79,6 +80,13 @@ def test_summarize_counts_outages_losses_and_doubles():
     assert r1["lost"] == 4 and r1["lost_in_outage"] == 3 and r1["lost_outside_outage"] == 1  # frame 8: no event
     assert not r2["moved"] and r2["recovery_s"] is None and r2["takeover_s"] is None
     assert r2["lost_outside_outage"] == 1 and r2["decoded_twice"] == 1 and r2["lost_at_s"] == "4.0"
+
+
+def test_readme_quotes_the_committed_run():
+    """The README's sentence on `bench failover` is the committed run's, which met the target."""
+    res = json.loads((REPO / "results" / "bench" / "failover" / "failover.json").read_text())
+    assert res["meets_target"] and res["command"].startswith("split-perception bench failover"), res
+    assert headline(res) in " ".join((REPO / "README.md").read_text().split())
 
 
 def start_server(tmp_path: Path, name: str, endpoints: dict, tag: str, seconds: float = 300) -> subprocess.Popen:
