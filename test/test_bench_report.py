@@ -9,6 +9,7 @@ from pathlib import Path
 
 from split_perception.bench import headlines
 from split_perception.bench.report import BEGIN, END
+from split_perception.bench.sizing import servers_needed
 from split_perception.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,3 +66,26 @@ def test_report_without_markers_or_results_is_a_clear_error(tmp_path, capsys):
         assert len(err) == 1 and "markers" in err[0] and str(broken) in err[0], err
         assert {p: p.read_text() for p in (page, readme)} == before  # neither page written
         broken.write_text(kept)
+
+
+def test_servers_needed_settles_on_the_batch_each_server_fills():
+    ms = {1: 20.0, 4: 12.5, 8: 10.0}  # ms per frame by batch size
+    assert servers_needed(16, 5, ms) == {"robots": 16, "fps": 5, "frames_s": 80, "batch": 8, "server_fps": 100.0,
+                                         "for_load": 2, "servers": 3}
+    few = servers_needed(4, 50, ms)  # 200 frames/s: more servers, fewer robots each, smaller batches
+    assert (few["batch"], few["for_load"], few["servers"]) == (1, 6, 7), few
+
+
+def test_report_works_out_the_servers_a_fleet_needs_from_bench_batch(tmp_path):
+    res = tmp_path / "bench" / "batch"
+    res.mkdir(parents=True)
+    (res / "table.md").write_text("| batch |\n|---|\n| 1 |\n")
+    (res / "batch.json").write_text(json.dumps({
+        "command": "split-perception bench batch", "machine": {"date": "2026-12-04", "cpus": 2, "threads": 2},
+        "rows": [{"batch": b, "ms_per_frame_median": ms} for b, ms in ((1, 20.0), (4, 12.5), (8, 10.0))]}))
+    page, readme = _pages(tmp_path)
+    assert main(["bench", "report", "--results", str(tmp_path / "bench"), "--doc", str(page),
+                 "--readme", str(readme)]) == 0
+    doc = page.read_text()
+    assert doc.index("### Offboard decoding in batches") < doc.index("### How many servers (from `bench batch`)")
+    assert "From `split-perception bench batch` (2026-12-04" in doc and "| 16 | 5 | 80 | 8 | 100 | 2 | 3 |" in doc

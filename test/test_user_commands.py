@@ -58,6 +58,7 @@ DOC_COMMANDS = {
     "bench transport": "test_bench_transport.py::test_transport_short_run_over_dds",
     "bench encoder-node": "test_bench_encoder_node.py::test_encoder_node_short_run_over_dds",
     "bench fleet": "test_bench_fleet.py::test_fleet_short_run_over_dds",
+    "bench failover": "test_bench_failover.py::test_failover_short_run",
     "bench batch": "test_bench_batch.py::test_batch_small_run",
     "bench soak": "test_bench_soak.py::test_soak_run_over_dds",
     "bench restart": "test_bench_restart.py::test_restart_short_run_over_dds",

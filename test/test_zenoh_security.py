@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shlex
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,21 +170,29 @@ def test_insecure_listens_on_all_interfaces(tmp_path):
     assert proc.returncode == 0, log.read_text()[-2000:]
 
 
+def readme_block(start: str) -> list[str]:
+    """The command lines of the README's code block from the line that holds `start` on (continued
+    lines joined, comments left out)."""
+    block = README[README.index(start):]
+    block = block[:block.index("```")].replace("\\\n", " ")
+    return [x for x in block.splitlines() if x.strip() and not x.startswith("#")]
+
+
 def readme_bridges() -> dict[str, list[str]]:
     """The README's two `ros2 run ... zenoh_bridge` command lines (server, robot r1) as argv."""
-    block = README[README.index(README_CERTS):]
-    block = block[:block.index("```")].replace("\\\n", " ")
-    lines = [shlex.split(x) for x in block.splitlines() if x.startswith("ros2 run split_perception zenoh_bridge")]
-    assert len(lines) == 2, block
+    lines = [shlex.split(x) for x in readme_block(README_CERTS) if x.startswith("ros2 run split_perception zenoh_bridge")]
+    assert len(lines) == 2, lines
     return {"server": lines[0], "robot": lines[1]}
 
 
-def start_readme_bridge(argv: list[str], cwd, log, domain: int, prefix: list[str], host: str) -> subprocess.Popen:
+def start_readme_bridge(argv: list[str], cwd, log, domain: int, prefix: list[str], host: str,
+                        host2: str = "") -> subprocess.Popen:
     """`ros2 run split_perception zenoh_bridge ARGS` as ros2 runs it: the package's executable with
-    ARGS as written, the example server address replaced by `host`."""
+    ARGS as written, the example server addresses replaced by `host` (and the second by `host2`)."""
     assert argv[:3] == ["ros2", "run", "split_perception"]
     exe = install_space() / "lib" / "split_perception" / argv[3]
-    cmd = [*prefix, sys.executable, str(exe), *(a.replace("203.0.113.10", host) for a in argv[4:])]
+    cmd = [*prefix, sys.executable, str(exe),
+           *(a.replace("203.0.113.10", host).replace("203.0.113.11", host2) for a in argv[4:])]
     with open(log, "w") as out:
         return subprocess.Popen(cmd, cwd=cwd, env={**ros_env(domain), **ROS_LOCALHOST}, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -323,3 +334,63 @@ def test_only_the_fleet_gets_in_and_each_robot_reaches_only_its_keys(tmp_path):
     connected = set(re.findall(r"connected, certificate (\w+)", log))
     assert connected == {"r1"}, connected  # the other CA's `r2` and the expired r2 never had a session
 
+
+
+README_SERVERS = "split-perception fleet-certs fleet --robots r1 r2 --server s1 --host 203.0.113.10"
+
+
+def test_two_secured_servers_as_in_the_readme_share_robots_and_take_over(tmp_path, tiny_model_path):
+    """The README's two-server setup across a real link: its certificate commands, s1's bridge and
+    decoder on one side, s2's and robot r1's (encoder, bridge) on the other. The servers see each
+    other through their access control; r1 is served by s1 (its first-ranked server), its frames
+    reach s1 alone, and a session with r1's certificate declaring that s2 serves r1 changes nothing
+    (a robot may not declare the fleet's tokens). When s1's bridge is killed, s2 takes r1 over and
+    detections keep coming."""
+    lines = readme_block(README_SERVERS)
+    certs = [x for x in lines if x.startswith("split-perception")]
+    bridges = [shlex.split(x) for x in lines if x.startswith("ros2 run split_perception zenoh_bridge")]
+    assert len(certs) == 2 and len(bridges) == 3, lines
+    cfg = {"seconds": 30, "fps": 4, "await_publishers": ["detections"], "namespace": "r1"}
+    m = {"model_path": str(tiny_model_path), "robots": ["r1", "r2"]}
+    domains = {k: pick_domain() for k in ("s1", "s2", "robot")}
+    procs, fleet_keys = {}, "split_perception/_fleet"
+    with NetnsLink(rate_bps=20e6) as link:
+        on, off = link.prefix("onboard"), link.prefix("offboard")
+        hosts = {"203.0.113.10": link.offboard_ip, "203.0.113.11": link.onboard_ip}
+        for command in certs:
+            run(tmp_path, command, **hosts)
+        where = {"s1": (off, domains["s1"]), "s2": (on, domains["s2"]), "r1": (on, domains["robot"])}
+        try:
+            for (name, (prefix, domain)), argv in zip(where.items(), bridges):
+                procs[f"bridge_{name}"] = start_readme_bridge(argv, tmp_path, tmp_path / f"bridge_{name}.log", domain,
+                                                              prefix, link.offboard_ip, link.onboard_ip)
+            for name in ("s1", "s2"):
+                prefix, domain = where[name]
+                procs[f"decoder_{name}"] = start_node("decoder", domain, params=m, prefix=prefix, env=ROS_LOCALHOST,
+                                                      log_path=tmp_path / f"decoder_{name}.log")
+            procs["encoder"] = start_node("encoder", domains["robot"], params={"model_path": m["model_path"]},
+                                          prefix=on, env=ROS_LOCALHOST, namespace="r1",
+                                          log_path=tmp_path / "encoder.log")
+            procs["forger"] = start_helper({"role": "zenoh", "seconds": 900, "tls": {
+                k: str(v) for k, v in tls(tmp_path / "fleet", "r1").items()},
+                "connect": [f"tls/{link.offboard_ip}:{PORT}", f"tls/{link.onboard_ip}:{PORT}"],
+                "tokens": [f"{fleet_keys}/serving/r1/s2", f"{fleet_keys}/candidate/r1/s2"]},
+                tmp_path, "forger", domains["robot"], on)
+            wait_for_log(tmp_path / "bridge_s1.log", "serving r1", 240)
+            probe = start_probe(cfg, tmp_path, domains["robot"], prefix=on, env=ROS_LOCALHOST)
+            procs["probe"] = probe
+            time.sleep(cfg["seconds"] / 2)
+            killed = time.time_ns()
+            os.killpg(procs["bridge_s1"].pid, signal.SIGKILL)
+            rec = finish_probe(probe, cfg, tmp_path)
+        finally:
+            stop(list(procs.values()))
+    s1, s2 = (tmp_path / "bridge_s1.log").read_text(), (tmp_path / "bridge_s2.log").read_text()
+    assert "server s1 of ['s1', 's2']" in s1 and "certificate s2" in s1 and "certificate s1" in s2, logs(tmp_path)
+    before = [d["stamp"] for d in rec["detections"] if d["stamp"] < killed]
+    after = [d["stamp"] for d in rec["detections"] if d["stamp"] > killed]
+    assert len(before) >= 3 and len(after) >= 3, logs(tmp_path)
+    assert "serving r1" in s2 and s2.index("serving r1") > s2.index("certificate s1"), s2[-3000:]
+    assert "forwarded nothing" not in s2 and "/r1/features: " in s2, s2[-3000:]  # r1's frames after the kill
+    assert "ignored the liveliness token" not in s1 + s2, logs(tmp_path)  # the forger's never arrived
+    assert procs["bridge_s2"].returncode == 0, s2[-3000:]

@@ -28,7 +28,7 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, temporal, latency, onboard, switch, transport, batch, fleet, encoder-node, "
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, temporal, latency, onboard, switch, transport, batch, fleet, failover, encoder-node, "
                                          "soak, restart, link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
@@ -119,6 +119,20 @@ def add_parsers(sub) -> None:
     s.add_argument("--data", default="data/synthetic/val", help="held-out frames the cameras publish")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("fleet"))
+
+    s = bsub.add_parser("failover", help="2 decoder servers for one fleet over DDS + Zenoh, one killed mid-run: "
+                                         "which robots moved, seconds to recover, frames lost elsewhere")
+    _common(s, "failover")
+    s.add_argument("--robots", type=int, default=4, help="number of robots")
+    s.add_argument("--seconds", type=float, default=90.0, help="run length at least (the cameras' time); with "
+                   "--return-at, until s1 has served its robots again for 10 s")
+    s.add_argument("--fps", type=float, default=0.5, help="camera rate per robot (low enough for one server to "
+                   "decode the whole fleet alone on a 2-core machine with the default model)")
+    s.add_argument("--kill-at", type=float, default=30.0, help="seconds into the run when s1 is SIGKILLed")
+    s.add_argument("--return-at", type=float, default=50.0, help="seconds into the run when s1 starts again (0: never)")
+    s.add_argument("--data", default="data/synthetic/val", help="held-out frames the cameras publish")
+    s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
+    s.set_defaults(func=_runner("failover"))
 
     s = bsub.add_parser("encoder-node", help="camera frames the onboard encoder node takes in, and its CPU cores "
                                              "(no decoder), per runtime and Fast DDS setting")

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from .equal_accuracy import interval_text
+from .failover import headline as failover_headline
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -254,6 +255,15 @@ def fleet(results: Path, links: dict[str, str]) -> str | None:
             f"{_seq([per[n]['latency_p95_ms'] for n in counts], '.0f')} ms.")
 
 
+def failover(results: Path, links: dict[str, str]) -> str | None:
+    res = _load(results, "failover", "failover.json")
+    if res is None:
+        return None
+    return (f"**Two servers, one killed** {_source('failover', res, links, 'bench failover')}: "
+            f"{len(res['rows'])} robots over DDS + Zenoh at {res['fps']:g} fps each, one server SIGKILLed at "
+            f"{res['kill_at_s']:g} s and started again at {res['return_at_s']:g} s: {failover_headline(res)}.")
+
+
 def batch(results: Path, links: dict[str, str]) -> str | None:
     res = _load(results, "batch", "batch.json")
     if res is None:
@@ -308,7 +318,8 @@ def block(results: Path, links: dict[str, str]) -> str:
         ("Onboard cost", [onboard(results, links), latency(results, links), encoder_node(results, links),
                           switch(results, links), restart(results, links)]),
         ("Over the link", link(results, links)),
-        ("A fleet on one server", [fleet(results, links), batch(results, links), soak(results, links)]),
+        ("A fleet", [fleet(results, links), failover(results, links), batch(results, links),
+                     soak(results, links)]),
         ("Synthetic scenes (scored against ground truth)",
          [synthetic(results, links, "rate_accuracy", "synthetic scenes"),
           synthetic(results, links, "rate_accuracy_hard", "hard synthetic scenes")]),

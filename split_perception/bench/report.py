@@ -2,8 +2,7 @@
 from the benchmark output folders.
 
 Each folder's `table.md` is taken as written, headed by the command and machine recorded in its
-JSON, and linked to its plot; the section replaces the text between the two markers in the page.
-The README's lines (`headlines.py`) replace the text between its own markers and link to those tables.
+from . import headlines, sizing
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import headlines
+from . import headlines, sizing
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
@@ -30,9 +29,14 @@ SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("encoder_node", "Camera frames into the onboard encoder node (`bench encoder-node`)"),
             ("batch", "Offboard decoding in batches (`bench batch`)"),
             ("fleet", "One server for a fleet (`bench fleet`)"),
+            ("failover", "Two servers, one killed (`bench failover`)"),
+            ("sizing", "How many servers (from `bench batch`)"),
             ("soak", "Soak: minutes through DDS (`bench soak`)"),
             ("restart", "Node killed and relaunched (`bench restart`)"),
             ("link", "Over a real rate-limited link (`bench link`)")]
+
+
+WORKED_OUT = {"sizing": sizing.section}  # sections computed from other benchmarks' results
 
 
 def _meta(folder: Path) -> dict:
@@ -47,6 +51,10 @@ def section(results: Path, link_base: str) -> str:
     """Markdown for every benchmark folder under `results` that has a table.md."""
     parts = []
     for name, title in SECTIONS:
+        if name in WORKED_OUT:
+            text = WORKED_OUT[name](results)
+            parts += [f"### {title}\n", text] if text else []
+            continue
         folder = results / name
         if not (folder / "table.md").is_file():
             continue

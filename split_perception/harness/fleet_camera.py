@@ -3,19 +3,23 @@
 For each robot `r` of `cfg["robots"]` it publishes rgb8 frames on `/<r>/image` at `cfg["fps"]`
 (robots' frames staggered over the period, as independent cameras would be) and records every
 `/<r>/detections` with its arrival time and latency. One process instead of N keeps the driver's
-own load small beside the nodes it measures. Writes JSON; run with processes.ros_env (own domain).
+own load small beside the nodes it measures. It stops after `cfg["seconds"]`, or earlier on SIGINT
+or SIGTERM (a run whose length the caller decides). Writes JSON; run with processes.ros_env (own domain).
 
 Usage: python -m split_perception.harness.fleet_camera CONFIG.json OUT.json
 """
 
 import json
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 import rclpy
 from PIL import Image as PILImage
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -28,7 +32,10 @@ def main() -> int:
     cfg = json.loads(open(sys.argv[1]).read())
     frames = [np.asarray(PILImage.open(p).convert("RGB")) for p in cfg["images"]]
     robots, fps, seconds = cfg["robots"], float(cfg["fps"]), float(cfg["seconds"])
-    rclpy.init()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("fleet_camera")
     t0 = time.monotonic()
     rec = {r: {"sent": [], "detections": []} for r in robots}
@@ -44,7 +51,7 @@ def main() -> int:
     # each robot's first frame is offset by k / (N * fps): the fleet's frames do not arrive in bursts
     due = {r: k / (len(robots) * fps) for k, r in enumerate(robots)}
     count = {r: 0 for r in robots}
-    while (now := time.monotonic() - t0) < seconds:
+    while (now := time.monotonic() - t0) < seconds and not stop.is_set():
         for r in robots:
             if now >= due[r]:
                 header = Header(frame_id=f"{r}/camera")

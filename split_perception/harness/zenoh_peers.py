@@ -1,11 +1,16 @@
-"""Driver process for the Zenoh security tests: what a peer of the bridge does on the wire, or what
-the server's ROS side sees. Writes a JSON record when done.
+"""Driver process for the Zenoh tests: what a peer of the bridge does on the wire, what the server's
+ROS side sees, or one server of several on its own. Writes a JSON record when done.
 
 Roles (`cfg["role"]`):
 - `zenoh`: a Zenoh session configured as a bridge's would be (TLS files or none), connecting to
   `connect`; for `seconds` it puts EncodedFeatures messages on the keys of `put` (frame ids from
   each entry's `first`; `source_info` false leaves the sender unnamed, `garbage` sends bytes that
-  are no ROS message) and counts what arrives on the keys of `subscribe`.
+  are no ROS message), holds liveliness tokens on the keys of `tokens` and counts what arrives on
+  the keys of `subscribe`.
+- `server`: one server of several (link/failover.py), able to serve every robot of `robots`,
+  listening on `listen` and connecting to `connect`, for `seconds` (or until killed); each change
+  of what it serves is appended to `events` (a JSON line: wall time, robot, serving) at once, so a
+  killed server's record survives it.
 - `tcp`: opens `connections` TCP connections to `host:port` and holds them for `seconds`, sending
   nothing, or `send` bytes (hex) once.
 - `ros`: a ROS node in the server's DDS domain: publishes Detection2DArray on `publish` topics at
@@ -49,6 +54,7 @@ def run_zenoh(cfg: dict) -> dict:
     sent: dict[str, int] = {p["key"]: 0 for p in cfg.get("put", [])}
     with zenoh.open(conf) as session:
         subs = [session.declare_subscriber(k, lambda s, k=k: got.__setitem__(k, got[k] + 1)) for k in got]
+        subs += [session.liveliness().declare_token(k) for k in cfg.get("tokens", [])]
         pubs = [(p, session.declare_publisher(p["key"])) for p in cfg.get("put", [])]
         end, n = time.monotonic() + cfg["seconds"], 0
         while time.monotonic() < end:
@@ -64,6 +70,33 @@ def run_zenoh(cfg: dict) -> dict:
         peers = [str(link.auth_identifier) for link in session.info.links()]
         del subs
     return {"received": got, "sent": sent, "peers": peers}
+
+
+def run_server(cfg: dict) -> dict:
+    import zenoh
+
+    from split_perception.link.failover import Assignment, server_settings
+
+    conf = zenoh.Config()
+    conf.insert_json5("mode", '"peer"')
+    conf.insert_json5("listen/endpoints", json.dumps(cfg["listen"]))
+    conf.insert_json5("connect/endpoints", json.dumps(cfg["connect"]))
+    conf.insert_json5("scouting/multicast/enabled", "false")
+    conf.insert_json5("connect/timeout_ms", "-1")
+    conf.insert_json5("connect/exit_on_failure", "false")
+    server_settings(conf)
+    warnings = []
+    with open(cfg["events"], "a") as events, zenoh.open(conf) as session:
+        def change(robot: str, serving: bool, note: str) -> None:
+            events.write(json.dumps({"t": time.time(), "robot": robot, "serving": serving, "note": note}) + "\n")
+            events.flush()
+
+        fleet = Assignment(session, "split_perception", cfg["name"], cfg["servers"], cfg["robots"],
+                           able=lambda robot: True, on_change=change, warn=warnings.append,
+                           claim_delay_s=cfg.get("claim_delay_s", 2.0))
+        time.sleep(cfg["seconds"])
+        fleet.close()
+    return {"ignored": fleet.ignored, "warnings": warnings[:5]}
 
 
 def run_tcp(cfg: dict) -> dict:
@@ -110,7 +143,7 @@ def run_ros(cfg: dict) -> dict:
 
 def main() -> int:
     cfg = json.loads(Path(sys.argv[1]).read_text())
-    record = {"zenoh": run_zenoh, "tcp": run_tcp, "ros": run_ros}[cfg["role"]](cfg)
+    record = {"zenoh": run_zenoh, "server": run_server, "tcp": run_tcp, "ros": run_ros}[cfg["role"]](cfg)
     Path(sys.argv[2]).write_text(json.dumps(record))
     return 0
 

@@ -2,7 +2,7 @@
 
 DDS discovery stays local to each side (it does not cross the internet, most cellular links or
 routed networks); one bridge on each side forwards the topics that must cross, as the serialized
-ROS messages. Robot: `to_zenoh: [features]`, `from_zenoh: [link_status, detections]`; server: the
+ROS messages. Robot: `to_zenoh: [features]`, `from_zenoh: [link_status, detections, features_ack]`; server: the
 reverse. Sensor streams (features, images) go best-effort and are dropped when the link is
 congested, like the sensor-data QoS; small control topics (link_status, detections) go reliable.
 Payloads from Zenoh are deserialized before they are published, so a bad one is counted, not
@@ -12,6 +12,10 @@ Secured (`tls_*` set): mutual TLS with the fleet's certificates (`split-percepti
 and the bridge that listens (the server) enforces per-robot access control: Zenoh's, plus a check
 of each sample's sender against the robot its key belongs to (see security/zenoh_tls.py).
 Listening beyond loopback without TLS is refused unless `insecure` is set.
+
+One of several servers (`server_name`, `servers`): the bridge carries a robot's topics only while
+it serves that robot, and subscribes to the robot's features only then, so a robot's frames cross
+its link once, to one server (see link/failover.py).
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import importlib
 import json
 import threading
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
 
 from ..errors import ConfigError
 from ..health import Counters
+from ..link.failover import Assignment, check_servers, server_settings
 from ..security.zenoh_tls import (
     TLS_FILES,
     Sender,
@@ -91,6 +96,17 @@ class ZenohBridgeNode(Node):
         insecure = self.declare_parameter("insecure", False, d(
             description="allow listening beyond loopback without TLS (tests and closed networks only)",
             read_only=True)).value
+        self.server_name = self.declare_parameter("server_name", "", d(
+            description="this server's name among `servers` (more than one server for a fleet; with TLS, its "
+                        "certificate's name); empty: one server, it carries every robot of its topics",
+            read_only=True)).value
+        servers = self._strings("servers", "every server of the fleet, the same list on each: the k-th robot (by "
+                                           "name) is served by the first of servers[k % N], the next, ... that can")
+        claim_delay = self.declare_parameter("claim_delay_s", 2.0, d(
+            description="one of several servers: it takes a robot once it has been able to serve it (decoder "
+                        "subscribed, robot connected) this long, and lets one go for an earlier-ranked server once "
+                        "it has seen that one able this long (the other servers' tokens arrive meanwhile)",
+            read_only=True, floating_point_range=[FloatingPointRange(from_value=0.0, to_value=60.0)])).value
         diagnostics_period = self.declare_parameter("diagnostics_period_s", 1.0, d(
             description="period of the DiagnosticStatus on /diagnostics; 0 = off", read_only=True)).value
         if mode not in MODES:
@@ -110,10 +126,26 @@ class ZenohBridgeNode(Node):
         # the secured bridge that listens serves robots: each robot's keys are those under its name
         self.check_sender = files is not None and bool(listen)
         owners = {self.resolve_topic_name(t): owner(self.resolve_topic_name(t)) for t, _ in outgoing + incoming}
-        if self.check_sender and None in owners.values():
+        if self.server_name:
+            check_servers(self.server_name, servers)
+        elif servers:
+            raise ConfigError(f"servers {servers} given without server_name (this server's name among them)")
+        if (self.check_sender or self.server_name) and None in owners.values():
             loose = sorted(t for t, o in owners.items() if o is None)
-            raise ConfigError(f"a secured bridge that listens serves robots: every topic must be under a robot's "
-                              f"name (/<robot>/features, the robot's certificate name); {loose} are not")
+            raise ConfigError(f"a {'server of several' if self.server_name else 'secured bridge that listens'} "
+                              f"serves robots: every topic must be under a robot's name (/<robot>/features, the "
+                              f"robot's certificate name); {loose} are not")
+        self._robots = sorted({o for o in owners.values() if o})
+        if self.server_name:
+            # the robot's subscription to what this server sends it says the robot is connected
+            mute = sorted(r for r in self._robots if not any(owners[self.resolve_topic_name(t)] == r
+                                                             for t, _ in outgoing))
+            if mute:
+                raise ConfigError(f"a server of several needs, for every robot, a topic in to_zenoh (e.g. "
+                                  f"/<robot>/link_status): the robot's subscription to it says it is connected; "
+                                  f"{mute} have none")
+        self._servers, self._claim_delay = servers, claim_delay
+        self.assignment = None
         import zenoh
 
         self._zenoh, self.mode, self.connect = zenoh, mode, connect
@@ -129,19 +161,23 @@ class ZenohBridgeNode(Node):
         # endpoints; a client waits for its router (in the opening thread, so the node stays responsive)
         cfg.insert_json5("connect/timeout_ms", "-1")
         cfg.insert_json5("connect/exit_on_failure", "false")
+        if self.server_name:
+            server_settings(cfg)
         if files is not None:
             cfg.insert_json5("transport/link/tls", json.dumps(tls_config(files)))
         if self.check_sender:
             acl = access_control({self._key(t): owners[self.resolve_topic_name(t)] for t, _ in incoming},
-                                 {self._key(t): owners[self.resolve_topic_name(t)] for t, _ in outgoing})
+                                 {self._key(t): owners[self.resolve_topic_name(t)] for t, _ in outgoing},
+                                 servers=[s for s in servers if s != self.server_name], prefix=self.key_prefix)
             cfg.insert_json5("access_control", json.dumps(acl))
         self._lock = threading.Lock()
-        self.received = self.forwarded = self.bad = self.not_connected = self.refused = 0
+        self.received = self.forwarded = self.bad = self.not_connected = self.refused = self.not_serving = 0
         self.peers: dict[str, str] = {}  # link -> the certificate name it authenticated with ("" without TLS)
         self._sender = None
         self.by_topic: dict[str, int] = {}
         self.session = None
         self._zenoh_out: dict[str, object] = {}  # topic -> Zenoh publisher, once the session is open
+        self._zenoh_in: dict[str, list] = {}  # robot -> its Zenoh subscribers, while this bridge carries it
         self._keep = []  # ROS and Zenoh entities live as long as the node
         for topic, type_name in outgoing:
             self._ros_subscription(topic, classes[topic], type_name in STREAMS)
@@ -149,6 +185,7 @@ class ZenohBridgeNode(Node):
         self.diagnostics = Diagnostics(self, diagnostics_period, self._diagnostics, f"zenoh {mode}",
                                        input_name="messages", bad_name="bad payloads", busy_key="forward_ms")
         described = (f"{mode}, {'mutual TLS' if files else 'no TLS'}"
+                     f"{f', server {self.server_name} of {servers}' if self.server_name else ''}"
                      f"{', per-robot access control' if self.check_sender else ''}, connect {connect}, "
                      f"listen {listen}, to zenoh {[self._key(t) for t, _ in outgoing]}, "
                      f"from zenoh {[self._key(t) for t, _ in incoming]}")
@@ -176,11 +213,50 @@ class ZenohBridgeNode(Node):
         self._keep.append(session.info.declare_link_events_listener(self._link_event, history=True))
         for topic, type_name in outgoing:
             self._zenoh_out[topic] = self._zenoh_publisher(session, topic, type_name in STREAMS)
+        self._deliver: dict[str | None, list] = {}  # robot -> [(Zenoh key, deliverer)] of its incoming topics
+        self._ends: dict[str | None, tuple[list, list]] = {}  # robot -> (its ROS publishers, its Zenoh publishers)
         for topic, _ in incoming:
-            self._keep.append(session.declare_subscriber(self._key(topic), self._deliverer(topic, classes[topic],
-                                                                                         ros_pubs[topic])))
+            robot = owner(self.resolve_topic_name(topic))
+            self._deliver.setdefault(robot, []).append((self._key(topic), self._deliverer(topic, classes[topic],
+                                                                                          ros_pubs[topic])))
+            self._ends.setdefault(robot, ([], []))[0].append(ros_pubs[topic])
+        for topic, _ in outgoing:
+            self._ends.setdefault(owner(self.resolve_topic_name(topic)), ([], []))[1].append(self._zenoh_out[topic])
         self.session = session
+        if self.server_name:  # a robot's subscribers are declared while this server serves it
+            self.assignment = Assignment(session, self.key_prefix, self.server_name, self._servers, self._robots,
+                                         able=self._able, on_change=self._assigned, claim_delay_s=self._claim_delay,
+                                         warn=lambda text: self.get_logger().warning(text, throttle_duration_sec=5.0))
+        else:
+            self._keep += [session.declare_subscriber(k, f) for pairs in self._deliver.values() for k, f in pairs]
         self.get_logger().info(f"zenoh_bridge ready: {described}")
+
+    def _able(self, robot: str) -> bool:
+        """This server can serve `robot` now: something (its decoder) subscribes to each of the robot's
+        topics from Zenoh, and the robot's bridge subscribes to one of those this bridge sends it."""
+        ros_pubs, zenoh_pubs = self._ends[robot]
+        return all(p.get_subscription_count() for p in ros_pubs) and \
+            any(p.matching_status.matching for p in zenoh_pubs)
+
+    def _assigned(self, robot: str, serving: bool, note: str) -> None:
+        """Carry a robot's topics (and subscribe to its features) from the moment this server serves it."""
+        if serving:
+            self._zenoh_in[robot] = [self.session.declare_subscriber(k, f) for k, f in self._deliver.get(robot, [])]
+            self.get_logger().info(f"serving {robot}: {note}")
+        else:
+            for sub in self._zenoh_in.pop(robot, []):
+                sub.undeclare()
+            self.get_logger().info(f"handed {robot} over: {note}")
+
+    def _serves(self, robot: str | None) -> bool:
+        """Whether this bridge carries `robot`'s topics now (always, unless one of several servers)."""
+        if not self.server_name:
+            return True
+        if self.assignment is not None and self.assignment.serving(robot):
+            return True
+        with self._lock:
+            self.not_serving += 1
+        return False
 
     def _link_event(self, event) -> None:
         """Log each peer as it connects and goes, with the certificate name it authenticated with."""
@@ -228,9 +304,12 @@ class ZenohBridgeNode(Node):
     def _ros_subscription(self, topic: str, cls, stream: bool) -> None:
         """ROS -> Zenoh: the serialized message as it came from DDS (no deserialization)."""
         name = self.resolve_topic_name(topic)
+        robot = owner(name)
         sn = iter(range(1 << 62))  # the source's sequence number
 
         def forward(data: bytes) -> None:
+            if not self._serves(robot):  # another server serves this robot now
+                return
             pub = self._zenoh_out.get(topic)
             if pub is None:  # the session is not open yet
                 with self._lock:
@@ -248,6 +327,8 @@ class ZenohBridgeNode(Node):
         robot = owner(name)
 
         def deliver(sample) -> None:
+            if not self._serves(robot):  # another server serves this robot now
+                return
             if self.check_sender:
                 sender = self._sender.identity(sample)
                 if sender != robot:
@@ -281,19 +362,26 @@ class ZenohBridgeNode(Node):
             counters = Counters(received=self.received + self.refused, done=self.forwarded,
                                 bad=self.bad + self.refused)
             per_topic = {f"forwarded {t}": str(n) for t, n in sorted(self.by_topic.items())}
-            waiting, refused = str(self.not_connected), str(self.refused)
+            waiting, refused, not_serving = str(self.not_connected), str(self.refused), str(self.not_serving)
             names = sorted(n for n in self.peers.values() if n)
             peers = f"{len(self.peers)}" + (f" ({', '.join(names)})" if names else "")
         session = self.session
         return counters, {"zenoh_id": str(session.info.zid()) if session else "not connected",
                           "dropped_before_connected": waiting, "refused_sender": refused,
-                          "peers": peers, **per_topic}
+                          "peers": peers, **per_topic,
+                          **({"serving": (", ".join(self.assignment.served()) if self.assignment else "") or "none",
+                              "left_to_other_servers": not_serving,
+                              "ignored_fleet_tokens": str(self.assignment.ignored if self.assignment else 0)}
+                             if self.server_name else {})}
 
     def close(self) -> None:
         with self._lock:
             summary = ", ".join(f"{t}: {n}" for t, n in sorted(self.by_topic.items())) or "nothing"
         self.get_logger().info(f"forwarded {summary}; {self.bad} bad payloads, {self.refused} refused from a sender "
-                               f"that may not send them, {self.not_connected} dropped before Zenoh was connected")
+                               f"that may not send them, {self.not_connected} dropped before Zenoh was connected"
+                               + (f", {self.not_serving} left to other servers" if self.server_name else ""))
+        if self.assignment is not None:
+            self.assignment.close()
         if self.session is not None:
             self.session.close()
 

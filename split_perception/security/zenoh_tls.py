@@ -89,11 +89,14 @@ def owner(topic: str) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def access_control(incoming: dict[str, str], outgoing: dict[str, str]) -> dict:
+def access_control(incoming: dict[str, str], outgoing: dict[str, str], servers: list[str] = (),
+                   prefix: str = "split_perception") -> dict:
     """Zenoh `access_control` of the listening bridge. `incoming` / `outgoing`: Zenoh key -> owner
     (the robots' keys this bridge receives / sends). Default deny; per robot: put on the keys this
     bridge receives (whose they are is checked per sample, see `Sender`), declare subscriptions to
-    and receive only its own outgoing keys; this bridge's own subscriptions are announced to all."""
+    and receive only its own outgoing keys; this bridge's own subscriptions are announced to all.
+    The other `servers` of the fleet (by certificate name) exchange only the liveliness tokens
+    that say which server serves which robot (link/failover.py)."""
     mine = defaultdict(list)
     for key, who in outgoing.items():
         mine[who].append(key)
@@ -115,6 +118,11 @@ def access_control(incoming: dict[str, str], outgoing: dict[str, str]) -> dict:
                        "key_exprs": sorted(mine[r])}]
             own = [f"subscribe_{r}", f"receive_{r}"]
         policies.append({"rules": shared + own, "subjects": [r]})
+    if servers:
+        rules.append({"id": "servers_liveliness", "messages": ["liveliness_token", "declare_liveliness_subscriber",
+                                                                "liveliness_query"],
+                      "flows": ["egress", "ingress"], "permission": "allow", "key_exprs": [f"{prefix}/_fleet/**"]})
+        policies += [{"rules": ["servers_liveliness"], "subjects": [s]} for s in servers]
     return {"enabled": True, "default_permission": "deny", "rules": rules,
             "subjects": [{"id": p["subjects"][0], "cert_common_names": p["subjects"]} for p in policies],
             "policies": policies}
