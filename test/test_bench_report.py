@@ -82,7 +82,8 @@ def test_report_works_out_the_servers_a_fleet_needs_from_bench_batch(tmp_path):
     (res / "table.md").write_text("| batch |\n|---|\n| 1 |\n")
     (res / "batch.json").write_text(json.dumps({
         "command": "split-perception bench batch", "machine": {"date": "2026-12-04", "cpus": 2, "threads": 2},
-        "rows": [{"batch": b, "ms_per_frame_median": ms} for b, ms in ((1, 20.0), (4, 12.5), (8, 10.0))]}))
+        "rows": [{"batch": b, "ms_per_frame_median": ms, "ms_per_frame": ms, "frame_ratio": ms / 20.0}
+                 for b, ms in ((1, 20.0), (4, 12.5), (8, 10.0))]}))
     page, readme = _pages(tmp_path)
     assert main(["bench", "report", "--results", str(tmp_path / "bench"), "--doc", str(page),
                  "--readme", str(readme)]) == 0
