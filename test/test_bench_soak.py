@@ -59,12 +59,15 @@ def test_per_second_bins_the_probe_record():
     assert [(r["delivered"], r["latency_p50_ms"]) for r in stalled] == [(0, None), (0, None)]
 
 
-@pytest.mark.parametrize("minutes", [0.75, pytest.param(5.0, marks=pytest.mark.slow)])
-def test_soak_run_over_dds(tmp_path, bundled_model_path, minutes):
+# The RSS slope is fitted over the run's second half: over the short run's ~17 s a 1 GiB torch process's
+# allocator moves tens of MiB either way, so that run holds the slope only to what a real leak would
+# show (keeping every decoded frame's symbols: several hundred MiB/min); the 5-minute run to 60 MiB/min.
+@pytest.mark.parametrize("minutes,max_rss_slope", [(0.75, 200), pytest.param(5.0, 60, marks=pytest.mark.slow)])
+def test_soak_run_over_dds(tmp_path, bundled_model_path, minutes, max_rss_slope):
     """At 30 fps (faster than 2 cores decode): latency stays flat because frames are dropped."""
     out = tmp_path / "soak"
     rc = main(["bench", "soak", "--minutes", f"{minutes:g}", "--fps", "30", "--size", "320x240", "--warmup-s", "10",
-               "--max-rss-slope", "60", "--progress-s", "10", "--out", str(out),
+               "--max-rss-slope", str(max_rss_slope), "--progress-s", "10", "--out", str(out),
                "--domain-id", str(pick_domain())])
     res = json.loads((out / "soak.json").read_text())
     assert rc == 0, (res["verdict"], (out / "decoder.log").read_text()[-2000:])
