@@ -243,8 +243,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_fuzz(args) -> int:
+    from .evaluation.report import command_line, machine_info, markdown_table, write_results
     from .fuzz import FINDINGS, run
 
+    t0 = time.monotonic()
     res = run(args.model, args.cases, args.seed, args.hang_ms, args.max_rss_growth_mib, Path(args.out),
               threads=args.threads, quiet=args.quiet)
     if res["cases"]:
@@ -255,12 +257,26 @@ def cmd_fuzz(args) -> int:
               f"the run)")
     for f in res["findings"]:
         print(f"FOUND {FINDINGS[Path(f).name.split('-')[0]]}: {f}", file=sys.stderr)
-    if res["exit_code"] or res["findings"] or res["cases"] < args.cases:
+    failed = bool(res["exit_code"] or res["findings"] or res["cases"] < args.cases)
+    row = {"cases": res["cases"], "minutes": (time.monotonic() - t0) / 60, "failed": failed,
+           "findings": len(res["findings"]),
+           **{k: res.get(k) for k in ("decoded", "PacketError", "ModelMismatchError", "slowest_ms",
+                                      "rss_start_mib", "rss_peak_mib")}}
+    write_results(args.out, "fuzz", {"command": command_line(args), "machine": machine_info(args.threads),
+                                     "by_mutator": res.get("by_mutator")}, [row])
+    (Path(args.out) / "table.md").write_text(markdown_table([row], FUZZ_COLUMNS) + "\n")
+    if failed:
         print(f"FAILED: libFuzzer exit code {res['exit_code']} after {res['cases']} of {args.cases} inputs; "
               f"inputs that failed are in {args.out}/", file=sys.stderr)
         return 1
     print("crashes 0, timeouts 0, out-of-memory 0")
     return 0
+
+
+FUZZ_COLUMNS = [("cases", "inputs", "d"), ("minutes", "minutes", ".1f"), ("findings", "crashes, hangs, OOM", "d"),
+                ("decoded", "still decoded", "d"), ("PacketError", "refused: PacketError", "d"),
+                ("ModelMismatchError", "refused: ModelMismatchError", "d"), ("slowest_ms", "slowest case ms", ".0f"),
+                ("rss_start_mib", "RSS at start MiB", ".0f"), ("rss_peak_mib", "peak RSS MiB", ".0f")]
 
 
 def cmd_make_bag(args) -> int:
@@ -482,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hang-ms", type=float, default=2000.0, help="a case slower than this counts as a hang")
     s.add_argument("--max-rss-growth-mib", type=float, default=512.0,
                    help="libFuzzer's memory limit: resident memory after loading the model plus this")
-    s.add_argument("--out", default="fuzz_findings", help="folder for the corpus, counts and failing inputs")
+    s.add_argument("--out", default="fuzz_findings", help="folder for the corpus, counts, failing inputs and the "
+                                                         "run's summary (fuzz.json, table.md)")
     s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--quiet", action="store_true", help="libFuzzer's progress lines to OUT/libfuzzer.log")

@@ -13,7 +13,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 # Bundled models by name: NanoDet-g's student (COCO classes, distilled on real footage; the default, what a
 # robot's camera needs) and the synthetic-shapes model (small and fast, segments, scored against ground truth)
 BUNDLED_MODELS = {"nanodet_g": ASSETS / "nanodet_g_student.pt", "synthetic": ASSETS / "default_model.pt"}
-DEFAULT_MODEL = BUNDLED_MODELS["nanodet_g"]
+DEFAULT_MODEL_NAME = "nanodet_g"
+DEFAULT_MODEL = BUNDLED_MODELS[DEFAULT_MODEL_NAME]
 MODEL_HELP = "checkpoint, onboard export folder, or a bundled model: nanodet_g (the default) or synthetic"
 
 

@@ -12,6 +12,8 @@ from split_perception.bench.e2e import Option
 from split_perception.cli import main
 from split_perception.onboard.export import export_onboard
 
+from .test_onnx_teacher import street_footage
+
 
 def test_transfer_and_end_to_end_by_hand():
     assert e2e.transfer_ms(1000, 1.0) == pytest.approx(8.0)  # 8000 bit at 1e6 bit/s
@@ -90,3 +92,15 @@ def test_latency_times_the_onnx_runtime_beside_torch(tmp_path, tiny_model_path, 
     text = (out / "table.md").read_text()
     assert "x torch runtime" in text and "{load" not in text
 
+
+
+def test_latency_of_the_default_model_on_a_folder_of_clips(tmp_path):
+    """A model of an ONNX teacher is timed on camera frames: here a clip's 384x288 frames."""
+    clips, _ = street_footage(tmp_path, 3)
+    out = tmp_path / "lat"
+    assert main(["bench", "latency", "--data", str(clips), "--frames", "2", "--repeats", "1", "--threads", "1",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "latency.json").read_text())
+    assert res["frames"] == 2 and res["frame_size"] == [288, 384] and "--model nanodet_g" in res["command"]
+    split = [r for r in res["rows"] if r["kind"] == "split"]
+    assert len(split) == 4 and all(r["runtime"] == "onnx" and r["onboard_ms"] > 0 for r in split)

@@ -13,7 +13,7 @@ def test_bench_onboard_rows_for_both_runtimes(tmp_path, tiny_model_path):
     model = tmp_path / "model.pt"
     shutil.copy(tiny_model_path, model)
     export_onboard(model)
-    rows = measure(str(model), {"onnx": sys.executable, "torch": sys.executable}, threads=1, starts=1, repeats=2,
+    rows = measure(str(model), {"onnx": sys.executable, "torch": sys.executable}, threads=1, starts=1,
                    work=tmp_path / "work")
     by = {r["runtime"]: r for r in rows}
     assert set(by) == {"onnx", "torch", "onnx / torch"}
@@ -22,5 +22,5 @@ def test_bench_onboard_rows_for_both_runtimes(tmp_path, tiny_model_path):
     for r in (by["onnx"], by["torch"]):
         assert r["rss_peak_mib"] > 0 and r["cold_start_s"] > 0 and r["install_mb"] > 0
         assert 0 < r["ros_wheels_mb"] < r["install_mb"]  # this venv has the ROS 2 pip wheels
-        assert all(r[f"encode_ms_{w}"] > 0 for w in (0.25, 0.5, 0.75, 1.0))
+        assert not any(k.startswith("encode_ms") for k in r)  # encode time is bench latency's
     assert by["onnx / torch"]["rss_peak_mib"] == by["onnx"]["rss_peak_mib"] / by["torch"]["rss_peak_mib"]

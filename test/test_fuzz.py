@@ -93,3 +93,6 @@ def test_fuzz_command_on_the_real_decoder(tmp_path, tiny_model_path, capsys, cas
     assert stats["decoded"] + stats["PacketError"] + stats["ModelMismatchError"] == stats["cases"]
     assert stats["decoded"] > 0 and stats["PacketError"] > 0  # some mutants get through, most are refused
     assert "crashes 0" in out and not list(tmp_path.glob("crash-*"))
+    summary = json.loads((tmp_path / "fuzz.json").read_text())  # the record docs/results.md is generated from
+    assert summary["rows"][0]["cases"] == stats["cases"] and not summary["rows"][0]["failed"]
+    assert "--cases" in summary["command"] and "| inputs |" in (tmp_path / "table.md").read_text()

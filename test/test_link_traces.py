@@ -78,3 +78,23 @@ def test_backs_off_in_one_step_to_what_a_narrow_link_carries_then_probes_up_one_
     for _, (w0, r0), (w, r) in ups:  # the frame rate doubling back, or one width up at the full rate
         assert (w == w0 and r0 < r <= 2 * r0) or (widths.index(w) == widths.index(w0) + 1 and r == r0 == 10.0)
     assert ups and all(b[0] - a[0] >= 2.9 for a, b in zip(ups, ups[1:])), ups
+
+
+def test_coming_down_to_the_narrowest_width_keeps_the_frame_rate_the_link_carries():
+    """What the monitor saw in `bench link`'s 0.1 Mbit/s phase after a first step to width 0.5: the
+    queue of width 1.0's frames still growing (latency 1.1 s), 71 kbit/s delivered. Width 0.25 at the
+    full 10 fps fits the capacity; it must not also be throttled to drain that queue faster."""
+    ckpt = read_checkpoint(BUNDLED_MODELS["synthetic"])
+    widths = list(ckpt["model_config"].widths)
+    sizes = [float(ckpt["extra"]["bytes_per_width"][str(w)]) for w in widths]
+    policy = WidthPolicy(widths, sizes, PolicyConfig(target_fps=10.0), start_width=0.5)
+    for t in range(5):  # the latency floor of a clean link
+        policy.decide(float(t), LinkObservation(latency_ms=8.5, delivered_fps=10.0, sent_fps=10.0,
+                                                throughput_bps=60_000.0))
+    d = policy.decide(6.0, LinkObservation(latency_ms=1116.0, delivered_fps=5.5, sent_fps=10.0,
+                                           throughput_bps=71_012.0))
+    assert (d.width, d.rate_hz) == (0.25, 10.0), d
+    # already at the narrowest width and still congested: now the rate is cut, to drain the queue too
+    d = policy.decide(7.5, LinkObservation(latency_ms=1500.0, delivered_fps=4.0, sent_fps=10.0,
+                                           throughput_bps=40_000.0))
+    assert d.width == 0.25 and d.rate_hz <= 5.0, d

@@ -52,6 +52,7 @@ DOC_COMMANDS = {
     "bench rate-accuracy": "test_bench_rate_accuracy.py::test_rate_accuracy_command_small_run",  # + the video one
     "bench rate-accuracy --video": f"{THIS}::test_video_rate_accuracy_as_in_the_docs",
     "bench temporal": "test_bench_temporal.py::test_temporal_command_small_run",
+    "bench loss": "test_bench_loss.py::test_loss_command_small_run",
     "bench latency": "test_bench_latency.py::test_latency_command_small_run",
     "bench onboard": "test_bench_onboard.py::test_bench_onboard_rows_for_both_runtimes",
     "bench switch": "test_bench_switch.py::test_switch_through_ros_node",

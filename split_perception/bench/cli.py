@@ -28,7 +28,7 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
 
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, temporal, latency, onboard, switch, transport, batch, fleet, failover, encoder-node, "
+    bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, temporal, loss, latency, onboard, switch, transport, batch, fleet, failover, encoder-node, "
                                          "soak, restart, link, report")
     bsub = bench.add_subparsers(dest="bench", required=True)
 
@@ -68,20 +68,36 @@ def add_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the losses")
     s.set_defaults(func=_runner("temporal"))
 
+    s = bsub.add_parser("loss", help="packets lost at random: our temporal stream against H.264 at the same mean "
+                                     "bitrate, the share of frames whose detections agree with the teacher")
+    _common(s, "loss", threads=2)
+    s.add_argument("--footage", default="data/footage/heldout/clips", help="folder of clips, each played in order")
+    s.add_argument("--fps", type=float, default=10.0, help="the camera rate the clips are played at")
+    s.add_argument("--max-frames", type=int, default=300, help="frames per clip (>= 2)")
+    s.add_argument("--loss", default="0.01,0.05", help="comma-separated loss probabilities, each run in turn "
+                                                      "(lossless runs too)")
+    s.add_argument("--lag", type=int, default=3, help="frames by which our acknowledgements arrive late")
+    s.add_argument("--gop", type=int, default=15, help="H.264: frames from one keyframe to the next "
+                                                       "(ffmpeg_image_transport's default gop_size)")
+    s.add_argument("--agree-f1", type=float, default=0.8, help="a frame agrees with the teacher at this F1 (IoU 0.5)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the losses")
+    s.set_defaults(func=_runner("packet_loss"))
+
     s = bsub.add_parser("latency", help="onboard/offboard ms per width vs full onboard inference and JPEG")
     _common(s, "latency")
-    s.add_argument("--data", default="data/synthetic/val", help="frames to time on")
+    s.add_argument("--data", help="frames to time on: a COCO-format dataset, or a folder of clips (their frames "
+                                  "in turn); default data/synthetic/val, or for a model of an ONNX teacher the "
+                                  "held-out clips data/footage/heldout/clips")
     s.add_argument("--repeats", type=int, default=50, help="timing rounds: calls per measurement (best and median)")
     s.add_argument("--frames", type=int, default=30, help="frames timed and sized (the first N of --data)")
     s.set_defaults(func=_runner("latency"))
 
-    s = bsub.add_parser("onboard", help="onboard encoder on ONNX Runtime vs torch: install size, RSS, cold start, "
-                                        "encode ms per width")
+    s = bsub.add_parser("onboard", help="onboard encoder on ONNX Runtime vs torch: install size, peak RSS, "
+                                        "cold start")
     _common(s, "onboard")
     s.add_argument("--onnx-python", help="interpreter of a torch-free onboard environment (default: this one)")
     s.add_argument("--torch-python", help="interpreter with torch (default: this one)")
     s.add_argument("--starts", type=int, default=3, help="cold starts per runtime (median reported)")
-    s.add_argument("--repeats", type=int, default=50, help="timed encodes per width")
     s.set_defaults(func=_runner("onboard_cost"))
 
     s = bsub.add_parser("switch", help="width switch vs loading a fresh model; set_parameters over ROS")
@@ -166,9 +182,6 @@ def add_parsers(sub) -> None:
     _common(s, "restart", threads=1)
     s.add_argument("--runs", type=int, default=5, help="kill-and-restarts per victim, CPU load and DDS setting")
     s.add_argument("--victims", default="decoder,encoder", help="comma-separated: decoder, encoder")
-    s.add_argument("--encoder-runtimes", help="comma-separated: onnx, torch; a killed encoder restarts on each, the "
-                                              "first feeds the decoder (default: onnx,torch when the model has an "
-                                              "onboard export, else torch)")
     s.add_argument("--cpu-load", default="0,2", help="comma-separated numbers of busy processes run beside")
     s.add_argument("--fps", type=float, default=5.0, help="camera rate")
     s.add_argument("--down-s", type=float, default=4.0, help="seconds between the kill and the relaunch")

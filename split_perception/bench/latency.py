@@ -66,13 +66,21 @@ def active_encoder_params(model, width_index: int) -> int:
 
 
 # ---- frames -------------------------------------------------------------------------------
-def load_frames(root, n: int) -> list[np.ndarray]:
-    """The first `n` images of a COCO-format dataset as RGB uint8 (camera frames)."""
+def load_frames(data: str | Path, n: int) -> list[np.ndarray]:
+    """The first `n` frames of `data` as RGB uint8 (camera frames): a COCO-format dataset's images, or a
+    folder of clips, `n` frames spread evenly over them (a clip's frames in order)."""
     import cv2
 
     from ..data.coco import dataset_paths, load_coco
+    from ..data.footage import iter_frames
+    from .rate_accuracy_real import clips
 
-    ann, images = dataset_paths(root)
+    root = Path(data)
+    if not (root / "annotations.json").is_file() and root.is_dir():
+        found = clips(root)
+        per_clip = -(-n // len(found))
+        return [rgb for clip in found for rgb in iter_frames(clip, max_frames=per_clip)][:n]
+    ann, images = dataset_paths(dataset(root))
     coco = load_coco(ann)
     frames = []
     for image_id in sorted(coco.getImgIds())[:n]:
@@ -124,7 +132,7 @@ def measure(model_path, data, frames: int, rounds: int, threads: int, progress: 
     # the runtime the onboard node runs (ONNX when the checkpoint has an export); torch beside it
     onnx = OnboardEncoder(model_path, runtime="onnx", threads=threads) if find_export(model_path) else None
     cfg, model, teacher = enc.cfg, enc.model, dec.model.teacher
-    imgs = load_frames(dataset(data), frames)
+    imgs = load_frames(data, frames)
     if not imgs:
         raise ValueError(f"no images in {data}")
     widths = list(enc.widths)
@@ -302,6 +310,11 @@ def report(rows: list[dict], options: list[e2e.Option], ranges: dict[str, list[d
 
 
 def run(args) -> int:
+    from ..models.checkpoint import read_checkpoint
+
+    if args.data is None:
+        teacher = read_checkpoint(args.model)["model_config"].teacher
+        args.data = "data/footage/heldout/clips" if teacher else "data/synthetic/val"
     torch.set_num_threads(args.threads)
     t0, load0 = time.monotonic(), os.getloadavg()
     res = measure(args.model, args.data, args.frames, args.repeats, args.threads)

@@ -65,26 +65,27 @@ QUICK_CRF_GRID = {"x264": (33,), "x265": (38,), "av1": (49,)}
 QUICK_INTRA_GRID = {"x264": (33,)}
 
 
-def _av():
+def import_av():
     try:
         import av
     except ImportError:
-        raise ConfigError("--video needs PyAV (`av`, pinned in requirements.txt): "
+        raise ConfigError("the video codecs need PyAV (`av`, pinned in requirements.txt): "
                           "pip install -r requirements.txt") from None
     return av
 
 
-def code_clip(codec: VideoCodec, frames: list[np.ndarray], crf: int, gop: int, fps: float
-              ) -> tuple[list[np.ndarray], list[int], list[bool]]:
-    """Encode RGB `frames` (one clip, in order) as a stream, decode it in order: (decoded RGB frames,
-    bytes of each frame's packet, which packets are keyframes). Odd sizes are padded by repeating the
-    last row/column (4:2:0 needs even ones) and cropped again after decoding."""
-    av = _av()
-    if not frames:
-        return [], [], []
-    if not 0 <= crf <= codec.crf_max or gop < 1 or fps <= 0:
-        raise ConfigError(f"{codec.name}: crf must be in 0..{codec.crf_max}, gop >= 1 and fps > 0, "
-                          f"got {crf}, {gop}, {fps}")
+def encode_clip(codec: VideoCodec, frames: list[np.ndarray], gop: int, fps: float, crf: int | None = None,
+                bit_rate: int | None = None) -> list:
+    """Encode RGB `frames` (one clip, in order) as a stream at a constant quality `crf` or an average
+    `bit_rate` (bits/s, as ffmpeg_image_transport's `bit_rate` sets it): the packets in stream order,
+    packet k holding frame k (pts k). Odd sizes are padded by repeating the last row/column (4:2:0
+    needs even ones)."""
+    av = import_av()
+    if (crf is None) == (bit_rate is None):
+        raise ConfigError(f"{codec.name}: give a crf or a bit_rate")
+    if crf is not None and not 0 <= crf <= codec.crf_max or (bit_rate or 1) <= 0 or gop < 1 or fps <= 0:
+        raise ConfigError(f"{codec.name}: crf must be in 0..{codec.crf_max}, bit_rate > 0, gop >= 1 and fps > 0, "
+                          f"got {crf}, {bit_rate}, {gop}, {fps}")
     h, w = frames[0].shape[:2]
     ph, pw = h + h % 2, w + w % 2
     rate = fractions.Fraction(fps).limit_denominator(1001)
@@ -92,7 +93,9 @@ def code_clip(codec: VideoCodec, frames: list[np.ndarray], crf: int, gop: int, f
     enc.width, enc.height, enc.pix_fmt = pw, ph, "yuv420p"
     enc.time_base, enc.framerate = 1 / rate, rate
     enc.gop_size, enc.max_b_frames = gop, 0
-    enc.options = {**dict(codec.options), "crf": str(crf)}
+    enc.options = {**dict(codec.options), **({"crf": str(crf)} if crf is not None else {})}
+    if bit_rate is not None:
+        enc.bit_rate = int(bit_rate)
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only on stderr
     packets = []
     for i, rgb in enumerate(frames):
@@ -104,15 +107,38 @@ def code_clip(codec: VideoCodec, frames: list[np.ndarray], crf: int, gop: int, f
         packets += enc.encode(frame)
     packets += enc.encode(None)
     packets.sort(key=lambda p: p.pts)  # no B-frames: already in order; a stream's order is its pts
+    if [p.pts for p in packets] != list(range(len(frames))):
+        raise ConfigError(f"{codec.name}: {len(frames)} frames gave {len(packets)} packets (one each expected)")
+    return packets
+
+
+def decode_packets(codec: VideoCodec, packets: list, size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Decode `packets` in order as a receiver does (some may be missing: libavcodec conceals what it
+    cannot reconstruct, or shows nothing): frame index (pts) -> RGB frame of `size` (h, w) shown."""
+    av = import_av()
     dec = av.CodecContext.create(codec.decoder, "r")
-    decoded = []
-    for p in packets:
-        decoded += [f.to_ndarray(format="rgb24")[:h, :w] for f in dec.decode(p)]
-    decoded += [f.to_ndarray(format="rgb24")[:h, :w] for f in dec.decode(None)]
-    if len(packets) != len(frames) or len(decoded) != len(frames):
-        raise ConfigError(f"{codec.name}: {len(frames)} frames gave {len(packets)} packets and {len(decoded)} "
-                          "decoded frames (one each expected)")
-    return decoded, [p.size for p in packets], [bool(p.is_keyframe) for p in packets]
+    h, w = size
+    shown: dict[int, np.ndarray] = {}
+    for p in [*packets, None]:
+        try:
+            frames = dec.decode(p)
+        except av.error.FFmpegError:  # a packet it cannot use: nothing shown for it
+            continue
+        shown.update((f.pts, f.to_ndarray(format="rgb24")[:h, :w]) for f in frames)
+    return shown
+
+
+def code_clip(codec: VideoCodec, frames: list[np.ndarray], crf: int, gop: int, fps: float
+              ) -> tuple[list[np.ndarray], list[int], list[bool]]:
+    """Encode RGB `frames` (one clip, in order) as a stream, decode it in order: (decoded RGB frames,
+    bytes of each frame's packet, which packets are keyframes)."""
+    if not frames:
+        return [], [], []
+    packets = encode_clip(codec, frames, gop, fps, crf=crf)
+    shown = decode_packets(codec, packets, frames[0].shape[:2])
+    if sorted(shown) != list(range(len(frames))):
+        raise ConfigError(f"{codec.name}: {len(frames)} packets gave {len(shown)} decoded frames (one each expected)")
+    return [shown[i] for i in range(len(frames))], [p.size for p in packets], [bool(p.is_keyframe) for p in packets]
 
 
 def frames_at(clip: Path, fps: float, max_frames: int) -> list[np.ndarray]:
@@ -170,7 +196,7 @@ def run(args) -> int:
         raise ConfigError("--video: --fps must be > 0, --gop >= 1, --max-images >= 0, --fit-images and --threads >= 1")
     if args.baselines:
         raise ConfigError("--baselines is not supported with --video (every method is measured on the same frames)")
-    _av()
+    import_av()
     import torch
 
     torch.set_num_threads(args.threads)

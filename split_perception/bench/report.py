@@ -21,6 +21,7 @@ SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("rate_accuracy_real", "Agreement with a real teacher on held-out clips (`bench rate-accuracy --footage`)"),
             ("rate_accuracy_video", "Against video codecs on held-out clips (`bench rate-accuracy --video`)"),
             ("temporal", "Temporal coding against acknowledged frames (`bench temporal`)"),
+            ("loss", "Lost packets: ours against H.264 (`bench loss`)"),
             ("analyze_split", "Where to split (`analyze-split`)"),
             ("latency", "Latency by width and the end-to-end model (`bench latency`)"),
             ("onboard", "Onboard runtime: ONNX Runtime vs torch (`bench onboard`)"),
@@ -33,6 +34,7 @@ SECTIONS = [("rate_accuracy", "Bytes vs accuracy (`bench rate-accuracy`)"),
             ("sizing", "How many servers (from `bench batch`)"),
             ("soak", "Soak: minutes through DDS (`bench soak`)"),
             ("restart", "Node killed and relaunched (`bench restart`)"),
+            ("fuzz", "Fuzzing the offboard decoder (`fuzz`)"),
             ("link", "Over a real rate-limited link (`bench link`)")]
 
 

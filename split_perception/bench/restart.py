@@ -1,12 +1,12 @@
 """`bench restart`: how soon decoding resumes after a node is killed and relaunched mid-stream.
 
 Encoder + decoder + camera probe over real DDS, each in its own process; the victim is SIGKILLed
-and relaunched (the fault tests' scenario, `ros/restarts.py`), `--runs` times per victim, on an
+and relaunched (the fault tests' scenario, `harness/restarts.py`), `--runs` times per victim, on an
 otherwise quiet machine and with `--cpu-load` busy processes beside it (a robot's or a server's
 other work). Two figures per run: from the relaunched node's "ready" line to the first detection
 (DDS discovery and the first decode) and from the relaunch itself (Python, the runtime, model load
-too). A killed encoder is relaunched on each of `--encoder-runtimes` (ONNX Runtime, torch).
-Each condition runs with Fast DDS's default discovery and with `--dds-profile` (default:
+too). The encoder runs on the runtime its node picks (ONNX Runtime when the model has an onboard
+export); what each runtime costs to start outside ROS is `bench onboard`'s. Each condition runs with Fast DDS's default discovery and with `--dds-profile` (default:
 config/fastdds_rediscovery.xml, participant announcements every 0.5 s instead of 3 s).
 """
 
@@ -37,8 +37,8 @@ def cpu_hogs(n: int):
 
 
 def one_run(model: str, victim: str, runtime: str, load: int, profile: Path | None, domain: int, args) -> dict:
-    """One kill-and-restart with the encoder on `runtime`, `load` busy processes beside it, every
-    process on the Fast DDS `profile` (None: Fast DDS defaults); its timings as a row."""
+    """One kill-and-restart with the encoder on `runtime` (the one its node picks), `load` busy processes
+    beside it, every process on the Fast DDS `profile` (None: Fast DDS defaults); its timings as a row."""
     from ..harness.restarts import kill_and_restart
 
     env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)} if profile else None
@@ -60,10 +60,9 @@ def one_run(model: str, victim: str, runtime: str, load: int, profile: Path | No
 
 
 def summarize(rows: list[dict], within_s: float) -> list[dict]:
-    """Per (victim, encoder runtime, CPU load, discovery): median and worst resume times, share of
-    runs within `within_s`."""
+    """Per (victim, CPU load, discovery): median and worst resume times, share of runs within `within_s`."""
     out = []
-    key_of = lambda r: (r["victim"], r["encoder_runtime"], r["cpu_load"], r["discovery"])  # noqa: E731
+    key_of = lambda r: (r["victim"], r["cpu_load"], r["discovery"])  # noqa: E731
     for key in dict.fromkeys(map(key_of, rows)):
         group = [r for r in rows if key_of(r) == key]
         resumed = [r["resume_after_ready_s"] for r in group if r["resume_after_ready_s"] is not None]
@@ -71,7 +70,8 @@ def summarize(rows: list[dict], within_s: float) -> list[dict]:
         pub = [r["outage_publish_fps"] for r in group if r.get("outage_publish_fps") is not None]
         lat = [r["outage_max_latency_ms"] for r in group if r.get("outage_max_latency_ms") is not None]
         out.append({
-            "victim": key[0], "encoder_runtime": key[1], "cpu_load": key[2], "discovery": key[3], "runs": len(group),
+            "victim": key[0], "encoder_runtime": group[0]["encoder_runtime"], "cpu_load": key[1],
+            "discovery": key[2], "runs": len(group),
             "resumed": len(resumed),
             "ready_median_s": statistics.median(r["ready_after_launch_s"] for r in group),
             "resume_median_s": statistics.median(resumed) if resumed else None,
@@ -122,9 +122,7 @@ def run(args) -> int:
         raise ConfigError(f"--victims must list encoder and/or decoder, got {args.victims!r}")
     loads = _ints(args.cpu_load, "--cpu-load")
     model = str(model_file(args.model))
-    runtimes = [r for r in (args.encoder_runtimes or ("onnx,torch" if find_export(model) else "torch")).split(",") if r]
-    if not runtimes or set(runtimes) - {"onnx", "torch"}:
-        raise ConfigError(f"--encoder-runtimes must list onnx and/or torch, got {args.encoder_runtimes!r}")
+    runtime = "onnx" if find_export(model) else "torch"  # what the encoder node's `runtime: auto` picks
     if args.runs < 1 or args.fps <= 0 or args.seconds < KILL_AT_S + args.down_s + 8.0:
         raise ConfigError(f"--runs must be >= 1, --fps > 0 and --seconds >= {KILL_AT_S + 8:g} + --down-s "
                           f"({KILL_AT_S:g} s before the kill, 8 s to relaunch and resume)")
@@ -137,20 +135,18 @@ def run(args) -> int:
     domain = domain_from(args)
     rows = []
     for victim in victims:
-        # a killed encoder restarts on each runtime; a killed decoder is fed by the first one
-        for runtime in runtimes if victim == "encoder" else runtimes[:1]:
-            for load in loads:
-                for i in range(args.runs):
-                    for profile in profiles:  # alternated, so both see the same machine
-                        rows.append(row := one_run(model, victim, runtime, load, profile, domain, args))
-                        _progress(row, i, args.runs)
+        for load in loads:
+            for i in range(args.runs):
+                for profile in profiles:  # alternated, so both see the same machine
+                    rows.append(row := one_run(model, victim, runtime, load, profile, domain, args))
+                    _progress(row, i, args.runs)
     summary = summarize(rows, 1.0)
     table = markdown_table(summary, COLUMNS)
     print(table)
     payload = {"command": command_line(args), "machine": machine_info(args.threads), "summary": summary}
     write_results(args.out, "restart", payload, rows)
     note = (f"Camera at {args.fps:g} fps; the victim is SIGKILLed {KILL_AT_S:g} s into the stream and "
-            f"relaunched {args.down_s:g} s later. A killed decoder is fed by an encoder on {runtimes[0]}. "
+            f"relaunched {args.down_s:g} s later; the encoder runs on {runtime}. "
             f"'ready' is the node's own log line (model loaded, topics "
             f"created). DDS discovery: Fast DDS defaults (participant announcements every 3 s) or the "
             f"XML profile named (config/fastdds_rediscovery.xml: every 0.5 s).")

@@ -24,9 +24,14 @@ def machine_info(threads: int) -> dict:
 
 
 def command_line(args) -> str:
-    """The `split-perception` command that reproduces `args` (every option spelled out)."""
+    """The `split-perception` command that reproduces `args` (every option spelled out; a `--model` left
+    out is written as the default model's name, so the record says which model ran)."""
+    from ..model_files import DEFAULT_MODEL_NAME
+
     parts = ["split-perception", args.command] + ([args.bench] if getattr(args, "bench", None) else [])
     for k, v in vars(args).items():
+        if k == "model" and v is None:
+            v = DEFAULT_MODEL_NAME
         if k in ("func", "command", "bench") or v is None or v is False:
             continue
         parts += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])

@@ -6,11 +6,13 @@ frame ids (loss), a falling delivered ratio (frames received offboard / frames s
 one-way latency rising above its floor (queueing; not while it is falling again), and, when the
 link is down both ways, reports that stop arriving. Rules, in order:
 
-1. Congested (any signal above): step down at once, in one step, to the widest width and frame
-   rate that the link's measured capacity carries (what it delivered, plus `frame_overhead_bytes`
-   per delivered frame for the headers on the wire), less what drains the queue the latency shows
-   within `drain_s`; at least one step (a width, or at the narrowest width half the frame rate,
-   not below `min_rate_hz`), not more often than every `down_dwell_s`. While the link delivers
+1. Congested (any signal above): step down at once, in one step, to the widest width that the
+   link's measured capacity carries (what it delivered, plus `frame_overhead_bytes` per delivered
+   frame for the headers on the wire), less what drains the queue the latency shows within
+   `drain_s`. When no narrower width fits that, the narrowest width at the frame rate the capacity
+   carries (the frame rate is the last resort: it is not cut to drain the queue faster, unless the
+   stream is at the narrowest width already). At least one step (a width, or at the narrowest width
+   half the frame rate, not below `min_rate_hz`), not more often than every `down_dwell_s`. While the link delivers
    more than the new setting sends (with `headroom`), high latency and missing frames are the
    queue from before draining: neither congestion nor a clean link (the up dwell waits for it).
    Each congested step down from a width doubles the clean time needed before trying it again
@@ -314,7 +316,11 @@ class WidthPolicy:
                 self._backoff[self.width] = min(c.max_backoff_s, max(c.up_dwell_s, 2 * self._backoff[self.width]))
             rate = self.rate_hz / 2 if i == 0 else self.rate_hz
             if budget:
-                rate = min(rate, budget / self.wire_bits(self.widths[0]))
+                # coming down from a wider width, the narrowest width's frame rate is cut only as far as
+                # the capacity requires (the queue drains with what the narrower stream leaves); at the
+                # narrowest already, also as far as draining the queue within drain_s requires
+                room = budget if i == 0 else c.headroom * capacity
+                rate = min(rate, room / self.wire_bits(self.widths[0]))
             self._step(now, self.widths[0], min(self.rate_hz, max(c.min_rate_hz, rate)), why, down=True)
         self._last_down = now
 
