@@ -68,10 +68,11 @@ def temporal_corpus(encoder, seed: int = 0) -> tuple[list[bytes], list[bytes]]:
 
 
 def corpus_image(encoder, rng: np.random.Generator) -> np.ndarray:
-    """One synthetic scene at the model's input size."""
+    """One synthetic scene of shapes at the model's input size, whatever classes the model detects:
+    the fuzzer needs real packets, not a scene the model knows."""
     from .data.synthetic import render_scene
 
-    return render_scene(rng, tuple(encoder.cfg.input_size), tuple(encoder.cfg.class_names))[0]
+    return render_scene(rng, tuple(encoder.cfg.input_size))[0]
 
 
 def mutate(rng: np.random.Generator, data: bytes, seeds: list[bytes], libfuzzer=None) -> tuple[str, bytes]:
