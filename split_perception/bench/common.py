@@ -42,12 +42,16 @@ def dataset(path: str | Path) -> Path:
 def count_macs(fn, *inputs) -> int:
     """Multiply-accumulates of `fn(*inputs)` (FLOPs / 2) as torch's FlopCounterMode sees them.
 
-    Only convolutions and matrix products are counted (activations, NMS, interpolation are not).
+    Only convolutions and matrix products are counted (activations, NMS, interpolation are not). The
+    inputs require gradients while counting, so a teacher whose tail runs on ONNX Runtime at inference
+    runs its torch twin here and is counted whole (the counter sees torch operations only).
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    inputs = tuple(x.detach().requires_grad_() if torch.is_tensor(x) and x.is_floating_point() else x
+                   for x in inputs)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.enable_grad(), counter:
         fn(*inputs)
     return counter.get_total_flops() // 2
