@@ -36,10 +36,11 @@ def test_switch_delays_from_a_probe_record():
     assert d[1]["first_packet_ms"] is None  # no packet at 0.25 ever came
 
 
-def test_switch_in_process(tmp_path, tiny_model_path):
+@pytest.mark.parametrize("model", ["tiny", "default"])
+def test_switch_in_process(tmp_path, tiny_model_path, model):
     out = tmp_path / "sw"
-    assert main(["bench", "switch", "--model", str(tiny_model_path), "--repeats", "2", "--no-ros",
-                 "--out", str(out)]) == 0
+    chosen = ["--model", str(tiny_model_path), "--repeats", "2"] if model == "tiny" else ["--repeats", "1"]
+    assert main(["bench", "switch", *chosen, "--no-ros", "--out", str(out)]) == 0
     for name in ("switch.json", "switch.csv", "switch.png", "table.md"):
         assert (out / name).is_file(), name
     res = json.loads((out / "switch.json").read_text())

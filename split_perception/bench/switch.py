@@ -41,7 +41,7 @@ def _frames(cfg, n: int = 4) -> list[np.ndarray]:
     from ..data.synthetic import render_scene
 
     rng = np.random.default_rng(0)
-    return [render_scene(rng, tuple(cfg.input_size), tuple(cfg.class_names))[0] for _ in range(n)]
+    return [render_scene(rng, tuple(cfg.input_size))[0] for _ in range(n)]  # shapes: any model encodes them
 
 
 def measure_in_process(model_path, repeats: int, progress: bool = True) -> dict:
@@ -129,6 +129,7 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
     from ..config import model_config_from_dict
     from ..model_files import model_file
     from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
+    from ..models.onnx_teacher import onnx_front_only
     from ..models.slimmable import WidthState
     from ..models.split_model import current_keys
     from ..models.teacher import front_only
@@ -144,7 +145,7 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
                 for k, v in stored.items() if k.startswith(prefix)}
 
     if cfg.encoder == "front":
-        encoder = FrontProjectionEncoder(cfg, WidthState(i), *front_only(cfg))
+        encoder = FrontProjectionEncoder(cfg, WidthState(i), *(onnx_front_only(cfg) if cfg.teacher else front_only(cfg)))
     else:
         encoder = SlimmableEncoder(cfg, WidthState(i))
     encoder.load_state_dict(part("encoder."))

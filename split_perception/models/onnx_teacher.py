@@ -110,3 +110,11 @@ class _Front(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.twin(x)[0]
+
+
+def onnx_front_only(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    """The front of an ONNX teacher alone (its torch twin, frozen) and the split tensor's channels: for
+    a model that holds only its encoder, as `teacher.front_only` is for the built-in teacher."""
+    spec = cfg.teacher_spec()
+    parts = split_model(onnx.load(str(spec.model_path)), spec.split.tensor)
+    return _Front(_frozen(TorchTwin(parts.front))), int(spec.split.shape[1])
