@@ -26,6 +26,13 @@ def _common(s: argparse.ArgumentParser, name: str, threads: int = 2) -> None:
     s.add_argument("--threads", type=int, default=threads, help="torch CPU threads (fixed for comparability)")
 
 
+def _clips(s: argparse.ArgumentParser, max_frames: int) -> None:
+    """The held-out clips played in order as a camera at `--fps` (what `bench temporal` and `bench loss` code)."""
+    s.add_argument("--footage", default="data/footage/heldout/clips", help="folder of clips, each played in order")
+    s.add_argument("--fps", type=float, default=10.0, help="the camera rate the clips are played at")
+    s.add_argument("--max-frames", type=int, default=max_frames, help="frames per clip (>= 2)")
+
+
 def add_parsers(sub) -> None:
     """Register `bench` (with its sub-commands) and `analyze-split` on the top-level subparsers."""
     bench = sub.add_parser("bench", help="benchmarks: rate-accuracy, temporal, loss, latency, onboard, switch, transport, batch, fleet, failover, encoder-node, "
@@ -60,9 +67,7 @@ def add_parsers(sub) -> None:
     s = bsub.add_parser("temporal", help="bytes/frame with and without temporal coding on real clips (acks at "
                                          "once, late, with loss) and the encode time ratio on ONNX Runtime")
     _common(s, "temporal", threads=1)
-    s.add_argument("--footage", default="data/footage/heldout/clips", help="folder of clips, each played in order")
-    s.add_argument("--fps", type=float, default=10.0, help="the camera rate the clips are played at")
-    s.add_argument("--max-frames", type=int, default=40, help="frames per clip (>= 2)")
+    _clips(s, max_frames=40)
     s.add_argument("--lag", type=int, default=3, help="frames by which acknowledgements arrive late")
     s.add_argument("--loss", type=float, default=0.1, help="fraction of packets lost in the lossy stream")
     s.add_argument("--seed", type=int, default=0, help="seed of the losses")
@@ -71,9 +76,7 @@ def add_parsers(sub) -> None:
     s = bsub.add_parser("loss", help="packets lost at random: our temporal stream against H.264 at the same mean "
                                      "bitrate, the share of frames whose detections agree with the teacher")
     _common(s, "loss", threads=2)
-    s.add_argument("--footage", default="data/footage/heldout/clips", help="folder of clips, each played in order")
-    s.add_argument("--fps", type=float, default=10.0, help="the camera rate the clips are played at")
-    s.add_argument("--max-frames", type=int, default=300, help="frames per clip (>= 2)")
+    _clips(s, max_frames=300)
     s.add_argument("--loss", default="0.01,0.05", help="comma-separated loss probabilities, each run in turn "
                                                       "(lossless runs too)")
     s.add_argument("--lag", type=int, default=3, help="frames by which our acknowledgements arrive late")

@@ -195,7 +195,8 @@ def encoder_node(results: Path, links: dict[str, str]) -> str | None:
             f"of a {res['fps']:g} fps {res['size'][0]}x{res['size'][1]} rgb8 camera, {onnx_default['received_fps']:.1f} "
             f"fps reach the encoder node (ONNX Runtime) with Fast DDS's defaults and "
             f"{onnx_profile['received_fps']:.1f} with `config/fastdds_large_frames.xml`, where the node encodes "
-            f"them all on {onnx_profile['encoder_cores']:.2f} of one core.")
+            f"{onnx_profile['encoded_fps']:.1f} fps on {onnx_profile['encoder_cores']:.2f} cores "
+            f"({res['machine']['threads']} thread), peak RSS {onnx_profile['rss_max_mib']:.0f} MiB.")
 
 
 def switch(results: Path, links: dict[str, str]) -> str | None:
