@@ -98,3 +98,25 @@ def test_coming_down_to_the_narrowest_width_keeps_the_frame_rate_the_link_carrie
     d = policy.decide(7.5, LinkObservation(latency_ms=1500.0, delivered_fps=4.0, sent_fps=10.0,
                                            throughput_bps=40_000.0))
     assert d.width == 0.25 and d.rate_hz <= 5.0, d
+
+
+def test_a_backlog_that_arrives_faster_than_frames_are_sent_is_left_to_drain():
+    """The next reports of that phase after the step to width 0.25 at 10 fps: latency still above a
+    second but falling slowly, more frames delivered than sent (the queue of wide frames emptying),
+    bytes per frame inflated by those queued frames. Not congestion: no throttling."""
+    ckpt = read_checkpoint(BUNDLED_MODELS["synthetic"])
+    widths = list(ckpt["model_config"].widths)
+    sizes = [float(ckpt["extra"]["bytes_per_width"][str(w)]) for w in widths]
+    policy = WidthPolicy(widths, sizes, PolicyConfig(target_fps=10.0), start_width=1.0)
+    for t in range(5):
+        policy.decide(float(t), LinkObservation(latency_ms=8.5, delivered_fps=10.0, sent_fps=10.0,
+                                                throughput_bps=140_000.0))
+    d = policy.decide(6.0, LinkObservation(latency_ms=1294.0, delivered_fps=6.0, sent_fps=10.0,
+                                           throughput_bps=79_072.0))
+    assert (d.width, d.rate_hz) == (0.25, 10.0), d
+    for t, (lat, fps, bps) in enumerate([(1601, 9.5, 56_740), (1436, 12.5, 41_372), (1217, 11.5, 32_372),
+                                         (1013, 12.5, 33_532), (706, 11.0, 29_048)], 7):
+        policy.observe_bytes(0.25, bps / 8.0 / fps)  # as the monitor tracks the sizes from each report
+        d = policy.decide(float(t), LinkObservation(latency_ms=lat, delivered_fps=fps, sent_fps=10.0,
+                                                    throughput_bps=float(bps)))
+        assert (d.width, d.rate_hz) == (0.25, 10.0), (t, d)

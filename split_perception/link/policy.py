@@ -13,8 +13,9 @@ link is down both ways, reports that stop arriving. Rules, in order:
    carries (the frame rate is the last resort: it is not cut to drain the queue faster, unless the
    stream is at the narrowest width already). At least one step (a width, or at the narrowest width
    half the frame rate, not below `min_rate_hz`), not more often than every `down_dwell_s`. While the link delivers
-   more than the new setting sends (with `headroom`), high latency and missing frames are the
-   queue from before draining: neither congestion nor a clean link (the up dwell waits for it).
+   more than the new setting sends (with `headroom`), or delivers frames faster than they are
+   sent, high latency and missing frames are the queue from before draining: neither congestion
+   nor a clean link (the up dwell waits for it).
    Each congested step down from a width doubles the clean time needed before trying it again
    (up to `max_backoff_s`), so a width that does not fit is not retried every few seconds.
 2. A known capacity (external bandwidth report or the emulator's): the widest width whose
@@ -232,6 +233,9 @@ class WidthPolicy:
         # included): a shortfall of frames or a high latency is the queue from before draining
         capacity = self.measured_capacity(obs)
         draining = bool(capacity) and self.wire_bits(self.width) * self.rate_hz <= c.headroom * capacity
+        # frames arriving faster than they are sent: a backlog shrinking, whatever the bytes say (right
+        # after a step down the link's reports mix the old width's queued frames with the new)
+        draining |= bool(obs.sent_fps and obs.delivered_fps is not None and obs.delivered_fps > obs.sent_fps)
         self.draining = False
         settled = now - self._rate_changed >= c.ratio_settle_s  # sent counts the new rate sooner than delivered
         if settled and not draining and obs.sent_fps and obs.sent_fps >= 1.0 and obs.delivered_fps is not None:
