@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from split_perception.bench import headlines
+from split_perception.bench.headlines import model_of
 from split_perception.bench.report import BEGIN, END
 from split_perception.bench.sizing import servers_needed
 from split_perception.cli import main
@@ -44,7 +45,9 @@ def test_report_replaces_only_the_marked_section(tmp_path, capsys):
     assert text.startswith("# readme\n") and text.endswith("more\n") and "old lines" not in text
     line = next(x for x in text.splitlines() if x.startswith("* **Switching width**"))
     assert "(docs/results.md#width-switch-vs-model-reload-bench-switch)" in line  # relative to the README
-    assert "`split-perception bench switch --model synthetic`" in line  # the committed run names no --model
+    assert f"`split-perception bench switch --model {model_of(run)}`" in line  # the model the run recorded
+    assert model_of({"command": "split-perception bench switch --repeats 3"}) == "synthetic"  # runs before records named it
+    assert model_of(run) == "nanodet_g"  # the committed run: the default model, named in its record
     steady = [r["steady_ms"] for r in run["rows"]]
     assert f"{min(steady):.1f}-{max(steady):.1f} ms" in line
     assert main(argv) == 0
