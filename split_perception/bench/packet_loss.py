@@ -64,6 +64,11 @@ def frame_f1(dets: list[Detection], reference: list[Detection]) -> float:
     return 2 * tp / (len(dets) + len(reference))
 
 
+def shown_detections(dec: OffboardDecoder, dets: list[Detection]) -> list[Detection]:
+    """What the decoder node publishes of `dets`: those at or above its score threshold."""
+    return [d for d in dets if d.score >= dec.cfg.score_thresh]
+
+
 def ours_stream(runtime: OnboardEncoder, dec: OffboardDecoder, frames: list[np.ndarray], lost: np.ndarray,
                 lag: int) -> dict:
     """Our temporal stream at the runtime's width through a link that loses the packets `lost` marks:
@@ -87,22 +92,22 @@ def ours_stream(runtime: OnboardEncoder, dec: OffboardDecoder, frames: list[np.n
             continue
         packet = parse(data)
         acks.append((k + 1 + lag, (packet.stream_id, packet.frame_id, packet.width_index)))
-        shown.append([d for d in decoded.detections if d.score >= dec.cfg.score_thresh])
+        shown.append(shown_detections(dec, decoded.detections))
     return {"bytes": sent / len(frames), "refused": refused, "shown": shown}
 
 
-def h264_stream(dec: OffboardDecoder, frames: list[np.ndarray], packets: list, lost: np.ndarray) -> dict:
-    """The H.264 `packets` of `frames` through the same losses: per frame the teacher's detections on
-    the frame libavcodec shows (None: not shown)."""
-    small = real.letterbox_content(frames[0], dec.cfg.input_size)
-    seen = decode_packets(CODECS["x264"], [p for p, gone in zip(packets, lost) if not gone], small.shape[:2])
+def h264_stream(dec: OffboardDecoder, frames: list[np.ndarray], size: tuple[int, int], packets: list,
+                lost: np.ndarray) -> dict:
+    """The H.264 `packets` of `frames` (coded at `size`, h x w) through the same losses: per frame the
+    teacher's detections on the frame libavcodec shows (None: not shown)."""
+    seen = decode_packets(CODECS["x264"], [p for p, gone in zip(packets, lost) if not gone], size)
     shown = []
     for k, rgb in enumerate(frames):
         if k not in seen:
             shown.append(None)
             continue
         dets, _ = dec.teacher(seen[k])
-        shown.append([d for d in real.scaled_back(dets, rgb, seen[k]) if d.score >= dec.cfg.score_thresh])
+        shown.append(shown_detections(dec, real.scaled_back(dets, rgb, seen[k])))
     return {"bytes": sum(p.size for p in packets) / len(frames), "refused": 0, "shown": shown}
 
 
@@ -120,7 +125,7 @@ def measure_clip(clip: Path, runtime: OnboardEncoder, dec: OffboardDecoder, args
     frames = frames_at(clip, args.fps, args.max_frames)
     if len(frames) < 2:
         raise ConfigError(f"{clip}: fewer than 2 frames at {args.fps:g} fps")
-    reference = [[d for d in dec.teacher(rgb)[0] if d.score >= dec.cfg.score_thresh] for rgb in frames]
+    reference = [shown_detections(dec, dec.teacher(rgb)[0]) for rgb in frames]
     small = [real.letterbox_content(rgb, dec.cfg.input_size) for rgb in frames]
     draws = {p: np.random.default_rng([args.seed, k]).random(len(frames)) < p for k, p in enumerate([0.0, *losses])}
     rows = []
@@ -129,7 +134,7 @@ def measure_clip(clip: Path, runtime: OnboardEncoder, dec: OffboardDecoder, args
         ours = {p: ours_stream(runtime, dec, frames, lost, args.lag) for p, lost in draws.items()}
         bit_rate = 8 * ours[0.0]["bytes"] * args.fps
         packets = encode_clip(CODECS["x264"], small, args.gop, args.fps, bit_rate=round(bit_rate))
-        video = {p: h264_stream(dec, frames, packets, lost) for p, lost in draws.items()}
+        video = {p: h264_stream(dec, frames, small[0].shape[:2], packets, lost) for p, lost in draws.items()}
         for p, lost in draws.items():
             row = {"clip": clip.name, "frames": len(frames), "width": w, "loss": p, "lost": int(lost.sum()),
                    "h264_bit_rate": round(bit_rate)}
