@@ -94,13 +94,25 @@ def to_input_array(rgb: np.ndarray, input_size, mean, std, out: np.ndarray | Non
     elif rgb.shape[:2] != (h, w):
         rgb = resize(rgb, (h, w))
     x = np.empty((3, h, w), np.float32) if out is None else out
-    np.copyto(x, rgb.transpose(2, 0, 1))
+    source = (2, 1, 0) if channel_order == "BGR" else (0, 1, 2)  # input channel i holds RGB channel source[i]
+    if rgb.dtype == np.uint8:  # one table lookup per pixel: the same float32 operations, done on 0..255 once
+        table = _normalization_table(tuple(map(float, mean)), tuple(map(float, std)))
+        for i, c in enumerate(source):
+            np.take(table[c], rgb[..., c], out=x[i], mode="clip")  # uint8 indices: always in range
+        return x
+    np.copyto(x, rgb.transpose(2, 0, 1)[list(source)])
     x /= np.float32(255.0)
-    x -= np.asarray(mean, dtype=np.float32)[:, None, None]
-    x /= np.asarray(std, dtype=np.float32)[:, None, None]
-    if channel_order == "BGR":
-        x[:] = x[::-1].copy()
+    x -= np.asarray(mean, dtype=np.float32)[list(source), None, None]
+    x /= np.asarray(std, dtype=np.float32)[list(source), None, None]
     return x
+
+
+@lru_cache(maxsize=8)
+def _normalization_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """3 x 256 float32: ((v / 255) - mean) / std of every 8-bit value v, per RGB channel, in float32 as the
+    arithmetic path computes it."""
+    v = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    return (v - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
 
 
 def model_input_array(rgb: np.ndarray, cfg, out: np.ndarray | None = None) -> np.ndarray:

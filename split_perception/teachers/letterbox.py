@@ -68,22 +68,44 @@ def _axis_taps(n_in: int, n_out: int, offset: float, ratio: float, replicate: bo
     return np.clip(index, 0, n_in - 1), weight
 
 
-def _sample_axis(image: np.ndarray, taps: tuple[np.ndarray, np.ndarray], axis: int) -> np.ndarray:
-    """Integer weighted sums of the two taps along `axis` (values scale by 32)."""
+def _inside(taps: tuple[np.ndarray, np.ndarray]) -> slice:
+    """The output span whose taps weigh anything: outside it a black border is 0 and needs no sums."""
+    live = np.flatnonzero(taps[1].any(axis=1))
+    return slice(int(live[0]), int(live[-1]) + 1) if len(live) else slice(0, 0)
+
+
+def _sample_axis(image: np.ndarray, taps: tuple[np.ndarray, np.ndarray], axis: int, dtype) -> np.ndarray:
+    """Integer weighted sums of the two taps along `axis` in `dtype` (values scale by 32): uint16 holds
+    one pass over 8-bit pixels (at most 255 * 32), uint32 the second (at most 255 * 32 * 32)."""
     index, weight = taps
     shape = [1] * image.ndim
     shape[axis] = len(index)
-    return sum(np.take(image, index[:, k], axis=axis).astype(np.int64) * weight[:, k].reshape(shape) for k in (0, 1))
+    out = np.take(image, index[:, 0], axis=axis).astype(dtype)
+    out *= weight[:, 0].astype(dtype).reshape(shape)
+    second = np.take(image, index[:, 1], axis=axis).astype(dtype)
+    second *= weight[:, 1].astype(dtype).reshape(shape)
+    out += second
+    return out
 
 
 def _warp(image: np.ndarray, transform: Letterbox, input_width: int, input_height: int,
           replicate: bool) -> np.ndarray:
-    """The H x W x 3 float32 input (8-bit values) that `transform` makes of `image`."""
-    rows = _sample_axis(image, _axis_taps(image.shape[0], input_height, transform.offset_y, transform.ratio_y,
-                                          replicate), 0)
-    both = _sample_axis(rows, _axis_taps(image.shape[1], input_width, transform.offset_x, transform.ratio_x,
-                                         replicate), 1)
-    return ((both + (SUBPIXELS ** 2 >> 1)) >> 2 * SUBPIXEL_BITS).astype(np.float32)
+    """The H x W x 3 uint8 input that `transform` makes of `image`.
+
+    Exact integer arithmetic, so the order of the two passes and the integer widths change nothing
+    but the time: 8-bit rows weighted in uint16, then columns in uint32, one rounding at the end. A
+    black border's rows and columns are left at 0 rather than summed (a 4:3 camera frame letterboxed
+    to a square input is a quarter border)."""
+    row_taps = _axis_taps(image.shape[0], input_height, transform.offset_y, transform.ratio_y, replicate)
+    col_taps = _axis_taps(image.shape[1], input_width, transform.offset_x, transform.ratio_x, replicate)
+    rows, cols = _inside(row_taps), _inside(col_taps)
+    out = np.zeros((input_height, input_width, 3), np.uint8)
+    part = _sample_axis(image, (row_taps[0][rows], row_taps[1][rows]), 0, np.uint16)
+    part = _sample_axis(part, (col_taps[0][cols], col_taps[1][cols]), 1, np.uint32)
+    part += SUBPIXELS ** 2 >> 1
+    part >>= 2 * SUBPIXEL_BITS
+    out[rows, cols] = part
+    return out
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -92,7 +114,7 @@ def _check_image(image: np.ndarray) -> None:
 
 
 def letterbox(image: np.ndarray, input_width: int, input_height: int) -> tuple[np.ndarray, Letterbox]:
-    """(H x W x 3 float32 image holding 8-bit values, its Letterbox) for an H' x W' x 3 uint8 image:
+    """(H x W x 3 uint8 image, its Letterbox) for an H' x W' x 3 uint8 image:
     keep-ratio resize, centred, black border."""
     _check_image(image)
     transform = Letterbox.fit(image.shape[1], image.shape[0], input_width, input_height)
@@ -100,7 +122,7 @@ def letterbox(image: np.ndarray, input_width: int, input_height: int) -> tuple[n
 
 
 def stretch(image: np.ndarray, input_width: int, input_height: int) -> tuple[np.ndarray, Letterbox]:
-    """(H x W x 3 float32 image holding 8-bit values, its Letterbox) for an H' x W' x 3 uint8 image:
+    """(H x W x 3 uint8 image, its Letterbox) for an H' x W' x 3 uint8 image:
     each axis scaled to fill the input, edges replicated."""
     _check_image(image)
     transform = Letterbox.stretch(image.shape[1], image.shape[0], input_width, input_height)
