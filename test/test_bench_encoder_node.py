@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from split_perception.bench.encoder_node_load import summarize
 from split_perception.cli import main
 from split_perception.harness.domains import pick_domain
@@ -19,10 +21,12 @@ def test_summarize_rates_in_the_window():
     assert row["received_fps"] == 6.0 and row["encode_ms_p50"] == 3.0
 
 
-def test_encoder_node_short_run_over_dds(tmp_path):
+@pytest.mark.parametrize("model", [[], ["--model", "nanodet_g"]], ids=["default", "by-name"])
+def test_encoder_node_short_run_over_dds(tmp_path, model):
+    """The default model, and the same named as the committed run names it (the node gets its checkpoint)."""
     out = tmp_path / "out"
     rc = main(["bench", "encoder-node", "--seconds", "9", "--fps", "10", "--size", "320x240", "--runtimes", "onnx",
-               "--out", str(out), "--domain-id", str(pick_domain())])
+               "--out", str(out), "--domain-id", str(pick_domain()), *model])
     res = json.loads((out / "encoder_node.json").read_text())
     assert rc == 0, res
     assert [(r["runtime"], r["camera_dds"]) for r in res["rows"]] == [

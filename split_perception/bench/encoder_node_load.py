@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
+from ..model_files import model_file
 from .common import frame_size
 from .memory import MemorySampler
 
@@ -54,7 +55,7 @@ def run_one(runtime: str, profile: str | None, args, domain: int, size: tuple[in
         work = Path(tmp)
         params = {"runtime": runtime, "threads": args.threads, "width": args.width}
         if args.model:
-            params["model_path"] = Path(args.model)
+            params["model_path"] = model_file(args.model)  # a bundled name as its checkpoint
         enc = start_node("encoder", domain, params=params, log_path=work / "encoder.log", env=env)
         sampler = MemorySampler({"encoder": enc.pid}, time.monotonic())
         try:

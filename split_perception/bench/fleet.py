@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
+from ..model_files import model_file
 from .common import dataset
 from .memory import MemorySampler
 
@@ -54,7 +55,7 @@ def run_one(n: int, mode: str, args, domain: int, images: list[str], widths: lis
     from ..harness.processes import python_module, ros_env, start_node, stop, wait_for_log
 
     robots = [f"r{k + 1}" for k in range(n)]
-    model = {"model_path": Path(args.model)} if args.model else {}
+    model = {"model_path": model_file(args.model)} if args.model else {}  # a bundled name as its checkpoint
     procs, offboard = [], []
     with tempfile.TemporaryDirectory(prefix="sp_fleet_") as tmp:
         work = Path(tmp)
