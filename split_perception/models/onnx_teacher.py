@@ -33,6 +33,11 @@ def _frozen(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
+def _split(spec):
+    """The teacher's ONNX detector cut at its split tensor: (front, tail) graphs."""
+    return split_model(onnx.load(str(spec.model_path)), spec.split.tensor)
+
+
 class OnnxTeacher(nn.Module):
     """Front and tail of an ONNX detector as frozen torch modules, with its head family's decoding."""
 
@@ -42,7 +47,7 @@ class OnnxTeacher(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.spec = cfg.teacher_spec()
-        parts = split_model(onnx.load(str(self.spec.model_path)), self.spec.split.tensor)
+        parts = _split(self.spec)
         self.front_twin = _frozen(TorchTwin(parts.front))
         self.tail = _frozen(TorchTwin(parts.tail))
         self._tail_graph = parts.tail.SerializeToString()
@@ -116,5 +121,4 @@ def onnx_front_only(cfg: ModelConfig) -> tuple[nn.Module, int]:
     """The front of an ONNX teacher alone (its torch twin, frozen) and the split tensor's channels: for
     a model that holds only its encoder, as `teacher.front_only` is for the built-in teacher."""
     spec = cfg.teacher_spec()
-    parts = split_model(onnx.load(str(spec.model_path)), spec.split.tensor)
-    return _Front(_frozen(TorchTwin(parts.front))), int(spec.split.shape[1])
+    return _Front(_frozen(TorchTwin(_split(spec).front))), int(spec.split.shape[1])
