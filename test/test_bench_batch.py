@@ -7,10 +7,10 @@ import json
 from split_perception.cli import main
 
 
-def test_batch_small_run(tmp_path, tiny_model_path, tiny_data):
+def test_batch_small_run(tmp_path):
+    """The default model, on its default frames (the held-out clips)."""
     out = tmp_path / "batch"
-    assert main(["bench", "batch", "--model", str(tiny_model_path), "--data", str(tiny_data), "--batches", "2,4",
-                 "--repeats", "2", "--threads", "1", "--out", str(out)]) == 0
+    assert main(["bench", "batch", "--batches", "2,4", "--repeats", "2", "--threads", "1", "--out", str(out)]) == 0
     rows = json.loads((out / "batch.json").read_text())["rows"]
     assert [r["batch"] for r in rows] == [1, 2, 4] and rows[0]["frame_ratio"] == 1.0
     for r in rows:

@@ -25,10 +25,11 @@ def test_summarize_and_compare():
     assert rows[1]["fps_vs_per_robot"] == 1.0
 
 
-def test_fleet_short_run_over_dds(tmp_path, tiny_data, tiny_model_path):
+def test_fleet_short_run_over_dds(tmp_path):
+    """The default model, its cameras on frames of the held-out clips."""
     out = tmp_path / "out"
-    rc = main(["bench", "fleet", "--robots", "2", "--seconds", "14", "--fps", "2", "--model", str(tiny_model_path),
-               "--data", str(tiny_data), "--out", str(out), "--domain-id", str(pick_domain())])
+    rc = main(["bench", "fleet", "--robots", "2", "--seconds", "14", "--fps", "2", "--out", str(out),
+               "--domain-id", str(pick_domain())])
     res = json.loads((out / "fleet.json").read_text())
     assert rc == 0, res
     rows = {r["mode"]: r for r in res["rows"]}

@@ -17,8 +17,8 @@ import torch
 
 from ..errors import ConfigError
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
-from .common import dataset
-from .latency import interleaved_ms, load_frames
+from .common import frames_source, load_frames
+from .latency import interleaved_ms
 
 
 def measure(model_path, data, batches: list[int], rounds: int, progress: bool = True) -> list[dict]:
@@ -28,7 +28,7 @@ def measure(model_path, data, batches: list[int], rounds: int, progress: bool = 
     from ..onboard.encoder import OnboardEncoder
 
     enc, dec = OnboardEncoder(model_path), OffboardDecoder(model_path)
-    frames = load_frames(dataset(data), max(batches))
+    frames = load_frames(data, max(batches))
     if len(frames) < max(batches):
         raise ConfigError(f"{data} has {len(frames)} images, the largest batch needs {max(batches)}")
     packets = []
@@ -61,6 +61,7 @@ def run(args) -> int:
         raise ConfigError("--batches must be >= 1 and --repeats >= 1")
     if 1 not in batches:
         batches = [1, *batches]  # the baseline of the same run
+    args.data = frames_source(args.model, args.data)
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
     rows = measure(args.model, args.data, batches, args.repeats)

@@ -12,6 +12,9 @@ import importlib
 from ..harness.domains import DOMAIN_HELP
 from ..model_files import MODEL_HELP
 
+FRAMES_HELP = ("a COCO-format dataset, or a folder of clips (their frames in turn); default data/synthetic/val, or "
+               "for a model of an ONNX teacher the held-out clips data/footage/heldout/clips")
+
 
 def _runner(module: str):
     def run(args) -> int:
@@ -88,9 +91,7 @@ def add_parsers(sub) -> None:
 
     s = bsub.add_parser("latency", help="onboard/offboard ms per width vs full onboard inference and JPEG")
     _common(s, "latency")
-    s.add_argument("--data", help="frames to time on: a COCO-format dataset, or a folder of clips (their frames "
-                                  "in turn); default data/synthetic/val, or for a model of an ONNX teacher the "
-                                  "held-out clips data/footage/heldout/clips")
+    s.add_argument("--data", help=f"frames to time on: {FRAMES_HELP}")
     s.add_argument("--repeats", type=int, default=50, help="timing rounds: calls per measurement (best and median)")
     s.add_argument("--frames", type=int, default=30, help="frames timed and sized (the first N of --data)")
     s.set_defaults(func=_runner("latency"))
@@ -124,7 +125,7 @@ def add_parsers(sub) -> None:
     s = bsub.add_parser("batch", help="offboard decode + heads ms per frame by batch size (frames waiting "
                                       "together, as from a fleet)")
     _common(s, "batch")
-    s.add_argument("--data", default="data/synthetic/val", help="frames the packets are made from")
+    s.add_argument("--data", help=f"frames the packets are made from: {FRAMES_HELP}")
     s.add_argument("--batches", default="1,2,4,8,16", help="comma-separated batch sizes (1 is always measured)")
     s.add_argument("--repeats", type=int, default=20, help="timing rounds")
     s.set_defaults(func=_runner("batch"))
@@ -135,7 +136,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--robots", default="1,2,4,8", help="comma-separated robot counts")
     s.add_argument("--seconds", type=float, default=40.0, help="run length per robot count and mode")
     s.add_argument("--fps", type=float, default=4.0, help="camera rate per robot")
-    s.add_argument("--data", default="data/synthetic/val", help="held-out frames the cameras publish")
+    s.add_argument("--data", help=f"held-out frames the cameras publish: {FRAMES_HELP}")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("fleet"))
 
@@ -149,7 +150,7 @@ def add_parsers(sub) -> None:
                    "decode the whole fleet alone on a 2-core machine with the default model)")
     s.add_argument("--kill-at", type=float, default=30.0, help="seconds into the run when s1 is SIGKILLed")
     s.add_argument("--return-at", type=float, default=50.0, help="seconds into the run when s1 starts again (0: never)")
-    s.add_argument("--data", default="data/synthetic/val", help="held-out frames the cameras publish")
+    s.add_argument("--data", help=f"held-out frames the cameras publish: {FRAMES_HELP}")
     s.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     s.set_defaults(func=_runner("failover"))
 

@@ -32,8 +32,8 @@ from ..errors import ConfigError
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from, pick_domain
 from ..link.failover import order
-from .common import dataset
-from .fleet import WARMUP_S, held_out_images
+from .common import frames_source
+from .fleet import WARMUP_S, camera_images
 
 SERVERS = ("s1", "s2")
 TARGET_S = 5.0  # a dead server's robots are served again within this
@@ -159,7 +159,7 @@ def run(args) -> int:
                           f"--return-at 0 or above --kill-at + {TARGET_S:g}")
     robots = [f"r{k + 1}" for k in range(args.robots)]
     model = {"model_path": args.model or ""}  # a bundled model's name, or a path the nodes take as the caller meant
-    images = held_out_images(dataset(args.data), 8)
+    data = frames_source(args.model, args.data)
     robot_domain = domain_from(args)
     domains = {s: pick_domain("run") for s in SERVERS}
     endpoints = {s: f"tcp/127.0.0.1:{free_port()}" for s in SERVERS}
@@ -170,6 +170,7 @@ def run(args) -> int:
     procs, servers = [], {}
     with tempfile.TemporaryDirectory(prefix="sp_failover_") as tmp:
         work = Path(tmp)
+        images = camera_images(data, 8, work / "frames")
         try:
             for s in SERVERS:
                 servers[s] = start_server(s, domains[s], endpoints, robots, model, args, work, "")

@@ -22,20 +22,24 @@ from ..errors import ConfigError
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from
 from ..model_files import model_file
-from .common import dataset
+from .common import frames_source, load_frames
 from .memory import MemorySampler
 
 WARMUP_S = 5.0  # left out at the start (discovery, first batches)
 MODES = ("one-server", "per-robot")
 
 
-def held_out_images(root, n: int) -> list[str]:
-    """Paths of the first `n` images of a COCO-format dataset (the cameras' frames)."""
-    from ..data.coco import dataset_paths, load_coco
+def camera_images(data, n: int, folder: Path) -> list[str]:
+    """The cameras' frames, the first `n` of `data` (`load_frames`: a dataset's images or frames of clips),
+    as PNG files in `folder`, which the camera process reads."""
+    from PIL import Image
 
-    ann, images = dataset_paths(root)
-    coco = load_coco(ann)
-    return [str((images / coco.loadImgs(i)[0]["file_name"]).resolve()) for i in sorted(coco.getImgIds())[:n]]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, rgb in enumerate(load_frames(data, n)):
+        paths.append(str((folder / f"frame_{k:03d}.png").resolve()))
+        Image.fromarray(rgb).save(paths[-1])
+    return paths
 
 
 def summarize(rec: dict, lo: float, hi: float) -> dict:
@@ -147,12 +151,14 @@ def run(args) -> int:
     from ..onboard.export_files import widths_and_bytes
 
     widths = widths_and_bytes(args.model)[0]
-    images = held_out_images(dataset(args.data), 16)
+    args.data = frames_source(args.model, args.data)
     domain = domain_from(args)
     print(f"fleet: {counts} robots at {args.fps:g} fps each, {args.seconds:g} s per run, widths cycling "
-          f"{widths}, ROS_DOMAIN_ID {domain}", flush=True)
+          f"{widths}, frames of {args.data}, ROS_DOMAIN_ID {domain}", flush=True)
     t0 = time.monotonic()
-    rows = [run_one(n, mode, args, domain, images, widths) for n in counts for mode in MODES]
+    with tempfile.TemporaryDirectory(prefix="sp_fleet_frames_") as frames:
+        images = camera_images(args.data, 16, Path(frames))
+        rows = [run_one(n, mode, args, domain, images, widths) for n in counts for mode in MODES]
     compare(rows)
     table = markdown_table(rows, COLUMNS)
     note = (f"{args.fps:g} fps offered per robot, {args.seconds:g} s per run (the first {WARMUP_S:g} s left out); "

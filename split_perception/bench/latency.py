@@ -29,7 +29,7 @@ import torch
 
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from . import e2e
-from .common import count_macs, dataset
+from .common import count_macs, frames_source, load_frames
 
 JPEG_QUALITIES = (95, 75)
 BANDWIDTH_RANGE = (0.5, 50.0)  # Mbit/s
@@ -66,29 +66,6 @@ def active_encoder_params(model, width_index: int) -> int:
 
 
 # ---- frames -------------------------------------------------------------------------------
-def load_frames(data: str | Path, n: int) -> list[np.ndarray]:
-    """The first `n` frames of `data` as RGB uint8 (camera frames): a COCO-format dataset's images, or a
-    folder of clips, `n` frames spread evenly over them (a clip's frames in order)."""
-    import cv2
-
-    from ..data.coco import dataset_paths, load_coco
-    from ..data.footage import iter_frames
-    from .rate_accuracy_real import clips
-
-    root = Path(data)
-    if not (root / "annotations.json").is_file() and root.is_dir():
-        found = clips(root)
-        per_clip = -(-n // len(found))
-        return [rgb for clip in found for rgb in iter_frames(clip, max_frames=per_clip)][:n]
-    ann, images = dataset_paths(dataset(root))
-    coco = load_coco(ann)
-    frames = []
-    for image_id in sorted(coco.getImgIds())[:n]:
-        bgr = cv2.imread(str(images / coco.loadImgs(image_id)[0]["file_name"]), cv2.IMREAD_COLOR)
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return frames
-
-
 class Cycle:
     """Endless iteration over a list (each timed call gets the next frame/packet)."""
 
@@ -310,11 +287,7 @@ def report(rows: list[dict], options: list[e2e.Option], ranges: dict[str, list[d
 
 
 def run(args) -> int:
-    from ..models.checkpoint import read_checkpoint
-
-    if args.data is None:
-        teacher = read_checkpoint(args.model)["model_config"].teacher
-        args.data = "data/footage/heldout/clips" if teacher else "data/synthetic/val"
+    args.data = frames_source(args.model, args.data)
     torch.set_num_threads(args.threads)
     t0, load0 = time.monotonic(), os.getloadavg()
     res = measure(args.model, args.data, args.frames, args.repeats, args.threads)
