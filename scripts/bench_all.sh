@@ -1,8 +1,8 @@
 #!/bin/bash
 # Rerun the benchmarks with the models and settings of the committed results, one after another
 # (about 90 minutes on a 2-core machine), then regenerate docs/results.md and the README's results lines:
-# the default model (nanodet_g) on the onboard cost and the held-out clips, the synthetic model where a
-# benchmark scores against ground truth or carries the fleet. Run after replacing a model; each
+# the default model (nanodet_g) on the onboard cost, the fleet and the held-out clips, the synthetic model
+# where a benchmark scores against ground truth. Run after replacing a model; each
 # benchmark's output is logged to runs/bench_all/<name>.log. Needs `make ros` (the venv with ROS), the
 # onboard venv (`make onboard`), the footage (`make footage`) and the synthetic held-out sets
 # (docs/training.md: make-dataset val, val_hard and fit).
@@ -32,11 +32,11 @@ run switch switch --model nanodet_g --out results/bench/switch --threads 2 --rep
 run transport transport --model synthetic --out results/bench/transport --threads 1 --seconds 30.0 --fps 30.0 --size 640x480
 run encoder_node encoder-node --model nanodet_g --out results/bench/encoder_node --threads 1 --seconds 30.0 --fps 30.0 --size 640x480 \
   --width 1.0 --runtimes onnx,torch
-run batch batch --model synthetic --out results/bench/batch --threads 2 --data data/synthetic/val --batches 1,2,4,8,16 --repeats 20
+run batch batch --model nanodet_g --out results/bench/batch --threads 2 --batches 1,2,4,8,16 --repeats 20
 run link link --model synthetic --out results/bench/link --threads 1 --schedule 20,2,0.5,0.1,5 --phase-seconds 15.0 \
   --modes raw,jpeg95,jpeg75,width0.25,width0.5,width1.0,adaptive --fps 10.0 --frames 50 --transport dds,zenoh \
   --data data/synthetic/val
-run fleet fleet --model synthetic --out results/bench/fleet --threads 2 --robots 1,2,4,8 --seconds 40.0 --fps 4.0 --data data/synthetic/val
+run fleet fleet --model nanodet_g --out results/bench/fleet --threads 2 --robots 1,2,4,8 --seconds 40.0 --fps 4.0
 run restart restart --model nanodet_g --out results/bench/restart --threads 1 --runs 3 --victims decoder,encoder --cpu-load 0 --fps 5.0 \
   --down-s 4.0 --seconds 26.0
 run soak soak --model synthetic --out results/bench/soak --threads 1 --minutes 10.0 --fps 30.0 --size 640x480 --width 1.0 --warmup-s 10.0 \
