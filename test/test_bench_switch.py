@@ -65,9 +65,10 @@ def test_switch_reports_missing_ros_install_and_keeps_in_process_results(tmp_pat
     assert "NOT MEASURED" in (out / "table.md").read_text()
 
 
-def test_switch_through_ros_node(tmp_path, tiny_model_path):
+def test_switch_through_ros_node(tmp_path):
+    """The default model named as the committed run names it: the node gets its checkpoint."""
     out = tmp_path / "sw"
-    assert main(["bench", "switch", "--model", str(tiny_model_path), "--repeats", "1", "--fps", "10",
+    assert main(["bench", "switch", "--model", "nanodet_g", "--repeats", "1", "--fps", "10",
                  "--switches", "2", "--ros-seconds", "18", "--out", str(out)]) == 0
     ros = json.loads((out / "switch.json").read_text())["ros"]
     assert "skipped" not in ros, ros

@@ -33,6 +33,7 @@ from ..config import find_width
 from ..errors import ConfigError
 from ..evaluation.report import command_line, machine_info, markdown_table, write_results
 from ..harness.domains import domain_from, pick_domain
+from ..model_files import model_file
 
 SWITCHES_PER_RELOAD = 5  # switches are cheap: more samples of them per (slow) reload
 
@@ -127,7 +128,6 @@ def minimal_reload_payload(model_path, width: float, frame: np.ndarray) -> bytes
     from ..codec.context import ContextCoder, ContextTables
     from ..codec.symbols import to_symbols
     from ..config import model_config_from_dict
-    from ..model_files import model_file
     from ..models.encoder import FrontProjectionEncoder, SlimmableEncoder
     from ..models.onnx_teacher import onnx_front_only
     from ..models.slimmable import WidthState
@@ -217,7 +217,7 @@ def measure_ros(model_path, threads: int, fps: float, switches: int, seconds: fl
     calls = switch_schedule(widths, widths[-1], switches, warmup, every)
     params = {"threads": threads}
     if model_path:
-        params["model_path"] = str(Path(model_path).resolve())
+        params["model_path"] = str(model_file(model_path).resolve())  # a bundled name as its checkpoint
     with tempfile.TemporaryDirectory(prefix="bench_switch_") as tmp:
         tmp = Path(tmp)
         node = start_node("encoder", domain_id, params=params, log_path=tmp / "encoder.log")
@@ -358,4 +358,7 @@ def run(args) -> int:
     plot(out / "switch.png", rows, ros)
     (out / "table.md").write_text(text + "\n")
     print("wrote " + ", ".join(str(p) for p in [*files, out / "switch.png", out / "table.md"]))
+    if "skipped" not in ros and not any(s["first_packet_ms"] is not None for s in ros["switches"]):
+        print("bench switch: no packet at a new width came through ROS (node_log_tail in switch.json)", file=sys.stderr)
+        return 1
     return 0
