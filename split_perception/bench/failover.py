@@ -151,7 +151,7 @@ def headline(result: dict) -> str:
 
 
 def run(args) -> int:
-    from ..harness.processes import python_module, ros_env, start_node, stop, wait_for_log
+    from ..harness.processes import ROBOT_ENV, python_module, ros_env, start_node, stop, wait_for_log
 
     if not 0 < args.kill_at < args.seconds - TARGET_S - TAIL_S or args.fps <= 0 or args.robots < 2 or \
             (args.return_at and args.return_at <= args.kill_at + TARGET_S):
@@ -177,10 +177,10 @@ def run(args) -> int:
                 procs += servers[s]
             for r in robots:
                 procs.append(start_node("encoder", robot_domain, namespace=r, log_path=work / f"encoder_{r}.log",
-                                        params={**model, "threads": 1}))
+                                        params={**model, "threads": 1}, env=ROBOT_ENV))
                 procs.append(start_node("zenoh_bridge", robot_domain, namespace=r, log_path=work / f"bridge_{r}.log",
                                         params={"connect": list(endpoints.values()), "to_zenoh": ["features"],
-                                                "from_zenoh": ["detections", "link_status"]}))
+                                                "from_zenoh": ["detections", "link_status"]}, env=ROBOT_ENV))
             for log in sorted(work.glob("*.log")):
                 wait_for_log(log, "ready", 300)
             # each server serves its own robots (the first one ready serves all until the other can)
@@ -195,7 +195,7 @@ def run(args) -> int:
                    "images": images}  # stopped by SIGINT at the end of the run
             (work / "camera.json").write_text(json.dumps(cfg))
             cam = subprocess.Popen([*python_module("split_perception.harness.fleet_camera"), str(work / "camera.json"),
-                                    str(work / "camera_out.json")], env=ros_env(robot_domain), cwd=work,
+                                    str(work / "camera_out.json")], env={**ros_env(robot_domain), **ROBOT_ENV}, cwd=work,
                                    start_new_session=True)
             procs.append(cam)
             start_ns, t0 = time.time_ns(), time.monotonic()

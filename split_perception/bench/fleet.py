@@ -56,7 +56,7 @@ def summarize(rec: dict, lo: float, hi: float) -> dict:
 
 
 def run_one(n: int, mode: str, args, domain: int, images: list[str], widths: list[float]) -> dict:
-    from ..harness.processes import python_module, ros_env, start_node, stop, wait_for_log
+    from ..harness.processes import ROBOT_ENV, python_module, ros_env, start_node, stop, wait_for_log
 
     robots = [f"r{k + 1}" for k in range(n)]
     model = {"model_path": model_file(args.model)} if args.model else {}  # a bundled name as its checkpoint
@@ -66,7 +66,8 @@ def run_one(n: int, mode: str, args, domain: int, images: list[str], widths: lis
         try:
             for k, r in enumerate(robots):  # the robots' links differ: so do their widths
                 procs.append(start_node("encoder", domain, namespace=r, log_path=work / f"encoder_{r}.log",
-                                        params={**model, "threads": 1, "width": widths[k % len(widths)]}))
+                                        params={**model, "threads": 1, "width": widths[k % len(widths)]},
+                                        env=ROBOT_ENV))
             dec = {**model, "threads": args.threads, "publish_mask": False}
             if mode == "one-server":
                 offboard.append(start_node("decoder", domain, params={**dec, "robots": robots},
@@ -82,7 +83,7 @@ def run_one(n: int, mode: str, args, domain: int, images: list[str], widths: lis
             cfg = {"robots": robots, "fps": args.fps, "seconds": args.seconds, "images": images}
             (work / "camera.json").write_text(json.dumps(cfg))
             cam = subprocess.Popen([*python_module("split_perception.harness.fleet_camera"), str(work / "camera.json"),
-                                    str(work / "camera_out.json")], env=ros_env(domain), cwd=work,
+                                    str(work / "camera_out.json")], env={**ros_env(domain), **ROBOT_ENV}, cwd=work,
                                    start_new_session=True)
             procs.append(cam)
             if cam.wait(timeout=args.seconds + 120) != 0:
@@ -162,7 +163,8 @@ def run(args) -> int:
     compare(rows)
     table = markdown_table(rows, COLUMNS)
     note = (f"{args.fps:g} fps offered per robot, {args.seconds:g} s per run (the first {WARMUP_S:g} s left out); "
-            f"every decoder process runs {args.threads} torch thread(s); all processes share this machine.")
+            f"every decoder process runs {args.threads} torch thread(s); all processes share this machine; the "
+            f"robots' processes (camera, encoders) run with config/fastdds_large_frames.xml, as the README has a robot do.")
     print(f"{note}\n\n{table}")
     out = Path(args.out)
     write_results(out, "fleet", {"command": command_line(args), "machine": machine_info(args.threads),

@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL = Path(os.environ.get("SPLIT_PERCEPTION_INSTALL") or REPO / ".colcon" / "install" / "split_perception")
 CONFIG = REPO / "config"
 LARGE_FRAMES_PROFILE = CONFIG / "fastdds_large_frames.xml"  # whole camera frames through shared memory
+# what the README has every process on a robot run with (its camera driver above all): the profile
+ROBOT_ENV = {"FASTDDS_DEFAULT_PROFILES_FILE": str(LARGE_FRAMES_PROFILE)}
 
 
 def install_space() -> Path:
